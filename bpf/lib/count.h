@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Counters: per destination (shared entry, atomic adds) and node totals (per CPU). Include
+ * from bpf/ entry files after maps.h.
+ */
+#ifndef SLUICE_BPF_COUNT_H
+#define SLUICE_BPF_COUNT_H
+
+#include "maps.h"
+
+static __always_inline void count_destination(struct sluice_dest_stats *entry, __u8 verdict,
+					      __u64 packets, __u64 bytes)
+{
+	__u32 v = verdict;
+
+	if (!entry || v >= SLUICE_VERDICT_MAX)
+		return;
+	/* Keep the bound check on the register that indexes (clang may copy it otherwise). */
+	barrier_var(v);
+	if (v >= SLUICE_VERDICT_MAX)
+		return;
+	__sync_fetch_and_add(&entry->packets[v], packets);
+	__sync_fetch_and_add(&entry->bytes[v], bytes);
+}
+
+static __always_inline void count_total(__u32 ifindex, __u8 hook, __u8 verdict, __u8 reason,
+					__u64 packets, __u64 bytes)
+{
+	struct sluice_iface *iface = bpf_map_lookup_elem(&sluice_ifaces, &ifindex);
+	__u32 slot = iface ? iface->slot : SLUICE_IFSLOT_OTHER;
+	struct sluice_counter *c;
+	__u32 index;
+
+	/* Out-of-range values would alias another series; they cannot come from our trie. */
+	if (hook >= SLUICE_HOOK_MAX || verdict >= SLUICE_VERDICT_MAX || reason >= SLUICE_REASON_MAX)
+		return;
+	if (slot >= SLUICE_IFSLOTS)
+		slot = SLUICE_IFSLOT_OTHER;
+	index = SLUICE_TOTALS_INDEX(slot, hook, verdict, reason);
+	c = bpf_map_lookup_elem(&sluice_totals, &index);
+	if (!c)
+		return;
+	/* Per-CPU value: this CPU's copy is ours alone, plain adds are exact. */
+	c->packets += packets;
+	c->bytes += bytes;
+}
+
+#endif /* SLUICE_BPF_COUNT_H */

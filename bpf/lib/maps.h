@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The maps every sluice hook shares. Include from the bpf/ entry files only; each entry
+ * file gets its own definitions and userspace points them at the same pinned maps, so all
+ * hooks read one policy and write one set of counters.
+ */
+#ifndef SLUICE_BPF_MAPS_H
+#define SLUICE_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <sluice/abi.h>
+
+/* The policy: a longest-prefix trie of compiled decisions. Built and filled by userspace. */
+struct sluice_policy_trie {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_POLICY_MAX);
+	/*
+	 * Sizes, not __type(): clang 14 emits the types of an inner map template only as
+	 * forward declarations, which libbpf cannot size.
+	 */
+	__uint(key_size, sizeof(struct sluice_lpm_key));
+	__uint(value_size, sizeof(struct sluice_policy_entry));
+};
+
+/*
+ * Slot 0 holds the active policy trie. Userspace builds a new trie off to the side and
+ * swaps it in with one update of this slot, so a packet sees the old policy or the new one,
+ * never a mixture; the kernel frees the old trie once no program can still be using it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct sluice_policy_trie);
+} sluice_policy SEC(".maps");
+
+/* Runtime state written by userspace: the active policy generation. One entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_config);
+} sluice_config SEC(".maps");
+
+/*
+ * Per-destination counters and cached decision, written by the datapath. LRU so that the
+ * number of destinations a node talks to can never exhaust it; node totals stay exact
+ * when an entry is evicted.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_DEST_MAX);
+	__type(key, struct sluice_addr);
+	__type(value, struct sluice_dest_stats);
+} sluice_dests SEC(".maps");
+
+/* Interface slots for the node totals, indexed by ifindex. Written by userspace on attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_IFINDEX_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_iface);
+} sluice_ifaces SEC(".maps");
+
+/* Node totals, per CPU, at SLUICE_TOTALS_INDEX(slot, hook, verdict, reason). Datapath writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_TOTALS_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_counter);
+} sluice_totals SEC(".maps");
+
+#endif /* SLUICE_BPF_MAPS_H */

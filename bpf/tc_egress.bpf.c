@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * tc egress: decide and count every packet the host sends on an attached interface.
+ * Attached with tcx where the kernel has it, clsact otherwise; the program is the same.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lib/parse.h"
+#include "lib/policy.h"
+#include "lib/count.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("tc")
+int sluice_tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct sluice_dest_stats *entry = NULL;
+	struct packet_info pi = {};
+	struct decision d = {};
+	__u64 packets = 1, bytes = skb->len;
+	int ret;
+
+	ret = parse_packet(data, data_end, &pi);
+	if (ret < 0) {
+		decide_unparsed(-ret, &d);
+	} else if (ret == 1) {
+		d.verdict = SLUICE_VERDICT_ALLOW;
+		d.reason = SLUICE_REASON_NON_IP;
+	} else {
+		/* A GSO super-packet leaves as gso_segs wire packets, each with its own headers. */
+		if (skb->gso_segs > 1) {
+			packets = skb->gso_segs;
+			bytes += (packets - 1) * gso_header_len(data, data_end, &pi);
+		}
+		entry = decide_destination(&pi.dst, &d);
+	}
+
+	count_destination(entry, d.verdict, packets, bytes);
+	count_total(skb->ifindex, SLUICE_HOOK_TC_EGRESS, d.verdict, d.reason, packets, bytes);
+
+	/*
+	 * TC_ACT_SHOT is the only drop tcx knows: it maps every code other than PASS, DROP
+	 * and REDIRECT (TC_ACT_STOLEN included) to "next program", which would let the packet
+	 * through. The sender's sendmsg() then fails with ENOBUFS (documented). TC_ACT_UNSPEC
+	 * lets later programs on the interface (tcx chain or clsact) run too.
+	 */
+	return d.verdict == SLUICE_VERDICT_DENY ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The kernel <-> userspace ABI of sluice, defined once and included by the BPF programs
+ * (bpf/) and by the daemon and CLI (user/). Every map key and value lives here, with its
+ * size pinned by _Static_assert so a layout change is a compile error on both sides.
+ *
+ * Addresses: IPv4 is stored as an IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one
+ * LPM trie and one per-destination table serve both families. An IPv4 /N prefix is the
+ * mapped /(96+N) prefix.
+ */
+#ifndef SLUICE_ABI_H
+#define SLUICE_ABI_H
+
+#include <linux/types.h>
+
+/*
+ * Verdicts: what happened to a packet. The numbering feeds the datapath, the counters'
+ * array indexes and the metric labels; names come from the X-macro so there is one list.
+ */
+#define SLUICE_VERDICTS(X)                                                                         \
+	X(ALLOW, "allow")                                                                          \
+	X(DENY, "deny")                                                                            \
+	X(AUDIT, "audit")                                                                          \
+	X(REPLY, "reply")                                                                          \
+	X(ESSENTIAL, "essential")
+
+enum sluice_verdict {
+#define SLUICE_ENUM_VERDICT(id, name) SLUICE_VERDICT_##id,
+	SLUICE_VERDICTS(SLUICE_ENUM_VERDICT)
+#undef SLUICE_ENUM_VERDICT
+		SLUICE_VERDICT_MAX,
+};
+
+/*
+ * Reasons: why a verdict was reached. Packets the parser cannot decide are never allowed
+ * silently: they get DENY (or AUDIT in audit mode) with a reason of their own.
+ */
+#define SLUICE_REASONS(X)                                                                          \
+	X(RULE, "rule")               /* a policy rule matched */                                  \
+	X(DEFAULT, "default")         /* no rule matched: the policy's default verdict */          \
+	X(NON_IP, "non_ip")           /* not IPv4/IPv6: passes, counted on its own */              \
+	X(TRUNCATED, "truncated")     /* headers end before the destination address */            \
+	X(UNPARSEABLE, "unparseable") /* too many VLAN tags, bad IP header length, ... */         \
+	X(NO_POLICY, "no_policy")     /* no policy installed: fail closed */
+
+enum sluice_reason {
+#define SLUICE_ENUM_REASON(id, name) SLUICE_REASON_##id,
+	SLUICE_REASONS(SLUICE_ENUM_REASON)
+#undef SLUICE_ENUM_REASON
+		SLUICE_REASON_MAX,
+};
+
+/* Hooks, the `hook` label of the counters. */
+#define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress")
+
+enum sluice_hook {
+#define SLUICE_ENUM_HOOK(id, name) SLUICE_HOOK_##id,
+	SLUICE_HOOKS(SLUICE_ENUM_HOOK)
+#undef SLUICE_ENUM_HOOK
+		SLUICE_HOOK_MAX,
+};
+
+enum sluice_mode {
+	SLUICE_MODE_ENFORCE = 0,
+	SLUICE_MODE_AUDIT = 1,
+};
+
+/* Policy-wide flags, repeated in every trie entry so the datapath can read them from ::/0. */
+#define SLUICE_POLICY_F_AUDIT 0x01 /* audit mode: nothing is dropped */
+
+/* Rule id of the policy's default verdict (no rule matched). */
+#define SLUICE_RULE_DEFAULT 0xffffffffu
+/* Rule id when no rule applies at all (non-IP, truncated, ...). */
+#define SLUICE_RULE_NONE 0xfffffffeu
+
+/* An IPv6 address, or an IPv4 address mapped into IPv6 (::ffff:a.b.c.d). Network order. */
+struct sluice_addr {
+	__u8 a[16];
+};
+_Static_assert(sizeof(struct sluice_addr) == 16, "sluice_addr is 16 bytes");
+
+/* Key of the policy LPM trie (the layout the kernel's LPM trie expects). */
+struct sluice_lpm_key {
+	__u32 prefixlen; /* 0..128, over the mapped address */
+	struct sluice_addr addr;
+};
+_Static_assert(sizeof(struct sluice_lpm_key) == 20, "sluice_lpm_key is 20 bytes");
+
+/*
+ * Value of the policy LPM trie: the compiled decision for a prefix. The compiler bakes the
+ * policy's mode in (a deny in audit mode is stored as AUDIT), so the whole policy is one
+ * map and switching maps switches everything at once.
+ */
+struct sluice_policy_entry {
+	__u32 rule_id;    /* index into the policy's rule table, or SLUICE_RULE_DEFAULT */
+	__u32 generation; /* the policy generation that produced this entry */
+	__u8 verdict;     /* enum sluice_verdict, mode already applied */
+	__u8 reason;      /* enum sluice_reason */
+	__u8 flags;       /* SLUICE_POLICY_F_*, the same in every entry of one policy */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct sluice_policy_entry) == 16, "sluice_policy_entry is 16 bytes");
+
+/*
+ * Value of the per-destination table (LRU hash keyed by struct sluice_addr). Counters are
+ * added atomically by every CPU; the cached decision lets a packet skip the LPM lookup
+ * while `generation` equals the active policy generation. No per-packet timestamp: reading
+ * a clock costs more than the rest of the hot path (see docs/performance.md).
+ */
+struct sluice_dest_stats {
+	__u64 packets[SLUICE_VERDICT_MAX];
+	__u64 bytes[SLUICE_VERDICT_MAX];
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
+	__u32 generation;    /* generation of the cached decision below */
+	__u32 rule_id;
+	__u8 verdict;
+	__u8 reason;
+	__u8 pad[6];
+};
+_Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 24,
+	       "sluice_dest_stats layout");
+
+/*
+ * Node totals live in a per-CPU array indexed by (interface slot, hook, verdict, reason):
+ * two inlined array lookups per packet instead of a hash lookup. Userspace gives each
+ * attached interface a slot in sluice_ifaces (indexed by ifindex); slot 0 counts
+ * interfaces without one (never attached by this instance, or ifindex beyond the table).
+ */
+#ifndef SLUICE_IFINDEX_MAX
+#define SLUICE_IFINDEX_MAX 65536
+#endif
+#ifndef SLUICE_IFSLOTS
+#define SLUICE_IFSLOTS 64
+#endif
+#define SLUICE_IFSLOT_OTHER 0
+
+struct sluice_iface {
+	__u32 slot; /* 0 = no slot */
+};
+_Static_assert(sizeof(struct sluice_iface) == 4, "sluice_iface is 4 bytes");
+
+#define SLUICE_TOTALS_MAX (SLUICE_IFSLOTS * SLUICE_HOOK_MAX * SLUICE_VERDICT_MAX * SLUICE_REASON_MAX)
+#define SLUICE_TOTALS_INDEX(slot, hook, verdict, reason)                                           \
+	((((slot)*SLUICE_HOOK_MAX + (hook)) * SLUICE_VERDICT_MAX + (verdict)) * SLUICE_REASON_MAX + \
+	 (reason))
+
+struct sluice_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct sluice_counter) == 16, "sluice_counter is 16 bytes");
+
+/* The single entry of the config array: state the daemon changes while programs run. */
+struct sluice_config {
+	__u32 generation; /* the active policy generation; 0 = none installed */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
+
+/* Capacities. The policy trie allocates per entry; the others are preallocated. */
+#ifndef SLUICE_POLICY_MAX
+#define SLUICE_POLICY_MAX (1u << 21)
+#endif
+#ifndef SLUICE_DEST_MAX
+#define SLUICE_DEST_MAX 131072
+#endif
+
+/*
+ * Pinned objects, relative to the pin directory (default /sys/fs/bpf/sluice). Map pins
+ * carry the map's name so libbpf can reuse them on the next start.
+ */
+#define SLUICE_PIN_DIR_DEFAULT "/sys/fs/bpf/sluice"
+#define SLUICE_STATE_DIR_DEFAULT "/var/lib/sluice"
+#define SLUICE_PIN_MAPS "maps"
+#define SLUICE_PIN_PROGS "progs"
+#define SLUICE_PIN_LINKS "links"
+
+#endif /* SLUICE_ABI_H */

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Address and prefix parsing and formatting in the mapped-IPv6 form the datapath uses. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+
+static const __u8 v4_mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+bool addr_is_v4(const struct sluice_addr *a)
+{
+	return memcmp(a->a, v4_mapped_prefix, sizeof(v4_mapped_prefix)) == 0;
+}
+
+static void set_error(char *err, size_t errlen, size_t *errcol, size_t col, const char *msg)
+{
+	if (err)
+		snprintf(err, errlen, "%s", msg);
+	if (errcol)
+		*errcol = col;
+}
+
+/* Parse a bare address; returns 4 or 6 for the family, or 0 if it is neither. */
+static int parse_family(const char *s, struct sluice_addr *out)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+
+	if (inet_pton(AF_INET, s, &v4) == 1) {
+		memcpy(out->a, v4_mapped_prefix, sizeof(v4_mapped_prefix));
+		memcpy(&out->a[12], &v4, 4);
+		return 4;
+	}
+	if (inet_pton(AF_INET6, s, &v6) == 1) {
+		memcpy(out->a, &v6, 16);
+		return 6;
+	}
+	return 0;
+}
+
+int addr_parse(const char *s, struct sluice_addr *out)
+{
+	return parse_family(s, out) ? 0 : -EINVAL;
+}
+
+int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, size_t *errcol)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t addr_len = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned max_len, len;
+	int family;
+
+	if (addr_len == 0 || addr_len >= sizeof(buf)) {
+		set_error(err, errlen, errcol, 0, "expected an IPv4 or IPv6 address");
+		return -EINVAL;
+	}
+	memcpy(buf, s, addr_len);
+	buf[addr_len] = '\0';
+	family = parse_family(buf, &out->addr);
+	if (!family) {
+		set_error(err, errlen, errcol, 0, "not an IPv4 or IPv6 address");
+		return -EINVAL;
+	}
+	if (family == 6 && addr_is_v4(&out->addr)) {
+		set_error(err, errlen, errcol, 0,
+			  "IPv4-mapped IPv6 address: write the IPv4 address instead");
+		return -EINVAL;
+	}
+	max_len = family == 4 ? 32 : 128;
+	len = max_len;
+	if (slash) {
+		const char *digits = slash + 1;
+		char *end;
+		unsigned long v;
+
+		if (*digits < '0' || *digits > '9') {
+			set_error(err, errlen, errcol, addr_len + 1, "expected a prefix length");
+			return -EINVAL;
+		}
+		errno = 0;
+		v = strtoul(digits, &end, 10);
+		if (*end != '\0' || errno || v > max_len) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "prefix length must be 0..%u", max_len);
+			set_error(err, errlen, errcol, addr_len + 1, msg);
+			return -EINVAL;
+		}
+		len = v;
+	}
+	out->prefixlen = family == 4 ? 96 + len : len;
+
+	/* Host bits set is almost always a typo (10.0.0.1/8); say so instead of guessing. */
+	for (unsigned bit = out->prefixlen; bit < 128; bit++) {
+		if (out->addr.a[bit / 8] & (0x80 >> (bit % 8))) {
+			set_error(err, errlen, errcol, 0,
+				  "address has bits set beyond the prefix length");
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+bool prefix_contains(const struct prefix *p, const struct sluice_addr *addr)
+{
+	unsigned full = p->prefixlen / 8, rest = p->prefixlen % 8;
+
+	if (memcmp(p->addr.a, addr->a, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	__u8 mask = (__u8)(0xff << (8 - rest));
+	return (p->addr.a[full] & mask) == (addr->a[full] & mask);
+}
+
+void addr_format(const struct sluice_addr *a, char *buf, size_t len)
+{
+	if (addr_is_v4(a)) {
+		if (!inet_ntop(AF_INET, &a->a[12], buf, len))
+			snprintf(buf, len, "?");
+	} else {
+		if (!inet_ntop(AF_INET6, a->a, buf, len))
+			snprintf(buf, len, "?");
+	}
+}
+
+void prefix_format(const struct prefix *p, char *buf, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+	bool v4 = addr_is_v4(&p->addr) && p->prefixlen >= 96;
+
+	addr_format(&p->addr, a, sizeof(a));
+	snprintf(buf, len, "%s/%u", a, v4 ? p->prefixlen - 96 : p->prefixlen);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* What every command shares: global options, option parsing, privileges, exit codes. */
+#ifndef SLUICE_CLI_H
+#define SLUICE_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct cli {
+	const char *pin_dir;
+	const char *state_dir;
+	bool json;
+};
+extern struct cli cli;
+
+/* Options every command takes; a command's own table ends with CLI_COMMON_OPTIONS. */
+enum {
+	OPT_PIN_DIR = 0x100,
+	OPT_STATE_DIR,
+	OPT_JSON,
+	OPT_HELP = 'h',
+	OPT_VERBOSE = 'v',
+	OPT_COMMAND_BASE = 0x200, /* commands number their own long options from here */
+};
+#define CLI_COMMON_OPTIONS                                                                         \
+	{ "pin-dir", required_argument, NULL, OPT_PIN_DIR },                                       \
+		{ "state-dir", required_argument, NULL, OPT_STATE_DIR },                           \
+		{ "json", no_argument, NULL, OPT_JSON }, { "help", no_argument, NULL, OPT_HELP },  \
+		{ "verbose", no_argument, NULL, OPT_VERBOSE },                                     \
+	{                                                                                          \
+		NULL, 0, NULL, 0                                                                   \
+	}
+#define CLI_COMMON_SHORT "hv"
+
+/*
+ * Handle a common option inside a command's getopt loop. Returns 1 if handled, 0 if the
+ * option is the command's own, or -EXIT_USAGE-style: prints help and returns -1 for
+ * --help (exit 0), -2 for an unknown option (exit 2).
+ */
+int cli_common_option(const char *command, int opt, const char *arg);
+
+/* Print a usage error about command to stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print the help of command (usage, description, examples). */
+void cli_print_help(const char *command);
+/* Fail with a clear message unless the process may change kernel state. */
+int cli_require_privileges(const char *command);
+
+int cmd_run(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_dest(int argc, char **argv);
+int cmd_detach(int argc, char **argv);
+
+#endif

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * sluice run: validate everything first, then load, install the policy, attach, and wait.
+ * Nothing in force changes until all input has been checked.
+ */
+#include <errno.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "attach.h"
+#include "cli.h"
+#include "datapath.h"
+#include "ifslots.h"
+#include "log.h"
+#include "pins.h"
+#include "policy.h"
+#include "policy_kernel.h"
+#include "state.h"
+
+#define RUN_MAX_IFACES 64
+#define POLICY_DEFAULT "/etc/sluice/policy.conf"
+
+struct run_opts {
+	const char *ifaces[RUN_MAX_IFACES];
+	int nifaces;
+	const char *policy_path;
+	int mode; /* -1: as the policy says */
+};
+
+enum { OPT_IFACE = OPT_COMMAND_BASE, OPT_POLICY, OPT_MODE };
+
+static const struct option run_options[] = {
+	{ "iface", required_argument, NULL, OPT_IFACE },
+	{ "policy", required_argument, NULL, OPT_POLICY },
+	{ "mode", required_argument, NULL, OPT_MODE },
+	CLI_COMMON_OPTIONS,
+};
+
+static int parse_run_options(int argc, char **argv, struct run_opts *o)
+{
+	int opt, ret;
+
+	o->policy_path = POLICY_DEFAULT;
+	o->mode = -1;
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, run_options, NULL)) != -1) {
+		ret = cli_common_option("run", opt, optarg);
+		if (ret == -1)
+			return -1;
+		if (ret < 0)
+			return EXIT_USAGE;
+		if (ret > 0)
+			continue;
+		switch (opt) {
+		case OPT_IFACE:
+			if (strlen(optarg) == 0 || strlen(optarg) >= IFNAMSIZ)
+				return cli_usage_error("run", "invalid interface name '%s'", optarg);
+			if (o->nifaces == RUN_MAX_IFACES)
+				return cli_usage_error("run", "at most %d interfaces",
+						       RUN_MAX_IFACES);
+			for (int i = 0; i < o->nifaces; i++)
+				if (strcmp(o->ifaces[i], optarg) == 0)
+					return cli_usage_error("run", "interface %s given twice",
+							       optarg);
+			o->ifaces[o->nifaces++] = optarg;
+			break;
+		case OPT_POLICY:
+			o->policy_path = optarg;
+			break;
+		case OPT_MODE:
+			if (strcmp(optarg, "enforce") == 0)
+				o->mode = SLUICE_MODE_ENFORCE;
+			else if (strcmp(optarg, "audit") == 0)
+				o->mode = SLUICE_MODE_AUDIT;
+			else
+				return cli_usage_error("run", "--mode must be enforce or audit, not '%s'",
+						       optarg);
+			break;
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
+	if (o->nifaces == 0)
+		return cli_usage_error("run", "at least one --iface is needed");
+	return 0;
+}
+
+/* Parse, compile and install the policy; on any error the policy in force stays. */
+static int apply_policy(const struct datapath *dp, const struct run_opts *o, __u32 *generation)
+{
+	char err[POLICY_ERROR_MAX];
+	struct compiled_policy cp;
+	struct policy p;
+	int ret, lock;
+
+	ret = policy_parse_file(o->policy_path, &p, err);
+	if (ret) {
+		pr_err("%s", err);
+		return ret;
+	}
+	if (o->mode >= 0)
+		p.mode = o->mode;
+
+	lock = state_lock_writers(cli.state_dir);
+	if (lock < 0) {
+		policy_free(&p);
+		return lock;
+	}
+	ret = policy_next_generation(dp->config_fd, generation);
+	if (!ret)
+		ret = policy_compile(&p, *generation, &cp);
+	if (ret) {
+		pr_err("cannot compile %s: %s", o->policy_path, strerror(-ret));
+		goto out;
+	}
+	/* Names first: a reader may see names for a generation not yet active, never the reverse. */
+	ret = state_write_rules(cli.state_dir, &p, *generation);
+	if (!ret)
+		ret = policy_install(dp->policy_fd, dp->config_fd, &cp, *generation);
+	compiled_policy_free(&cp);
+	if (!ret)
+		pr_info("policy %s installed: generation %u, %zu rules, mode %s, default %s",
+			o->policy_path, *generation, p.nrules,
+			p.mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
+			verdict_name(p.default_verdict));
+out:
+	close(lock);
+	policy_free(&p);
+	return ret;
+}
+
+static int attach_all(const struct datapath *dp, const struct run_opts *o)
+{
+	int lock = state_lock_writers(cli.state_dir), ret = 0;
+
+	if (lock < 0)
+		return lock;
+	for (int i = 0; i < o->nifaces && !ret; i++) {
+		enum attach_kind kind;
+		int slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd, if_nametoindex(o->ifaces[i]));
+
+		if (slot < 0) {
+			pr_err("cannot assign counters to %s: %s", o->ifaces[i], strerror(-slot));
+			ret = slot;
+			break;
+		}
+		ret = attach_egress(cli.pin_dir, dp->egress_prog_fd, o->ifaces[i], &kind);
+		if (!ret)
+			pr_info("attached to %s egress (%s)", o->ifaces[i], attach_kind_name(kind));
+	}
+	close(lock);
+	return ret;
+}
+
+/* Block until SIGTERM/SIGINT; SIGHUP re-reads the policy. */
+static void wait_for_signals(const struct datapath *dp, const struct run_opts *o)
+{
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	for (;;) {
+		__u32 generation;
+
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig != SIGHUP)
+			break;
+		pr_info("SIGHUP: reloading %s", o->policy_path);
+		if (apply_policy(dp, o, &generation))
+			pr_warn("reload rejected; the policy in force is unchanged");
+	}
+	pr_info("exiting on %s; enforcement stays in force (sluice detach removes it)",
+		strsignal(sig));
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o = {};
+	struct datapath dp;
+	__u32 generation;
+	int ret, daemon_lock, other_pid = 0;
+	char err[POLICY_ERROR_MAX];
+	struct policy check;
+
+	ret = parse_run_options(argc, argv, &o);
+	if (ret)
+		return ret == -1 ? EXIT_OK : ret;
+	if (cli_require_privileges("run"))
+		return EXIT_FAIL;
+
+	/* Check all input before anything in the kernel changes. */
+	if (policy_parse_file(o.policy_path, &check, err)) {
+		pr_err("%s", err);
+		return EXIT_FAIL;
+	}
+	policy_free(&check);
+	for (int i = 0; i < o.nifaces; i++) {
+		if (!if_nametoindex(o.ifaces[i])) {
+			pr_err("no such interface: %s", o.ifaces[i]);
+			return EXIT_FAIL;
+		}
+	}
+
+	daemon_lock = state_lock_daemon(cli.state_dir, &other_pid);
+	if (daemon_lock == -EBUSY) {
+		pr_err("another 'sluice run' (pid %d) is using state directory %s", other_pid,
+		       cli.state_dir);
+		return EXIT_FAIL;
+	}
+	if (daemon_lock < 0)
+		return EXIT_FAIL;
+
+	ret = pins_prepare(cli.pin_dir);
+	if (!ret)
+		ret = datapath_load(&dp, cli.pin_dir);
+	if (ret) {
+		close(daemon_lock);
+		return EXIT_FAIL;
+	}
+	/* Policy before attach: a fresh datapath must never run without one. */
+	ret = apply_policy(&dp, &o, &generation);
+	if (!ret)
+		ret = attach_all(&dp, &o);
+	if (ret) {
+		datapath_close(&dp);
+		close(daemon_lock);
+		return EXIT_FAIL;
+	}
+	pr_info("ready: policy generation %u enforced on %d interface(s)", generation, o.nifaces);
+	wait_for_signals(&dp, &o);
+	datapath_close(&dp);
+	close(daemon_lock);
+	return EXIT_OK;
+}

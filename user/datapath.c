@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Loading the BPF programs and their shared maps, pinned or private. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <sluice/abi.h>
+
+#include "datapath.h"
+#include "log.h"
+#include "pins.h"
+#include "tc_egress.skel.h"
+
+#define PIN_PROG_TC_EGRESS "tc_egress"
+
+static void datapath_reset(struct datapath *dp)
+{
+	memset(dp, 0, sizeof(*dp));
+	dp->egress_prog_fd = dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
+}
+
+/* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
+static int set_map_pins(struct bpf_object *obj, const char *pin_dir)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		int err;
+
+		if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_MAPS, bpf_map__name(map)) < 0)
+			return -ENAMETOOLONG;
+		err = bpf_map__set_pin_path(map, path);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Replace PIN_DIR/progs/NAME with prog (the links keep the old program alive until updated). */
+static int pin_program(struct bpf_program *prog, const char *pin_dir, const char *name)
+{
+	char path[PATH_MAX];
+	int err;
+
+	if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_PROGS, name) < 0)
+		return -ENAMETOOLONG;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	err = bpf_program__pin(prog, path);
+	if (err)
+		pr_err("cannot pin program at %s: %s", path, strerror(-err));
+	return err;
+}
+
+int datapath_load(struct datapath *dp, const char *pin_dir)
+{
+	struct tc_egress *skel;
+	int err;
+
+	datapath_reset(dp);
+	skel = tc_egress__open();
+	if (!skel) {
+		err = -errno;
+		pr_err("cannot open the BPF object: %s", strerror(-err));
+		return err;
+	}
+	if (pin_dir) {
+		err = set_map_pins(skel->obj, pin_dir);
+		if (err) {
+			pr_err("pin path too long under %s", pin_dir);
+			goto fail;
+		}
+	}
+	err = tc_egress__load(skel);
+	if (err) {
+		if (pin_dir)
+			pr_err("cannot load the BPF programs: %s (if the maps pinned under %s come "
+			       "from another sluice version, run 'sluice detach --all' first; -v "
+			       "shows details)",
+			       strerror(-err), pin_dir);
+		else
+			pr_err("cannot load the BPF programs: %s (-v shows the verifier log)",
+			       strerror(-err));
+		goto fail;
+	}
+	if (pin_dir) {
+		err = pin_program(skel->progs.sluice_tc_egress, pin_dir, PIN_PROG_TC_EGRESS);
+		if (err)
+			goto fail;
+	}
+	dp->egress = skel;
+	dp->egress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_egress);
+	dp->policy_fd = bpf_map__fd(skel->maps.sluice_policy);
+	dp->config_fd = bpf_map__fd(skel->maps.sluice_config);
+	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);
+	dp->totals_fd = bpf_map__fd(skel->maps.sluice_totals);
+	dp->ifaces_fd = bpf_map__fd(skel->maps.sluice_ifaces);
+	return 0;
+fail:
+	tc_egress__destroy(skel);
+	return err;
+}
+
+void datapath_close(struct datapath *dp)
+{
+	/* Pinned objects stay: destroying the skeleton only drops this process's references. */
+	tc_egress__destroy(dp->egress);
+	datapath_reset(dp);
+}
+
+static const struct {
+	const char *name;
+	size_t offset;
+} pinned_map_names[] = {
+	{ "sluice_policy", offsetof(struct pinned_maps, policy_fd) },
+	{ "sluice_config", offsetof(struct pinned_maps, config_fd) },
+	{ "sluice_dests", offsetof(struct pinned_maps, dests_fd) },
+	{ "sluice_totals", offsetof(struct pinned_maps, totals_fd) },
+	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
+};
+
+int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(pinned_map_names) / sizeof(pinned_map_names[0]); i++)
+		*(int *)((char *)m + pinned_map_names[i].offset) = -1;
+	for (size_t i = 0; i < sizeof(pinned_map_names) / sizeof(pinned_map_names[0]); i++) {
+		int fd, err;
+
+		if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_MAPS, pinned_map_names[i].name) < 0)
+			return -ENAMETOOLONG;
+		fd = bpf_obj_get(path);
+		if (fd < 0) {
+			err = -errno;
+			if (err == -ENOENT)
+				pr_err("sluice is not loaded: no pinned maps under %s", pin_dir);
+			else if (err == -EACCES || err == -EPERM)
+				pr_err("cannot read %s: %s (sluice's state is readable by root only)",
+				       path, strerror(-err));
+			else
+				pr_err("cannot open %s: %s", path, strerror(-err));
+			pinned_maps_close(m);
+			return err;
+		}
+		*(int *)((char *)m + pinned_map_names[i].offset) = fd;
+	}
+	return 0;
+}
+
+void pinned_maps_close(struct pinned_maps *m)
+{
+	for (size_t i = 0; i < sizeof(pinned_map_names) / sizeof(pinned_map_names[0]); i++) {
+		int *fd = (int *)((char *)m + pinned_map_names[i].offset);
+
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+	}
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The loaded datapath: BPF programs and the maps they share, either pinned under a pin
+ * directory (so enforcement outlives the daemon, and the next start adopts the maps) or
+ * private to this process (tests, benchmarks).
+ */
+#ifndef SLUICE_DATAPATH_H
+#define SLUICE_DATAPATH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct tc_egress;
+
+struct datapath {
+	struct tc_egress *egress;
+	int egress_prog_fd;
+	int policy_fd; /* outer array-of-maps: slot 0 holds the active trie */
+	int config_fd;
+	int dests_fd;
+	int totals_fd;
+	int ifaces_fd;
+};
+
+/*
+ * Open and load the programs. With pin_dir, maps are reused from (or pinned to)
+ * PIN_DIR/maps/ and the program is pinned to PIN_DIR/progs/. pin_dir NULL: nothing pinned.
+ */
+int datapath_load(struct datapath *dp, const char *pin_dir);
+void datapath_close(struct datapath *dp);
+
+/* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
+struct pinned_maps {
+	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd;
+};
+int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
+void pinned_maps_close(struct pinned_maps *m);
+
+#endif

@@ -1,0 +1,272 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * sluice: the one binary. Dispatches `sluice COMMAND ...` (unambiguous prefixes accepted)
+ * and holds the command table, which is the one source of the CLI's documentation.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <linux/capability.h>
+#include <sluice/abi.h>
+
+#include "cli.h"
+#include "log.h"
+
+#ifndef CAP_BPF
+#define CAP_BPF 39 /* Linux 5.8; older uapi headers lack it */
+#endif
+
+struct cli cli = {
+	.pin_dir = SLUICE_PIN_DIR_DEFAULT,
+	.state_dir = SLUICE_STATE_DIR_DEFAULT,
+};
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+	const char *summary;
+	const char *details; /* options and examples */
+};
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const struct command commands[] = {
+	{
+		"run",
+		cmd_run,
+		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]",
+		"Load the policy, attach to the interfaces, and stay in the foreground.",
+		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
+		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
+		"without tcx) and waits. SIGHUP re-reads the policy (a bad one is rejected and\n"
+		"the old stays). SIGTERM/SIGINT exit and leave enforcement in force: programs,\n"
+		"maps and links stay pinned until 'sluice detach'.\n"
+		"\n"
+		"  --iface IF        interface to enforce on (repeatable, at least one)\n"
+		"  --policy FILE     policy file (default /etc/sluice/policy.conf)\n"
+		"  --mode MODE       override the policy's mode: enforce or audit\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
+		"  sluice run --iface eth0 --iface ib0 --mode audit\n",
+	},
+	{
+		"stats",
+		cmd_stats,
+		"sluice stats [--json]",
+		"Show node totals by interface, verdict and reason, and map use.",
+		"EXAMPLES\n"
+		"  sluice stats\n"
+		"  sluice stats --json | jq '.verdicts.deny.packets'\n",
+	},
+	{
+		"dest",
+		cmd_dest,
+		"sluice dest [--top N] [--sort bytes|packets|denied] [--json]",
+		"Show per-destination counters and the verdict each destination gets.",
+		"  --top N           show the N first destinations (default 20; 0 = all)\n"
+		"  --sort KEY        bytes (default), packets, or denied (denied packets)\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice dest --top 10\n"
+		"  sluice dest --sort denied --json\n",
+	},
+	{
+		"detach",
+		cmd_detach,
+		"sluice detach --all | --iface IF",
+		"Remove sluice from interfaces; --all also removes every pin.",
+		"  --iface IF        detach from one interface (repeatable)\n"
+		"  --all             detach everywhere and remove programs, maps and pins\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice detach --iface eth1\n"
+		"  sluice detach --all\n",
+	},
+	{ "help", cmd_help, "sluice help [COMMAND]", "Show help for sluice or for COMMAND.", "" },
+	{ "version", cmd_version, "sluice version", "Show the version.", "" },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char common_help[] =
+	"COMMON OPTIONS (every command)\n"
+	"  --pin-dir DIR     BPF pin directory (default " SLUICE_PIN_DIR_DEFAULT ")\n"
+	"  --state-dir DIR   state directory (default " SLUICE_STATE_DIR_DEFAULT ")\n"
+	"  --json            machine-readable output (read commands; errors too)\n"
+	"  -v, --verbose     debug output, including libbpf's\n"
+	"  -h, --help        this help\n"
+	"\n"
+	"Exit status: 0 ok, 1 failure, 2 usage error.\n";
+
+/* Exact name, or an unambiguous prefix. NULL with *ambiguous set when it is ambiguous. */
+static const struct command *find_command(const char *name, bool *ambiguous)
+{
+	const struct command *found = NULL;
+	size_t len = strlen(name);
+
+	*ambiguous = false;
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+		if (len && strncmp(commands[i].name, name, len) == 0) {
+			if (found)
+				*ambiguous = true;
+			found = &commands[i];
+		}
+	}
+	return *ambiguous ? NULL : found;
+}
+
+static void print_overview(FILE *f)
+{
+	fprintf(f, "Usage: sluice [COMMON OPTIONS] COMMAND [ARGS]\n\n"
+		   "sluice: eBPF egress enforcement and accounting.\n\nCOMMANDS\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n%s\nRun 'sluice help COMMAND' for a command's options and examples.\n",
+		common_help);
+}
+
+void cli_print_help(const char *name)
+{
+	bool ambiguous;
+	const struct command *c = find_command(name, &ambiguous);
+
+	if (!c) {
+		print_overview(stdout);
+		return;
+	}
+	printf("Usage: %s\n\n%s\n\n%s%s%s", c->usage, c->summary, c->details,
+	       c->details[0] ? "\n" : "", common_help);
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pr_err("%s", msg);
+	fprintf(stderr, "Try 'sluice help %s'.\n", command);
+	return EXIT_USAGE;
+}
+
+int cli_common_option(const char *command, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_PIN_DIR:
+		if (arg[0] != '/')
+			return cli_usage_error(command, "--pin-dir needs an absolute path"), -2;
+		cli.pin_dir = arg;
+		return 1;
+	case OPT_STATE_DIR:
+		if (arg[0] != '/')
+			return cli_usage_error(command, "--state-dir needs an absolute path"), -2;
+		cli.state_dir = arg;
+		return 1;
+	case OPT_JSON:
+		cli.json = true;
+		return 1;
+	case OPT_VERBOSE:
+		log_init(LOG_DEBUG);
+		return 1;
+	case OPT_HELP:
+		cli_print_help(command);
+		return -1;
+	case '?':
+		fprintf(stderr, "Try 'sluice help %s'.\n", command);
+		return -2;
+	default:
+		return 0;
+	}
+}
+
+int cli_require_privileges(const char *command)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+	bool bpf, net_admin;
+
+	if (syscall(SYS_capget, &hdr, data) < 0) {
+		pr_err("cannot read process capabilities: %s", strerror(errno));
+		return -errno;
+	}
+#define HAS_CAP(cap) (data[(cap) / 32].effective & (1u << ((cap) % 32)))
+	bpf = HAS_CAP(CAP_BPF) || HAS_CAP(CAP_SYS_ADMIN);
+	net_admin = HAS_CAP(CAP_NET_ADMIN);
+#undef HAS_CAP
+	if (!bpf || !net_admin) {
+		pr_err("'sluice %s' changes kernel state and needs root (CAP_BPF and CAP_NET_ADMIN)",
+		       command);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	if (argc > 1)
+		cli_print_help(argv[1]);
+	else
+		print_overview(stdout);
+	return EXIT_OK;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("sluice %s\n", SLUICE_VERSION);
+	return EXIT_OK;
+}
+
+static const struct option global_options[] = { CLI_COMMON_OPTIONS };
+
+int main(int argc, char **argv)
+{
+	const struct command *c;
+	bool ambiguous;
+	int opt, ret;
+
+	log_init(LOG_INFO);
+	/* Common options may come before the command too: sluice --pin-dir X stats. */
+	while ((opt = getopt_long(argc, argv, "+" CLI_COMMON_SHORT, global_options, NULL)) != -1) {
+		ret = cli_common_option("", opt, optarg);
+		if (ret == -1)
+			return EXIT_OK;
+		if (ret < 0)
+			return EXIT_USAGE;
+	}
+	if (optind >= argc) {
+		print_overview(stderr);
+		return EXIT_USAGE;
+	}
+	c = find_command(argv[optind], &ambiguous);
+	if (!c) {
+		pr_err("%s command '%s'", ambiguous ? "ambiguous" : "unknown", argv[optind]);
+		fprintf(stderr, "Try 'sluice help'.\n");
+		return EXIT_USAGE;
+	}
+	argc -= optind;
+	argv += optind;
+	optind = 1; /* the command parses its own options from argv[1] */
+	ret = c->run(argc, argv);
+	if (ret == EXIT_FAIL && cli.json) {
+		json_t *err = json_pack("{s:s}", "error", log_last_error());
+
+		json_dumpf(err, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(err);
+	}
+	return ret;
+}

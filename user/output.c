@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Reading maps back for the read commands: batch lookups, per-CPU sums. */
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "ifslots.h"
+#include "log.h"
+#include "output.h"
+
+#define BATCH 4096
+
+int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)
+{
+	struct sluice_addr *keys = calloc(BATCH, sizeof(*keys));
+	struct sluice_dest_stats *vals = calloc(BATCH, sizeof(*vals));
+	struct dest_row *out = NULL;
+	size_t count = 0, cap = 0;
+	__u8 batch_pos[16]; /* opaque cursor; an LRU hash uses 4 bytes */
+	bool first = true;
+	int err = 0;
+
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		__u32 got = BATCH;
+		int ret = bpf_map_lookup_batch(dests_fd, first ? NULL : batch_pos, batch_pos, keys,
+					       vals, &got, NULL);
+
+		if (ret < 0 && errno != ENOENT) {
+			err = -errno;
+			pr_err("cannot read destinations: %s", strerror(-err));
+			goto out;
+		}
+		first = false;
+		if (count + got > cap) {
+			size_t grown = (count + got) * 2;
+			void *p = realloc(out, grown * sizeof(*out));
+
+			if (!p) {
+				err = -ENOMEM;
+				goto out;
+			}
+			out = p;
+			cap = grown;
+		}
+		for (__u32 i = 0; i < got; i++) {
+			struct dest_row *r = &out[count++];
+
+			r->addr = keys[i];
+			r->stats = vals[i];
+			r->packets = r->bytes = 0;
+			for (int v = 0; v < SLUICE_VERDICT_MAX; v++) {
+				r->packets += vals[i].packets[v];
+				r->bytes += vals[i].bytes[v];
+			}
+		}
+		if (ret < 0) /* ENOENT: that was the last batch */
+			break;
+	}
+out:
+	free(keys);
+	free(vals);
+	if (err) {
+		free(out);
+		out = NULL;
+		count = 0;
+	}
+	*rows = out;
+	*n = count;
+	return err;
+}
+
+int read_totals(int totals_fd, int ifaces_fd, struct total_row **rows, size_t *n)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u32 slot_ifindex[SLUICE_IFSLOTS], count = SLUICE_TOTALS_MAX, batch = 0;
+	struct sluice_counter *vals = NULL;
+	struct total_row *out = NULL;
+	__u32 *keys = NULL;
+	size_t used = 0;
+	int err;
+
+	*rows = NULL;
+	*n = 0;
+	if (ncpus < 0)
+		return ncpus;
+	err = ifslot_table(ifaces_fd, slot_ifindex);
+	if (err)
+		return err;
+	keys = calloc(SLUICE_TOTALS_MAX, sizeof(*keys));
+	vals = calloc((size_t)SLUICE_TOTALS_MAX * ncpus, sizeof(*vals));
+	out = calloc(SLUICE_TOTALS_MAX, sizeof(*out));
+	if (!keys || !vals || !out) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* The whole array in one syscall: every index, every CPU's copy. */
+	if (bpf_map_lookup_batch(totals_fd, NULL, &batch, keys, vals, &count, NULL) < 0 &&
+	    errno != ENOENT) {
+		err = -errno;
+		pr_err("cannot read node totals: %s", strerror(-err));
+		goto out;
+	}
+	for (__u32 i = 0; i < count; i++) {
+		__u32 index = keys[i], reason = index % SLUICE_REASON_MAX;
+		__u32 verdict = index / SLUICE_REASON_MAX % SLUICE_VERDICT_MAX;
+		__u32 hook = index / SLUICE_REASON_MAX / SLUICE_VERDICT_MAX % SLUICE_HOOK_MAX;
+		__u32 slot = index / SLUICE_REASON_MAX / SLUICE_VERDICT_MAX / SLUICE_HOOK_MAX;
+		struct total_row *r = &out[used];
+
+		memset(r, 0, sizeof(*r));
+		for (int c = 0; c < ncpus; c++) {
+			r->sum.packets += vals[(size_t)i * ncpus + c].packets;
+			r->sum.bytes += vals[(size_t)i * ncpus + c].bytes;
+		}
+		if (!r->sum.packets && !r->sum.bytes)
+			continue;
+		r->ifindex = slot < SLUICE_IFSLOTS ? slot_ifindex[slot] : 0;
+		r->hook = hook;
+		r->verdict = verdict;
+		r->reason = reason;
+		used++;
+	}
+out:
+	free(keys);
+	free(vals);
+	if (err) {
+		free(out);
+		return err;
+	}
+	*rows = out;
+	*n = used;
+	return 0;
+}
+
+int read_policy_state(int policy_fd, int config_fd, __u32 *generation, __u8 *flags)
+{
+	struct sluice_lpm_key catch_all = { .prefixlen = 0 };
+	struct sluice_policy_entry entry;
+	struct sluice_config cfg;
+	__u32 zero = 0, trie_id;
+	int trie_fd, err = 0;
+
+	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
+		return -errno;
+	*generation = cfg.generation;
+	*flags = 0;
+	if (bpf_map_lookup_elem(policy_fd, &zero, &trie_id) < 0)
+		return -ENOENT;
+	trie_fd = bpf_map_get_fd_by_id(trie_id);
+	if (trie_fd < 0)
+		return -errno;
+	if (bpf_map_lookup_elem(trie_fd, &catch_all, &entry) < 0)
+		err = -errno;
+	else
+		*flags = entry.flags;
+	close(trie_fd);
+	return err;
+}
+
+void json_print(json_t *doc)
+{
+	json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+	json_decref(doc);
+}
+
+const char *ifname_of(__u32 ifindex, char *buf, size_t len)
+{
+	char name[IF_NAMESIZE];
+
+	if (ifindex == 0)
+		snprintf(buf, len, "other");
+	else if (if_indextoname(ifindex, name))
+		snprintf(buf, len, "%s", name);
+	else
+		snprintf(buf, len, "if%u", ifindex);
+	return buf;
+}

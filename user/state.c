@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* The state directory: locks and the rule-name table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pins.h"
+#include "state.h"
+
+#define STATE_LOCK "lock"
+#define STATE_DAEMON "daemon.pid"
+#define STATE_RULES "rules"
+
+static int open_in_state(const char *state_dir, const char *name, int flags)
+{
+	char path[PATH_MAX];
+	int fd, err;
+
+	err = mkdir_p(state_dir);
+	if (err) {
+		pr_err("cannot create state directory %s: %s", state_dir, strerror(-err));
+		return err;
+	}
+	if (pin_path(path, sizeof(path), state_dir, NULL, name) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		err = -errno;
+		pr_err("cannot open %s: %s", path, strerror(-err));
+		return err;
+	}
+	return fd;
+}
+
+int state_lock_writers(const char *state_dir)
+{
+	int fd = open_in_state(state_dir, STATE_LOCK, O_RDWR | O_CREAT);
+
+	if (fd < 0)
+		return fd;
+	if (flock(fd, LOCK_EX) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int state_lock_daemon(const char *state_dir, int *pid)
+{
+	char buf[32];
+	int fd = open_in_state(state_dir, STATE_DAEMON, O_RDWR | O_CREAT);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		*pid = atoi(buf);
+		close(fd);
+		return err;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, n, 0) != n) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd; /* held until the daemon exits */
+}
+
+int state_write_rules(const char *state_dir, const struct policy *p, __u32 generation)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	FILE *f;
+	int fd, err = 0;
+
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_RULES) < 0 ||
+	    pin_path(tmp, sizeof(tmp), state_dir, NULL, STATE_RULES ".tmp") < 0)
+		return -ENAMETOOLONG;
+	fd = open_in_state(state_dir, STATE_RULES ".tmp", O_WRONLY | O_CREAT | O_TRUNC);
+	if (fd < 0)
+		return fd;
+	f = fdopen(fd, "w");
+	if (!f) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	fprintf(f, "generation %u\n", generation);
+	for (size_t i = 0; i < p->nrules; i++)
+		fprintf(f, "%s\n", p->rules[i].name);
+	if (fflush(f) != 0 || fsync(fd) < 0)
+		err = -errno;
+	if (fclose(f) != 0 && !err)
+		err = -errno;
+	if (!err && rename(tmp, path) < 0)
+		err = -errno;
+	if (err) {
+		pr_err("cannot write %s: %s", path, strerror(-err));
+		unlink(tmp);
+	}
+	return err;
+}
+
+int state_read_rules(const char *state_dir, struct rule_table *t)
+{
+	char path[PATH_MAX], *line = NULL;
+	size_t cap = 0, alloc = 0;
+	ssize_t len;
+	FILE *f;
+
+	memset(t, 0, sizeof(*t));
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_RULES) < 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? 0 : -errno;
+	if (fscanf(f, "generation %u\n", &t->generation) != 1) {
+		fclose(f);
+		return -EINVAL;
+	}
+	while ((len = getline(&line, &cap, f)) > 0) {
+		if (line[len - 1] == '\n')
+			line[len - 1] = '\0';
+		if (t->n == alloc) {
+			size_t grown = alloc ? alloc * 2 : 64;
+			char **names = realloc(t->names, grown * sizeof(*names));
+
+			if (!names)
+				break;
+			t->names = names;
+			alloc = grown;
+		}
+		t->names[t->n] = strdup(line);
+		if (!t->names[t->n])
+			break;
+		t->n++;
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+const char *rule_table_name(const struct rule_table *t, __u32 generation, __u32 rule_id,
+			    char *buf, size_t len)
+{
+	if (rule_id == SLUICE_RULE_DEFAULT)
+		return "default";
+	if (rule_id == SLUICE_RULE_NONE)
+		return "";
+	if (generation == t->generation && rule_id < t->n)
+		return t->names[rule_id];
+	snprintf(buf, len, "#%u@%u", rule_id, generation);
+	return buf;
+}
+
+void rule_table_free(struct rule_table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->names[i]);
+	free(t->names);
+	memset(t, 0, sizeof(*t));
+}
+
+void state_remove_rules(const char *state_dir)
+{
+	char path[PATH_MAX];
+
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_RULES) == 0)
+		unlink(path);
+}

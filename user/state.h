@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The state directory (default /var/lib/sluice, 0700): the writers' lock, the daemon's
+ * pid lock, and the rule table that names the rule ids the datapath reports.
+ */
+#ifndef SLUICE_STATE_H
+#define SLUICE_STATE_H
+
+#include <stddef.h>
+#include <linux/types.h>
+#include "policy.h"
+
+/*
+ * Serialize writers of kernel state (policy loads, attach, detach). Blocks until the
+ * lock is free; returns the lock's fd (close it to release) or -errno.
+ */
+int state_lock_writers(const char *state_dir);
+/* Claim the one-daemon-per-state-dir lock; -EBUSY (with *pid) if a daemon holds it. */
+int state_lock_daemon(const char *state_dir, int *pid);
+
+/* Record the names of p's rules for generation, atomically (write + rename, 0600). */
+int state_write_rules(const char *state_dir, const struct policy *p, __u32 generation);
+
+struct rule_table {
+	__u32 generation;
+	char **names;
+	size_t n;
+};
+/* Load the rule table; a missing file gives an empty table (not an error). */
+int state_read_rules(const char *state_dir, struct rule_table *t);
+/* The identity of rule_id under generation, e.g. "policy.conf:12", "default", "#7". */
+const char *rule_table_name(const struct rule_table *t, __u32 generation, __u32 rule_id,
+			    char *buf, size_t len);
+void rule_table_free(struct rule_table *t);
+/* Forget the rule table (after a detach, nothing refers to it). The locks stay. */
+void state_remove_rules(const char *state_dir);
+
+#endif
