@@ -35,11 +35,12 @@ enum {
 #define CLI_COMMON_SHORT "hv"
 
 /*
- * Handle a common option inside a command's getopt loop. Returns 1 if handled, 0 if the
- * option is the command's own, or -EXIT_USAGE-style: prints help and returns -1 for
- * --help (exit 0), -2 for an unknown option (exit 2).
+ * Handle a common option inside a command's getopt loop (argv and options are the loop's,
+ * to name a bad option precisely). Returns 1 if handled, 0 if the option is the
+ * command's own, -1 after printing --help (exit 0), -2 after a usage error (exit 2).
  */
-int cli_common_option(const char *command, int opt, const char *arg);
+int cli_common_option(const char *command, int opt, const char *arg, char *const argv[],
+		      const struct option *options);
 
 /* Print a usage error about command to stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

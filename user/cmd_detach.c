@@ -30,7 +30,7 @@ int cmd_detach(int argc, char **argv)
 	bool all = false;
 
 	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, detach_options, NULL)) != -1) {
-		ret = cli_common_option("detach", opt, optarg);
+		ret = cli_common_option("detach", opt, optarg, argv, detach_options);
 		if (ret == -1)
 			return EXIT_OK;
 		if (ret < 0)

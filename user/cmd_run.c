@@ -46,7 +46,7 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 	o->policy_path = POLICY_DEFAULT;
 	o->mode = -1;
 	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, run_options, NULL)) != -1) {
-		ret = cli_common_option("run", opt, optarg);
+		ret = cli_common_option("run", opt, optarg, argv, run_options);
 		if (ret == -1)
 			return -1;
 		if (ret < 0)

@@ -21,7 +21,7 @@ static int parse_read_options(const char *command, int argc, char **argv,
 	int opt, ret;
 
 	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
-		ret = cli_common_option(command, opt, optarg);
+		ret = cli_common_option(command, opt, optarg, argv, options);
 		if (ret == -1)
 			return -1;
 		if (ret < 0)

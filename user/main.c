@@ -157,11 +157,36 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	pr_err("%s", msg);
-	fprintf(stderr, "Try 'sluice help %s'.\n", command);
+	fprintf(stderr, "Try 'sluice help%s%s'.\n", command[0] ? " " : "", command);
 	return EXIT_USAGE;
 }
 
-int cli_common_option(const char *command, int opt, const char *arg)
+/* getopt's own messages are off (opterr = 0): say what was wrong in sluice's format. */
+static void bad_option(const char *command, char *const argv[], const struct option *options)
+{
+	const char *word = optind > 0 ? argv[optind - 1] : "";
+
+	if (optopt && !(word[0] == '-' && word[1] == '-')) {
+		cli_usage_error(command, "unknown option '-%c' (or it needs a value)", optopt);
+		return;
+	}
+	for (const struct option *o = options; o->name; o++) {
+		size_t len = strlen(o->name);
+
+		if (strncmp(word, "--", 2) == 0 && strncmp(word + 2, o->name, len) == 0 &&
+		    (word[2 + len] == '\0' || word[2 + len] == '=')) {
+			if (o->has_arg == required_argument)
+				cli_usage_error(command, "option '--%s' needs a value", o->name);
+			else
+				cli_usage_error(command, "option '--%s' takes no value", o->name);
+			return;
+		}
+	}
+	cli_usage_error(command, "unknown option '%s'", word);
+}
+
+int cli_common_option(const char *command, int opt, const char *arg, char *const argv[],
+		      const struct option *options)
 {
 	switch (opt) {
 	case OPT_PIN_DIR:
@@ -184,7 +209,7 @@ int cli_common_option(const char *command, int opt, const char *arg)
 		cli_print_help(command);
 		return -1;
 	case '?':
-		fprintf(stderr, "Try 'sluice help %s'.\n", command);
+		bad_option(command, argv, options);
 		return -2;
 	default:
 		return 0;
@@ -239,9 +264,10 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	log_init(LOG_INFO);
+	opterr = 0;
 	/* Common options may come before the command too: sluice --pin-dir X stats. */
 	while ((opt = getopt_long(argc, argv, "+" CLI_COMMON_SHORT, global_options, NULL)) != -1) {
-		ret = cli_common_option("", opt, optarg);
+		ret = cli_common_option("", opt, optarg, argv, global_options);
 		if (ret == -1)
 			return EXIT_OK;
 		if (ret < 0)
