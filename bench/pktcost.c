@@ -369,7 +369,7 @@ struct sluice_dp {
 	struct datapath dp; /* when loaded through datapath_load */
 	struct bpf_object *obj; /* when loaded from --sluice-obj */
 	bool loaded;
-	int prog_fd, policy_fd, config_fd, dests_fd;
+	int prog_fd, policy_fd, config_fd, dests_fd, ports_fd;
 };
 
 static int map_fd_by_name(struct bpf_object *obj, const char *name)
@@ -398,6 +398,7 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		s->policy_fd = s->dp.policy_fd;
 		s->config_fd = s->dp.config_fd;
 		s->dests_fd = s->dp.dests_fd;
+		s->ports_fd = s->dp.ports_fd;
 		return 0;
 	}
 	s->obj = bpf_object__open_file(obj_path, NULL);
@@ -423,7 +424,8 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 	s->policy_fd = map_fd_by_name(s->obj, "sluice_policy");
 	s->config_fd = map_fd_by_name(s->obj, "sluice_config");
 	s->dests_fd = map_fd_by_name(s->obj, "sluice_dests");
-	if (s->policy_fd < 0 || s->config_fd < 0 || s->dests_fd < 0) {
+	s->ports_fd = map_fd_by_name(s->obj, "sluice_ports");
+	if (s->policy_fd < 0 || s->config_fd < 0 || s->dests_fd < 0 || s->ports_fd < 0) {
 		err = -ENOENT;
 		goto fail;
 	}
@@ -629,7 +631,7 @@ static size_t check_decisions(const struct policy *p, const struct sluice_addr *
 		size_t i = k * (n / sample);
 		struct sluice_policy_entry want;
 
-		policy_decide(p, &dests[i], &want);
+		policy_decide(p, &dests[i], IPPROTO_UDP, 443, &want); /* the frames are UDP to 443 */
 		if (drops(sluice_ret[i]) != (want.verdict == SLUICE_VERDICT_DENY) &&
 		    oracle_bad++ < 5) {
 			addr_format(&dests[i], buf, sizeof(buf));
@@ -716,7 +718,8 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	fprintf(stderr, "pktcost:   compiled %zu rules into %zu trie entries in %.2f s\n",
 		pol.nrules, cp.n, now_s() - t);
 	t = now_s();
-	err = policy_install(dp.policy_fd, dp.config_fd, &cp, gen);
+	err = policy_install(&(struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd },
+			     &cp, gen);
 	if (err)
 		goto out;
 	fprintf(stderr, "pktcost:   sluice: policy installed in %.2f s\n", now_s() - t);

@@ -36,7 +36,8 @@ int sluice_tc_egress(struct __sk_buff *skb)
 			packets = skb->gso_segs;
 			bytes += (packets - 1) * gso_header_len(data, data_end, &pi);
 		}
-		entry = decide_destination(&pi.dst, &d);
+		parse_ports(data, data_end, &pi);
+		entry = decide_destination(&pi, &d);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);

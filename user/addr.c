@@ -48,26 +48,32 @@ int addr_parse(const char *s, struct sluice_addr *out)
 
 int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, size_t *errcol)
 {
-	char buf[INET6_ADDRSTRLEN + 1];
+	char buf[INET6_ADDRSTRLEN + 1], msg[256];
 	const char *slash = strchr(s, '/');
 	size_t addr_len = slash ? (size_t)(slash - s) : strlen(s);
 	unsigned max_len, len;
 	int family;
 
+	/* Messages quote the input (bounded: a token is at most a few dozen characters). */
 	if (addr_len == 0 || addr_len >= sizeof(buf)) {
-		set_error(err, errlen, errcol, 0, "expected an IPv4 or IPv6 address");
+		snprintf(msg, sizeof(msg), "'%.64s' is not an IPv4 or IPv6 address", s);
+		set_error(err, errlen, errcol, 0, msg);
 		return -EINVAL;
 	}
 	memcpy(buf, s, addr_len);
 	buf[addr_len] = '\0';
 	family = parse_family(buf, &out->addr);
 	if (!family) {
-		set_error(err, errlen, errcol, 0, "not an IPv4 or IPv6 address");
+		snprintf(msg, sizeof(msg), "'%.64s' is not an IPv4 or IPv6 address", s);
+		set_error(err, errlen, errcol, 0, msg);
 		return -EINVAL;
 	}
 	if (family == 6 && addr_is_v4(&out->addr)) {
-		set_error(err, errlen, errcol, 0,
-			  "IPv4-mapped IPv6 address: write the IPv4 address instead");
+		char v4[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &out->addr.a[12], v4, sizeof(v4));
+		snprintf(msg, sizeof(msg), "IPv4-mapped address '%.64s': write %s instead", buf, v4);
+		set_error(err, errlen, errcol, 0, msg);
 		return -EINVAL;
 	}
 	max_len = family == 4 ? 32 : 128;
@@ -77,16 +83,10 @@ int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, si
 		char *end;
 		unsigned long v;
 
-		if (*digits < '0' || *digits > '9') {
-			set_error(err, errlen, errcol, addr_len + 1, "expected a prefix length");
-			return -EINVAL;
-		}
 		errno = 0;
 		v = strtoul(digits, &end, 10);
-		if (*end != '\0' || errno || v > max_len) {
-			char msg[64];
-
-			snprintf(msg, sizeof(msg), "prefix length must be 0..%u", max_len);
+		if (*digits < '0' || *digits > '9' || *end != '\0' || errno || v > max_len) {
+			snprintf(msg, sizeof(msg), "prefix length in '%.64s' must be 0..%u", s, max_len);
 			set_error(err, errlen, errcol, addr_len + 1, msg);
 			return -EINVAL;
 		}
@@ -94,11 +94,18 @@ int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, si
 	}
 	out->prefixlen = family == 4 ? 96 + len : len;
 
-	/* Host bits set is almost always a typo (10.0.0.1/8); say so instead of guessing. */
+	/* Host bits set is almost always a typo (10.0.0.1/8): say so, and what was meant. */
 	for (unsigned bit = out->prefixlen; bit < 128; bit++) {
 		if (out->addr.a[bit / 8] & (0x80 >> (bit % 8))) {
-			set_error(err, errlen, errcol, 0,
-				  "address has bits set beyond the prefix length");
+			struct prefix fixed = *out;
+			char want[ADDR_STRLEN];
+
+			for (unsigned b = fixed.prefixlen; b < 128; b++)
+				fixed.addr.a[b / 8] &= ~(0x80 >> (b % 8));
+			prefix_format(&fixed, want, sizeof(want));
+			snprintf(msg, sizeof(msg), "'%.64s' has host bits set: did you mean %s?", s,
+				 want);
+			set_error(err, errlen, errcol, 0, msg);
 			return -EINVAL;
 		}
 	}

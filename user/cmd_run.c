@@ -118,11 +118,12 @@ static int apply_policy(const struct datapath *dp, const struct run_opts *o, __u
 	/* Names first: a reader may see names for a generation not yet active, never the reverse. */
 	ret = state_write_rules(cli.state_dir, &p, *generation);
 	if (!ret)
-		ret = policy_install(dp->policy_fd, dp->config_fd, &cp, *generation);
+		ret = policy_install(&(struct policy_maps){ dp->policy_fd, dp->config_fd, dp->ports_fd },
+				     &cp, *generation);
 	compiled_policy_free(&cp);
 	if (!ret)
 		pr_info("policy %s installed: generation %u, %zu rules, mode %s, default %s",
-			o->policy_path, *generation, p.nrules,
+			o->policy_path, *generation, p.nidents,
 			p.mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
 			verdict_name(p.default_verdict));
 out:

@@ -20,7 +20,7 @@
 static void datapath_reset(struct datapath *dp)
 {
 	memset(dp, 0, sizeof(*dp));
-	dp->egress_prog_fd = dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
+	dp->egress_prog_fd = dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = dp->ports_fd = -1;
 }
 
 /* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
@@ -100,6 +100,7 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);
 	dp->totals_fd = bpf_map__fd(skel->maps.sluice_totals);
 	dp->ifaces_fd = bpf_map__fd(skel->maps.sluice_ifaces);
+	dp->ports_fd = bpf_map__fd(skel->maps.sluice_ports);
 	return 0;
 fail:
 	tc_egress__destroy(skel);
@@ -122,6 +123,7 @@ static const struct {
 	{ "sluice_dests", offsetof(struct pinned_maps, dests_fd) },
 	{ "sluice_totals", offsetof(struct pinned_maps, totals_fd) },
 	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
+	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

@@ -1,19 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
  * Policy text -> struct policy (parser), the reference decision, and struct policy ->
- * trie entries (compiler). No BPF here: this file is what the unit tests exercise.
+ * kernel entries (compiler). No BPF here: this file is what the unit tests and the fuzzer
+ * exercise.
  */
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <netinet/in.h>
 
 #include "policy.h"
 
 #define POLICY_LINE_MAX 4096
+#define TOKEN_MAX 128
+#define TOKENS_MAX 160 /* a line of 4096 bytes cannot hold more tokens worth parsing */
 
 static const char *const verdict_names[] = {
 #define SLUICE_NAME(id, name) name,
@@ -46,64 +52,168 @@ const char *hook_name(unsigned h)
 	return h < SLUICE_HOOK_MAX ? hook_names[h] : "unknown";
 }
 
+/* --- the policy in memory ----------------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	__u8 number;
+} protocols[] = {
+	{ "icmp", IPPROTO_ICMP }, { "tcp", IPPROTO_TCP },       { "udp", IPPROTO_UDP },
+	{ "icmpv6", IPPROTO_ICMPV6 }, { "sctp", IPPROTO_SCTP },
+};
+
+bool proto_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+static const char *proto_label(__u8 proto, char *buf, size_t len)
+{
+	for (size_t i = 0; i < sizeof(protocols) / sizeof(protocols[0]); i++)
+		if (protocols[i].number == proto)
+			return protocols[i].name;
+	snprintf(buf, len, "%u", proto);
+	return buf;
+}
+
 void policy_init(struct policy *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->mode = SLUICE_MODE_ENFORCE;
 	p->default_verdict = SLUICE_VERDICT_DENY;
+	p->essential = true;
+	p->replies = true;
 }
 
 void policy_free(struct policy *p)
 {
+	for (size_t i = 0; i < p->nsets; i++)
+		free(p->sets[i].prefixes);
+	free(p->sets);
 	free(p->rules);
+	free(p->idents);
+	free(p->matches);
 	policy_init(p);
+}
+
+/* Grow *arr (of *cap elements of size) to hold need elements. */
+static int grow(void **arr, size_t *cap, size_t need, size_t size)
+{
+	size_t n = *cap ? *cap : 16;
+	void *grown;
+
+	if (need <= *cap)
+		return 0;
+	while (n < need)
+		n *= 2;
+	grown = realloc(*arr, n * size);
+	if (!grown)
+		return -ENOMEM;
+	*arr = grown;
+	*cap = n;
+	return 0;
+}
+
+static int add_match(struct policy *p, const struct l4_match *m, __u32 *index)
+{
+	static const struct l4_match any;
+
+	if (p->nmatches == 0) { /* matches[0] is "any", always there */
+		if (grow((void **)&p->matches, &p->mcap, 1, sizeof(*p->matches)))
+			return -ENOMEM;
+		p->matches[p->nmatches++] = any;
+	}
+	if (!m || m->nprotos == 0) {
+		*index = 0;
+		return 0;
+	}
+	if (grow((void **)&p->matches, &p->mcap, p->nmatches + 1, sizeof(*p->matches)))
+		return -ENOMEM;
+	p->matches[p->nmatches] = *m;
+	*index = p->nmatches++;
+	return 0;
+}
+
+int policy_add_rules(struct policy *p, __u8 action, const struct prefix *dsts, size_t n,
+		     const struct l4_match *match, const char *name, const char *target,
+		     unsigned line)
+{
+	struct policy_ident *id;
+	__u32 m;
+
+	if (action != SLUICE_VERDICT_ALLOW && action != SLUICE_VERDICT_DENY)
+		return -EINVAL;
+	/* Rule ids must stay clear of the reserved ids at the top of the range. */
+	if (p->nrules + n > SLUICE_POLICY_MAX || p->nidents >= SLUICE_POLICY_MAX)
+		return -E2BIG;
+	if (add_match(p, match, &m) ||
+	    grow((void **)&p->idents, &p->icap, p->nidents + 1, sizeof(*p->idents)) ||
+	    grow((void **)&p->rules, &p->cap, p->nrules + n, sizeof(*p->rules)))
+		return -ENOMEM;
+	id = &p->idents[p->nidents];
+	memset(id, 0, sizeof(*id));
+	snprintf(id->name, sizeof(id->name), "%s", name ? name : "");
+	snprintf(id->target, sizeof(id->target), "%s", target ? target : "");
+	id->line = line;
+	id->match = m;
+	id->action = action;
+	for (size_t i = 0; i < n; i++) {
+		struct policy_rule *r = &p->rules[p->nrules++];
+
+		r->dst = dsts[i];
+		r->ident = p->nidents;
+		r->match = m;
+		r->action = action;
+		r->line = line;
+	}
+	p->nidents++;
+	return 0;
 }
 
 int policy_add_rule(struct policy *p, __u8 action, const struct prefix *dst, const char *name,
 		    unsigned line)
 {
-	struct policy_rule *r;
+	char target[ADDR_STRLEN];
 
-	if (action != SLUICE_VERDICT_ALLOW && action != SLUICE_VERDICT_DENY)
-		return -EINVAL;
-	/* Rule ids must stay clear of the reserved ids at the top of the range. */
-	if (p->nrules >= SLUICE_POLICY_MAX)
-		return -E2BIG;
-	if (p->nrules == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		void *grown = realloc(p->rules, cap * sizeof(*p->rules));
-
-		if (!grown)
-			return -ENOMEM;
-		p->rules = grown;
-		p->cap = cap;
-	}
-	r = &p->rules[p->nrules++];
-	memset(r, 0, sizeof(*r));
-	r->action = action;
-	r->dst = *dst;
-	r->line = line;
-	snprintf(r->name, sizeof(r->name), "%s", name ? name : "");
-	return 0;
+	prefix_format(dst, target, sizeof(target));
+	return policy_add_rules(p, action, dst, 1, NULL, name, target, line);
 }
 
-/* --- parser ----------------------------------------------------------------------------- */
+const char *policy_rule_name(const struct policy *p, const struct policy_rule *r)
+{
+	return r->ident < p->nidents ? p->idents[r->ident].name : "";
+}
 
-struct parser {
-	const char *file;     /* as given, for messages */
-	const char *basename; /* for rule identities */
-	unsigned line;
-	bool have_mode, have_default;
-	unsigned mode_line, default_line;
-	char *err;
-};
+/* --- parser -------------------------------------------------------------------------------- */
 
 struct token {
-	const char *text;
+	char text[TOKEN_MAX];
 	unsigned col; /* 1-based */
 };
 
-#define MAX_TOKENS 8
+/* One file being read; includes nest. */
+struct source {
+	const char *path; /* as written, for messages */
+	char base[POLICY_NAME_MAX];
+	char dir[PATH_MAX];
+	dev_t dev;
+	ino_t ino;
+	unsigned line;
+	const struct source *parent;
+};
+
+struct parser {
+	struct policy *p;
+	char *err;
+	size_t bytes;       /* read so far, all files */
+	bool files_allowed; /* includes may be read (not for text input) */
+	/* Where each once-only statement was given, for "already set" messages. */
+	unsigned mode_line, default_line, essential_line, replies_line;
+	const struct source *src; /* the file being read */
+	/* A set whose '{' is open across lines. */
+	struct policy_set *open_set;
+	unsigned open_set_line, open_set_col;
+};
 
 static int fail(struct parser *ps, unsigned col, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -116,53 +226,418 @@ static int fail(struct parser *ps, unsigned col, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(ps->err, POLICY_ERROR_MAX, "%s:%u:%u: %s", ps->file, ps->line, col, msg);
+	snprintf(ps->err, POLICY_ERROR_MAX, "%s:%u:%u: %s", ps->src->path, ps->src->line, col, msg);
 	return -EINVAL;
 }
 
-/* Split a line in place into tokens; a '#' starts a comment. Returns the count or -EINVAL. */
-static int tokenize(struct parser *ps, char *line, struct token *tok)
+static bool is_separator(char c)
 {
+	return c == '{' || c == '}' || c == ',';
+}
+
+/*
+ * Split a line into tokens: words, and '{', '}', ',' on their own. '#' starts a comment.
+ * Returns the number of tokens or -EINVAL.
+ */
+static int tokenize(struct parser *ps, const char *line, struct token *tok)
+{
+	const char *c = line;
 	int n = 0;
-	char *c = line;
 
 	for (;;) {
-		while (*c == ' ' || *c == '\t')
+		size_t len = 0;
+
+		while (*c == ' ' || *c == '\t' || *c == '\r')
 			c++;
-		if (*c == '\0' || *c == '#' || *c == '\n' || *c == '\r')
-			break;
-		if (n == MAX_TOKENS)
-			return fail(ps, c - line + 1, "too many words in one statement");
-		tok[n].text = c;
+		if (*c == '\0' || *c == '\n' || *c == '#')
+			return n;
+		if (n == TOKENS_MAX)
+			return fail(ps, c - line + 1, "too many words on one line");
 		tok[n].col = c - line + 1;
-		n++;
-		while (*c && *c != ' ' && *c != '\t' && *c != '#' && *c != '\n' && *c != '\r') {
+		if (is_separator(*c)) {
+			tok[n].text[0] = *c++;
+			tok[n++].text[1] = '\0';
+			continue;
+		}
+		while (*c && *c != ' ' && *c != '\t' && *c != '\r' && *c != '\n' && *c != '#' &&
+		       !is_separator(*c)) {
 			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
 				return fail(ps, c - line + 1, "unexpected character 0x%02x",
 					    (unsigned char)*c);
-			c++;
+			if (len == TOKEN_MAX - 1)
+				return fail(ps, tok[n].col, "word longer than %d characters",
+					    TOKEN_MAX - 1);
+			tok[n].text[len++] = *c++;
 		}
-		if (*c == '#' || *c == '\0') {
-			/* A word ends where a comment starts: "deny 10.0.0.0/8# x" is fine. */
-			*c = '\0';
-			break;
-		}
-		*c++ = '\0';
+		tok[n++].text[len] = '\0';
 	}
-	return n;
 }
 
-static int parse_statement(struct parser *ps, struct token *tok, int n, struct policy *p)
+static bool valid_name(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len >= POLICY_NAME_MAX)
+		return false;
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.' || *c == ':'))
+			return false;
+	return true;
+}
+
+static struct policy_set *find_set(struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsets; i++)
+		if (strcmp(p->sets[i].name, name) == 0)
+			return &p->sets[i];
+	return NULL;
+}
+
+/* "at line N" in the same file, else "at FILE:N" would need the file: lines are enough. */
+static int once(struct parser *ps, unsigned *seen, const struct token *kw)
+{
+	if (*seen)
+		return fail(ps, kw->col, "%s is already set at line %u", kw->text, *seen);
+	*seen = ps->src->line;
+	return 0;
+}
+
+static int parse_on_off(struct parser *ps, const struct token *tok, int n, bool *out)
+{
+	if (n != 2)
+		return fail(ps, n < 2 ? tok[0].col : tok[2].col, "expected '%s on' or '%s off'",
+			    tok[0].text, tok[0].text);
+	if (strcmp(tok[1].text, "on") == 0)
+		*out = true;
+	else if (strcmp(tok[1].text, "off") == 0)
+		*out = false;
+	else
+		return fail(ps, tok[1].col, "expected on or off, not '%s'", tok[1].text);
+	return 0;
+}
+
+static int parse_prefix_token(struct parser *ps, const struct token *t, struct prefix *out)
+{
+	char msg[256];
+	size_t col = 0;
+
+	if (prefix_parse(t->text, out, msg, sizeof(msg), &col) < 0)
+		return fail(ps, t->col + col, "%s", msg);
+	return 0;
+}
+
+/* Append prefixes to a set (an item may itself be @another set, flattened). */
+static int set_append(struct parser *ps, struct policy_set *set, const struct token *t)
+{
+	const struct prefix *src;
+	struct prefix one;
+	size_t n, cap = set->n;
+
+	if (t->text[0] == '@') {
+		const struct policy_set *other = find_set(ps->p, t->text + 1);
+
+		if (!other)
+			return fail(ps, t->col, "set @%s is not defined (sets must be defined before use)",
+				    t->text + 1);
+		if (other == set)
+			return fail(ps, t->col, "set @%s cannot contain itself", set->name);
+		src = other->prefixes;
+		n = other->n;
+	} else {
+		int err = parse_prefix_token(ps, t, &one);
+
+		if (err)
+			return err;
+		src = &one;
+		n = 1;
+	}
+	if (set->n + n > POLICY_SET_MAX)
+		return fail(ps, t->col, "set @%s has more than %u members", set->name, POLICY_SET_MAX);
+	/* Exact-size growth keeps the arithmetic simple; sets are built once. */
+	if (grow((void **)&set->prefixes, &cap, set->n + n, sizeof(*set->prefixes)))
+		return fail(ps, t->col, "out of memory");
+	memcpy(&set->prefixes[set->n], src, n * sizeof(*src));
+	set->n += n;
+	return 0;
+}
+
+/* Items of an open set from tok[i..n); closes it at '}'. */
+static int parse_set_items(struct parser *ps, const struct token *tok, int i, int n)
+{
+	bool want_item = true;
+
+	for (; i < n; i++) {
+		const struct token *t = &tok[i];
+
+		if (strcmp(t->text, "}") == 0) {
+			ps->open_set = NULL;
+			if (i + 1 < n)
+				return fail(ps, tok[i + 1].col, "unexpected '%s' after '}'",
+					    tok[i + 1].text);
+			return 0;
+		}
+		if (strcmp(t->text, ",") == 0) {
+			if (want_item)
+				return fail(ps, t->col, "expected an address, prefix or @set before ','");
+			want_item = true;
+			continue;
+		}
+		if (strcmp(t->text, "{") == 0)
+			return fail(ps, t->col, "unexpected '{' inside set @%s", ps->open_set->name);
+		/* Items may be separated by commas or just whitespace. */
+		int err = set_append(ps, ps->open_set, t);
+		if (err)
+			return err;
+		want_item = false;
+	}
+	return 0;
+}
+
+static int parse_set(struct parser *ps, const struct token *tok, int n)
+{
+	struct policy *p = ps->p;
+	struct policy_set *set, *prev;
+
+	if (n < 2)
+		return fail(ps, tok[0].col, "expected a set name after 'set'");
+	if (!valid_name(tok[1].text) || tok[1].text[0] == '@')
+		return fail(ps, tok[1].col,
+			    "invalid set name '%s' (letters, digits, '_', '-', '.', ':')",
+			    tok[1].text);
+	prev = find_set(p, tok[1].text);
+	if (prev)
+		return fail(ps, tok[1].col, "set @%s is already defined at line %u", tok[1].text,
+			    prev->line);
+	if (n < 3 || strcmp(tok[2].text, "{") != 0)
+		return fail(ps, n < 3 ? tok[1].col + (unsigned)strlen(tok[1].text) : tok[2].col,
+			    "expected '{' after 'set %s'", tok[1].text);
+	set = realloc(p->sets, (p->nsets + 1) * sizeof(*p->sets));
+	if (!set)
+		return fail(ps, tok[0].col, "out of memory");
+	p->sets = set;
+	set = &p->sets[p->nsets++];
+	memset(set, 0, sizeof(*set));
+	snprintf(set->name, sizeof(set->name), "%.63s", tok[1].text); /* valid_name: < 64 */
+	set->line = ps->src->line;
+	ps->open_set = set;
+	ps->open_set_line = ps->src->line;
+	ps->open_set_col = tok[0].col;
+	return parse_set_items(ps, tok, 3, n);
+}
+
+static int parse_proto(struct parser *ps, const struct token *t, __u8 *out)
+{
+	char *end;
+	unsigned long v;
+
+	for (size_t i = 0; i < sizeof(protocols) / sizeof(protocols[0]); i++) {
+		if (strcmp(t->text, protocols[i].name) == 0) {
+			*out = protocols[i].number;
+			return 0;
+		}
+	}
+	if (t->text[0] >= '0' && t->text[0] <= '9') {
+		errno = 0;
+		v = strtoul(t->text, &end, 10);
+		if (*end == '\0' && !errno && v <= 255) {
+			*out = v;
+			return 0;
+		}
+		return fail(ps, t->col, "protocol number %s is out of range (0-255)", t->text);
+	}
+	return fail(ps, t->col,
+		    "unknown protocol '%s' (expected tcp, udp, icmp, icmpv6, sctp or a number 0-255)",
+		    t->text);
+}
+
+static int parse_port_number(struct parser *ps, const char *s, unsigned col, __u16 *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return fail(ps, col, "expected a port number, not '%s'", s);
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*end != '\0')
+		return fail(ps, col, "expected a port number, not '%s'", s);
+	if (errno || v > 65535)
+		return fail(ps, col, "port %s is out of range (1-65535)", s);
+	if (v == 0)
+		return fail(ps, col, "port 0 is not a valid destination port (1-65535)");
+	*out = v;
+	return 0;
+}
+
+static int parse_port_range(struct parser *ps, const struct token *t, struct port_range *out)
+{
+	char lo[TOKEN_MAX];
+	const char *dash = strchr(t->text, '-');
+	int err;
+
+	if (!dash)
+		err = parse_port_number(ps, t->text, t->col, &out->lo), out->hi = out->lo;
+	else {
+		snprintf(lo, sizeof(lo), "%.*s", (int)(dash - t->text), t->text);
+		err = parse_port_number(ps, lo, t->col, &out->lo);
+		if (!err)
+			err = parse_port_number(ps, dash + 1, t->col + (dash + 1 - t->text), &out->hi);
+		if (!err && out->hi < out->lo)
+			return fail(ps, t->col, "reversed port range %s: write %u-%u", t->text,
+				    out->hi, out->lo);
+	}
+	return err;
+}
+
+/*
+ * A comma-separated list starting at tok[i]: sets *end to the index after it. Elements are
+ * at i, i + 2, ...; a trailing or doubled comma is an error.
+ */
+static int parse_list(struct parser *ps, const struct token *tok, int i, int n, const char *what,
+		      int *end)
+{
+	for (;;) {
+		if (strcmp(tok[i].text, ",") == 0)
+			return fail(ps, tok[i].col, "expected %s, not ','", what);
+		if (i + 1 < n && strcmp(tok[i + 1].text, ",") == 0) {
+			if (i + 2 >= n)
+				return fail(ps, tok[i + 1].col, "expected %s after ','", what);
+			i += 2;
+			continue;
+		}
+		*end = i + 1;
+		return 0;
+	}
+}
+
+static int parse_rule(struct parser *ps, const struct token *tok, int n)
+{
+	struct policy *p = ps->p;
+	__u8 action = tok[0].text[0] == 'a' ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY;
+	static const struct prefix any_prefixes[2] = {
+		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
+		{ .prefixlen = 0 },
+	};
+	struct l4_match match = {};
+	const struct prefix *dsts;
+	struct prefix one;
+	size_t ndsts;
+	char name[POLICY_NAME_MAX];
+	const char *target;
+	int i = 2, err;
+
+	if (n < 2 || strcmp(tok[1].text, ",") == 0)
+		return fail(ps, n < 2 ? tok[0].col : tok[1].col,
+			    "expected a destination after '%s' (address, prefix, @set or any)",
+			    tok[0].text);
+	target = tok[1].text;
+	if (strcmp(target, "any") == 0) {
+		dsts = any_prefixes;
+		ndsts = 2;
+	} else if (target[0] == '@') {
+		const struct policy_set *set = find_set(p, target + 1);
+
+		if (!set)
+			return fail(ps, tok[1].col,
+				    "set @%s is not defined (sets must be defined before use)",
+				    target + 1);
+		dsts = set->prefixes;
+		ndsts = set->n;
+	} else if (strcmp(target, "host") == 0) {
+		return fail(ps, tok[1].col, "host names are not supported yet");
+	} else {
+		err = parse_prefix_token(ps, &tok[1], &one);
+		if (err)
+			return err;
+		dsts = &one;
+		ndsts = 1;
+	}
+
+	/* Optional protocol list, then (for protocols with ports) an optional port list. */
+	if (i < n && strcmp(tok[i].text, "name") != 0) {
+		int end;
+
+		if ((err = parse_list(ps, tok, i, n, "a protocol", &end)))
+			return err;
+		for (int j = i; j < end; j += 2) {
+			__u8 proto = 0;
+
+			if (match.nprotos == POLICY_PROTOS_MAX)
+				return fail(ps, tok[j].col, "more than %d protocols in one rule",
+					    POLICY_PROTOS_MAX);
+			err = parse_proto(ps, &tok[j], &proto);
+			if (err)
+				return err;
+			match.protos[match.nprotos++] = proto;
+		}
+		i = end;
+	}
+	if (i < n && match.nprotos && strcmp(tok[i].text, "name") != 0) {
+		int end;
+
+		if ((err = parse_list(ps, tok, i, n, "a port or port range", &end)))
+			return err;
+
+		for (int k = 0; k < match.nprotos; k++) {
+			char buf[8];
+
+			if (!proto_has_ports(match.protos[k]))
+				return fail(ps, tok[i].col,
+					    "ports apply only to tcp, udp and sctp; '%s' has none",
+					    proto_label(match.protos[k], buf, sizeof(buf)));
+		}
+		for (int j = i; j < end; j += 2) {
+			if (match.nports == POLICY_PORTS_MAX)
+				return fail(ps, tok[j].col, "more than %d port ranges in one rule",
+					    POLICY_PORTS_MAX);
+			err = parse_port_range(ps, &tok[j], &match.ports[match.nports++]);
+			if (err)
+				return err;
+		}
+		i = end;
+	}
+	snprintf(name, sizeof(name), "%.48s:%u", ps->src->base, ps->src->line);
+	if (i < n && strcmp(tok[i].text, "name") == 0) {
+		if (i + 1 >= n)
+			return fail(ps, tok[i].col, "expected a name after 'name'");
+		if (!valid_name(tok[i + 1].text))
+			return fail(ps, tok[i + 1].col,
+				    "invalid rule name '%s' (1-63 of letters, digits, '_', '-', '.', ':')",
+				    tok[i + 1].text);
+		for (size_t k = 0; k < p->nidents; k++)
+			if (strcmp(p->idents[k].name, tok[i + 1].text) == 0)
+				return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
+					    tok[i + 1].text, p->idents[k].line);
+		snprintf(name, sizeof(name), "%.63s", tok[i + 1].text); /* valid_name: < 64 */
+		i += 2;
+	}
+	if (i < n)
+		return fail(ps, tok[i].col, "unexpected '%s'", tok[i].text);
+
+	err = policy_add_rules(p, action, dsts, ndsts, &match, name, target, ps->src->line);
+	if (err == -E2BIG)
+		return fail(ps, tok[0].col, "too many rules (at most %u destinations)",
+			    SLUICE_POLICY_MAX);
+	if (err)
+		return fail(ps, tok[0].col, "%s", strerror(-err));
+	return 0;
+}
+
+static int parse_file_at(struct parser *ps, const char *path, const struct token *at);
+
+static int parse_statement(struct parser *ps, const struct token *tok, int n)
 {
 	const char *kw = tok[0].text;
+	struct policy *p = ps->p;
+	int err;
 
 	if (strcmp(kw, "mode") == 0) {
 		if (n != 2)
 			return fail(ps, n < 2 ? tok[0].col : tok[2].col,
 				    "expected 'mode enforce' or 'mode audit'");
-		if (ps->have_mode)
-			return fail(ps, tok[0].col, "mode is already set at line %u",
-				    ps->mode_line);
+		if ((err = once(ps, &ps->mode_line, &tok[0])))
+			return err;
 		if (strcmp(tok[1].text, "enforce") == 0)
 			p->mode = SLUICE_MODE_ENFORCE;
 		else if (strcmp(tok[1].text, "audit") == 0)
@@ -170,17 +645,14 @@ static int parse_statement(struct parser *ps, struct token *tok, int n, struct p
 		else
 			return fail(ps, tok[1].col, "unknown mode '%s' (expected enforce or audit)",
 				    tok[1].text);
-		ps->have_mode = true;
-		ps->mode_line = ps->line;
 		return 0;
 	}
 	if (strcmp(kw, "default") == 0) {
 		if (n != 2)
 			return fail(ps, n < 2 ? tok[0].col : tok[2].col,
 				    "expected 'default allow' or 'default deny'");
-		if (ps->have_default)
-			return fail(ps, tok[0].col, "default is already set at line %u",
-				    ps->default_line);
+		if ((err = once(ps, &ps->default_line, &tok[0])))
+			return err;
 		if (strcmp(tok[1].text, "allow") == 0)
 			p->default_verdict = SLUICE_VERDICT_ALLOW;
 		else if (strcmp(tok[1].text, "deny") == 0)
@@ -188,119 +660,202 @@ static int parse_statement(struct parser *ps, struct token *tok, int n, struct p
 		else
 			return fail(ps, tok[1].col,
 				    "unknown default '%s' (expected allow or deny)", tok[1].text);
-		ps->have_default = true;
-		ps->default_line = ps->line;
 		return 0;
 	}
-	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0) {
-		__u8 action = kw[0] == 'a' ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY;
-		char name[POLICY_NAME_MAX], msg[128];
-		struct prefix dst;
-		size_t col = 0;
-		int err;
+	if (strcmp(kw, "essential") == 0 || strcmp(kw, "replies") == 0) {
+		bool essential = kw[0] == 'e';
 
-		if (n < 2)
-			return fail(ps, tok[0].col, "expected a destination after '%s'", kw);
-		if (prefix_parse(tok[1].text, &dst, msg, sizeof(msg), &col) < 0)
-			return fail(ps, tok[1].col + col, "%s: '%s'", msg, tok[1].text);
-		if (n > 2)
-			return fail(ps, tok[2].col,
-				    "unexpected '%s': this version accepts only '%s ADDRESS[/LEN]'",
-				    tok[2].text, kw);
-		snprintf(name, sizeof(name), "%s:%u", ps->basename, ps->line);
-		err = policy_add_rule(p, action, &dst, name, ps->line);
-		if (err == -E2BIG)
-			return fail(ps, tok[0].col, "too many rules (at most %u)",
-				    SLUICE_POLICY_MAX);
-		if (err)
-			return fail(ps, tok[0].col, "%s", strerror(-err));
-		return 0;
+		if ((err = parse_on_off(ps, tok, n, essential ? &p->essential : &p->replies)))
+			return err;
+		return once(ps, essential ? &ps->essential_line : &ps->replies_line, &tok[0]);
 	}
-	return fail(ps, tok[0].col, "unknown statement '%s' (expected mode, default, allow or deny)",
+	if (strcmp(kw, "set") == 0)
+		return parse_set(ps, tok, n);
+	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0)
+		return parse_rule(ps, tok, n);
+	if (strcmp(kw, "include") == 0) {
+		char path[PATH_MAX];
+
+		if (n != 2)
+			return fail(ps, n < 2 ? tok[0].col : tok[2].col, "expected 'include PATH'");
+		if (!ps->files_allowed)
+			return fail(ps, tok[0].col, "include is not available here");
+		if (tok[1].text[0] == '/')
+			snprintf(path, sizeof(path), "%s", tok[1].text);
+		else if (snprintf(path, sizeof(path), "%s/%s", ps->src->dir, tok[1].text) >=
+			 (int)sizeof(path))
+			return fail(ps, tok[1].col, "path too long");
+		return parse_file_at(ps, path, &tok[1]);
+	}
+	return fail(ps, tok[0].col,
+		    "unknown statement '%s' (expected mode, default, set, allow, deny, essential, "
+		    "replies or include)",
 		    kw);
 }
 
-static int parse_stream(FILE *f, const char *file, struct policy *p, char *err)
+/*
+ * Read one line of at most POLICY_LINE_MAX bytes into buf (NUL-terminated, newline
+ * dropped). Returns 1 for a line, 0 at end of file, or -EINVAL (message set) for a line
+ * too long or holding a NUL byte. Memory stays bounded whatever the input.
+ */
+static int read_line(struct parser *ps, FILE *f, char *buf)
 {
-	char path_copy[PATH_MAX];
-	struct parser ps = { .file = file, .err = err };
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	int ret = 0;
+	size_t len = 0;
+	int c;
 
-	snprintf(path_copy, sizeof(path_copy), "%s", file);
-	ps.basename = basename(path_copy);
-	policy_init(p);
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		struct token tok[MAX_TOKENS];
+	while ((c = getc(f)) != EOF) {
+		if (++ps->bytes > POLICY_BYTES_MAX)
+			return fail(ps, len + 1, "policy larger than %u MiB", POLICY_BYTES_MAX >> 20);
+		if (c == '\n')
+			break;
+		if (c == '\0')
+			return fail(ps, len + 1, "NUL byte in policy");
+		if (len == POLICY_LINE_MAX)
+			return fail(ps, len + 1, "line longer than %d bytes", POLICY_LINE_MAX);
+		buf[len++] = c;
+	}
+	buf[len] = '\0';
+	return c == EOF && len == 0 ? 0 : 1;
+}
+
+static int parse_stream(struct parser *ps, FILE *f, struct source *src)
+{
+	char line[POLICY_LINE_MAX + 1];
+	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
+	const struct source *outer = ps->src;
+	int ret = 0, got;
+
+	if (!tok)
+		return -ENOMEM;
+	ps->src = src;
+	for (;;) {
 		int n;
 
-		ps.line++;
-		if (len > POLICY_LINE_MAX) {
-			ret = fail(&ps, POLICY_LINE_MAX, "line longer than %d bytes",
-				   POLICY_LINE_MAX);
+		src->line++; /* before reading: errors in the line itself name it */
+		got = read_line(ps, f, line);
+		if (got <= 0) {
+			src->line -= got == 0;
 			break;
 		}
-		if ((size_t)len != strlen(line)) {
-			ret = fail(&ps, strlen(line) + 1, "NUL byte in policy");
-			break;
-		}
-		n = tokenize(&ps, line, tok);
+		n = tokenize(ps, line, tok);
 		if (n < 0) {
 			ret = n;
 			break;
 		}
 		if (n == 0)
 			continue;
-		ret = parse_statement(&ps, tok, n, p);
+		ret = ps->open_set ? parse_set_items(ps, tok, 0, n) : parse_statement(ps, tok, n);
 		if (ret)
 			break;
 	}
-	if (!ret && ferror(f)) {
-		ret = -EIO;
-		snprintf(err, POLICY_ERROR_MAX, "%s: read error", file);
+	if (got < 0)
+		ret = got;
+	if (!ret && ferror(f))
+		ret = fail(ps, 1, "read error");
+	if (!ret && ps->open_set) {
+		src->line = ps->open_set_line;
+		ret = fail(ps, ps->open_set_col, "set @%s is not closed (missing '}')",
+			   ps->open_set->name);
 	}
-	free(line);
-	if (ret)
-		policy_free(p);
+	free(tok);
+	ps->src = outer;
+	return ret;
+}
+
+static void source_names(struct source *src, const char *path)
+{
+	char copy[PATH_MAX];
+
+	snprintf(copy, sizeof(copy), "%s", path);
+	snprintf(src->base, sizeof(src->base), "%s", basename(copy));
+	snprintf(copy, sizeof(copy), "%s", path);
+	snprintf(src->dir, sizeof(src->dir), "%s", dirname(copy));
+}
+
+/* Parse an included (or the top) file; `at` is the include's token, NULL for the top. */
+static int parse_file_at(struct parser *ps, const char *path, const struct token *at)
+{
+	struct source src = { .path = path, .parent = ps->src };
+	struct stat st;
+	unsigned depth = 0;
+	FILE *f;
+	int ret;
+
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		if (at)
+			return fail(ps, at->col, "cannot include %s: %s", path, strerror(-ret));
+		snprintf(ps->err, POLICY_ERROR_MAX, "cannot open policy %s: %s", path,
+			 strerror(-ret));
+		return ret;
+	}
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+		fclose(f);
+		if (at)
+			return fail(ps, at->col, "cannot include %s: not a regular file", path);
+		snprintf(ps->err, POLICY_ERROR_MAX, "cannot read policy %s: not a regular file", path);
+		return -EINVAL;
+	}
+	src.dev = st.st_dev;
+	src.ino = st.st_ino;
+	for (const struct source *s = ps->src; s; s = s->parent, depth++) {
+		if (s->dev == src.dev && s->ino == src.ino) {
+			fclose(f);
+			return fail(ps, at->col, "include cycle: %s is already being read", path);
+		}
+	}
+	if (depth > POLICY_INCLUDE_DEPTH) {
+		fclose(f);
+		return fail(ps, at->col, "includes nested more than %d deep", POLICY_INCLUDE_DEPTH);
+	}
+	source_names(&src, path);
+	ret = parse_stream(ps, f, &src);
+	fclose(f);
 	return ret;
 }
 
 int policy_parse_file(const char *path, struct policy *p, char err[POLICY_ERROR_MAX])
 {
-	FILE *f = fopen(path, "re");
+	struct parser ps = { .p = p, .err = err, .files_allowed = true };
 	int ret;
 
-	if (!f) {
-		ret = -errno;
-		snprintf(err, POLICY_ERROR_MAX, "cannot open policy %s: %s", path, strerror(-ret));
-		policy_init(p);
-		return ret;
-	}
-	ret = parse_stream(f, path, p, err);
-	fclose(f);
+	policy_init(p);
+	err[0] = '\0';
+	ret = parse_file_at(&ps, path, NULL);
+	if (ret)
+		policy_free(p);
 	return ret;
 }
 
 int policy_parse_text(const char *file, const char *text, struct policy *p,
 		      char err[POLICY_ERROR_MAX])
 {
-	FILE *f = fmemopen((void *)text, strlen(text), "r");
+	struct parser ps = { .p = p, .err = err };
+	struct source src = { .path = file };
+	FILE *f;
 	int ret;
 
+	policy_init(p);
+	err[0] = '\0';
+	/* fmemopen of an empty buffer fails with EINVAL on older glibc: an empty policy is valid. */
+	if (text[0] == '\0')
+		return 0;
+	f = fmemopen((void *)text, strlen(text), "r");
 	if (!f) {
 		ret = -errno;
 		snprintf(err, POLICY_ERROR_MAX, "%s: %s", file, strerror(-ret));
-		policy_init(p);
 		return ret;
 	}
-	ret = parse_stream(f, file, p, err);
+	source_names(&src, file);
+	ret = parse_stream(&ps, f, &src);
 	fclose(f);
+	if (ret)
+		policy_free(p);
 	return ret;
 }
 
-/* --- reference decision ----------------------------------------------------------------- */
+/* --- reference decision -------------------------------------------------------------------- */
 
 static bool prefix_is_v4(const struct prefix *p)
 {
@@ -313,31 +868,59 @@ static __u8 apply_mode(const struct policy *p, __u8 verdict)
 									      : verdict;
 }
 
-void policy_decide(const struct policy *p, const struct sluice_addr *dst,
+bool l4_match_accepts(const struct l4_match *m, __u8 proto, int port)
+{
+	bool proto_ok = false;
+
+	if (m->nprotos == 0)
+		return true;
+	for (int i = 0; i < m->nprotos; i++)
+		proto_ok |= m->protos[i] == proto;
+	if (!proto_ok)
+		return false;
+	if (m->nports == 0)
+		return true;
+	if (port == POLICY_PORT_NONE)
+		return false;
+	for (int i = 0; i < m->nports; i++)
+		if (port >= m->ports[i].lo && port <= m->ports[i].hi)
+			return true;
+	return false;
+}
+
+/* Does rule a take precedence over rule b at the same prefix length? */
+static bool outranks(const struct policy_rule *a, size_t ia, const struct policy_rule *b,
+		     size_t ib)
+{
+	if (a->action != b->action)
+		return a->action == SLUICE_VERDICT_DENY;
+	return ia < ib;
+}
+
+void policy_decide(const struct policy *p, const struct sluice_addr *dst, __u8 proto, int port,
 		   struct sluice_policy_entry *out)
 {
 	const struct policy_rule *best = NULL;
-	size_t best_id = 0;
+	size_t best_i = 0;
 	bool v4 = addr_is_v4(dst);
 
 	for (size_t i = 0; i < p->nrules; i++) {
 		const struct policy_rule *r = &p->rules[i];
 
 		/* An IPv6 rule never matches an IPv4 packet, even ::/0. */
-		if (prefix_is_v4(&r->dst) != v4 || !prefix_contains(&r->dst, dst))
+		if (prefix_is_v4(&r->dst) != v4 || !prefix_contains(&r->dst, dst) ||
+		    !l4_match_accepts(&p->matches[r->match], proto, port))
 			continue;
-		if (best && r->dst.prefixlen < best->dst.prefixlen)
-			continue;
-		if (best && r->dst.prefixlen == best->dst.prefixlen &&
-		    !(r->action == SLUICE_VERDICT_DENY && best->action == SLUICE_VERDICT_ALLOW))
+		if (best && (r->dst.prefixlen < best->dst.prefixlen ||
+			     (r->dst.prefixlen == best->dst.prefixlen && !outranks(r, i, best, best_i))))
 			continue;
 		best = r;
-		best_id = i;
+		best_i = i;
 	}
 	memset(out, 0, sizeof(*out));
 	out->flags = p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0;
 	if (best) {
-		out->rule_id = best_id;
+		out->rule_id = best->ident;
 		out->verdict = apply_mode(p, best->action);
 		out->reason = SLUICE_REASON_RULE;
 	} else {
@@ -347,14 +930,56 @@ void policy_decide(const struct policy *p, const struct sluice_addr *dst,
 	}
 }
 
-/* --- compiler --------------------------------------------------------------------------- */
+/* --- compiler ------------------------------------------------------------------------------ */
+
+/*
+ * The compiler works on distinct destination prefixes. For a packet whose longest matching
+ * prefix in the trie is P, the candidate rules are exactly those written for P and for the
+ * prefixes containing P (its ancestors). Ordered by precedence (longer prefix first, deny
+ * before allow, earlier before later), the first rule without a protocol/port condition
+ * ends the chain: it decides every packet no earlier rule matches. If P's own best rule has
+ * no condition, the decision is a constant (the common case, and the only trie lookup the
+ * datapath does); otherwise the chain becomes a port class: a small function of protocol
+ * and port stored in the port trie, shared by every prefix with the same chain.
+ */
+
+struct outcome {
+	__u32 rule_id;
+	__u8 verdict, reason;
+};
+
+struct node {
+	struct prefix pfx;
+	size_t first, count; /* its rules in the sorted order, best first */
+};
+
+struct compiler {
+	const struct policy *p;
+	size_t *order; /* rule indexes sorted by prefix, then precedence */
+	struct node *nodes;
+	size_t nnodes;
+	size_t *slots; /* open addressing: node index + 1, 0 = empty */
+	size_t mask;
+	struct outcome deflt;
+	/* Port classes, interned by their chain. */
+	struct class_rec {
+		__u32 *chain; /* rule indexes of the exceptions, then the fallback's rule + 1 */
+		size_t len;
+		__u64 hash;
+	} *classes;
+	size_t nclasses, ccap;
+	size_t *class_slots;
+	size_t class_mask;
+	struct compiled_port_entry *ports;
+	size_t nports, pcap;
+};
 
 static const struct policy *sort_policy; /* qsort has no context argument */
 
-static int cmp_rule_ids(const void *a, const void *b)
+static int cmp_rule_order(const void *a, const void *b)
 {
-	const struct policy_rule *ra = &sort_policy->rules[*(const size_t *)a];
-	const struct policy_rule *rb = &sort_policy->rules[*(const size_t *)b];
+	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+	const struct policy_rule *ra = &sort_policy->rules[ia], *rb = &sort_policy->rules[ib];
 	int c;
 
 	if (ra->dst.prefixlen != rb->dst.prefixlen)
@@ -362,91 +987,490 @@ static int cmp_rule_ids(const void *a, const void *b)
 	c = memcmp(ra->dst.addr.a, rb->dst.addr.a, 16);
 	if (c)
 		return c;
-	/* Same prefix: deny first (it wins), then the earliest rule. */
-	if (ra->action != rb->action)
-		return ra->action == SLUICE_VERDICT_DENY ? -1 : 1;
-	return *(const size_t *)a < *(const size_t *)b ? -1 : 1;
+	return outranks(ra, ia, rb, ib) ? -1 : 1;
+}
+
+static __u64 hash_bytes(const void *data, size_t len, __u64 h)
+{
+	const unsigned char *c = data;
+
+	/* FNV-1a: enough to spread prefixes and chains over the tables below. */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ c[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static __u64 prefix_hash(const struct prefix *p)
+{
+	return hash_bytes(p->addr.a, 16, hash_bytes(&p->prefixlen, sizeof(p->prefixlen),
+						    0xcbf29ce484222325ull));
+}
+
+static ssize_t find_node(const struct compiler *c, const struct prefix *p)
+{
+	for (size_t h = prefix_hash(p) & c->mask;; h = (h + 1) & c->mask) {
+		size_t slot = c->slots[h];
+
+		if (!slot)
+			return -1;
+		if (c->nodes[slot - 1].pfx.prefixlen == p->prefixlen &&
+		    memcmp(c->nodes[slot - 1].pfx.addr.a, p->addr.a, 16) == 0)
+			return slot - 1;
+	}
+}
+
+static void mask_prefix(struct prefix *p, unsigned len)
+{
+	p->prefixlen = len;
+	for (unsigned bit = len; bit < 128; bit++)
+		p->addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+}
+
+static struct outcome rule_outcome(const struct compiler *c, size_t rule)
+{
+	const struct policy_rule *r = &c->p->rules[rule];
+
+	return (struct outcome){
+		.rule_id = r->ident,
+		.verdict = apply_mode(c->p, r->action),
+		.reason = SLUICE_REASON_RULE,
+	};
+}
+
+/*
+ * The chain of node n: its exceptions (rules with a condition, in precedence order) and
+ * the rule that ends it (SIZE_MAX: the default). Returns the number of exceptions.
+ */
+static int build_chain(const struct compiler *c, size_t n, __u32 **chain, size_t *len,
+		       size_t *fallback)
+{
+	const struct node *node = &c->nodes[n];
+	bool v4 = prefix_is_v4(&node->pfx);
+	unsigned floor = v4 ? 96 : 0;
+	size_t cap = 0;
+
+	*chain = NULL;
+	*len = 0;
+	*fallback = SIZE_MAX;
+	for (int plen = node->pfx.prefixlen; plen >= (int)floor; plen--) {
+		struct prefix anc = node->pfx;
+		ssize_t a;
+
+		mask_prefix(&anc, plen);
+		a = find_node(c, &anc);
+		if (a < 0)
+			continue;
+		for (size_t k = 0; k < c->nodes[a].count; k++) {
+			size_t rule = c->order[c->nodes[a].first + k];
+
+			if (c->p->rules[rule].match == 0) {
+				*fallback = rule;
+				return 0;
+			}
+			if (grow((void **)chain, &cap, *len + 1, sizeof(**chain)))
+				return -ENOMEM;
+			(*chain)[(*len)++] = rule;
+		}
+	}
+	return 0;
+}
+
+static int add_port_entry(struct compiler *c, __u32 class, unsigned prefixlen, __u8 proto,
+			  __u16 port, struct outcome o)
+{
+	struct compiled_port_entry *e;
+
+	if (c->nports >= SLUICE_PORT_MAX)
+		return -E2BIG;
+	if (grow((void **)&c->ports, &c->pcap, c->nports + 1, sizeof(*c->ports)))
+		return -ENOMEM;
+	e = &c->ports[c->nports++];
+	memset(e, 0, sizeof(*e));
+	e->key.prefixlen = prefixlen;
+	e->key.port_class = class;
+	e->key.proto = proto;
+	e->key.port[0] = port >> 8;
+	e->key.port[1] = port & 0xff;
+	e->value.rule_id = o.rule_id;
+	e->value.verdict = o.verdict;
+	e->value.reason = o.reason;
+	return 0;
+}
+
+static bool same_outcome(struct outcome a, struct outcome b)
+{
+	return a.rule_id == b.rule_id && a.verdict == b.verdict && a.reason == b.reason;
+}
+
+/* The chain's decision for (proto, port). */
+static struct outcome chain_decide(const struct compiler *c, const __u32 *chain, size_t len,
+				   struct outcome fallback, __u8 proto, int port)
+{
+	for (size_t i = 0; i < len; i++)
+		if (l4_match_accepts(&c->p->matches[c->p->rules[chain[i]].match], proto, port))
+			return rule_outcome(c, chain[i]);
+	return fallback;
+}
+
+/* Emit [lo, hi] as aligned power-of-two port blocks. */
+static int add_port_blocks(struct compiler *c, __u32 class, __u8 proto, __u32 lo, __u32 hi,
+			   struct outcome o)
+{
+	while (lo <= hi) {
+		unsigned bits = 0;
+		int err;
+
+		/* Never a full 2^16 block: that would be the protocol's own /40 entry. */
+		while (bits < 15 && (lo & ((2u << bits) - 1)) == 0 && lo + (2u << bits) - 1 <= hi)
+			bits++;
+		err = add_port_entry(c, class, SLUICE_PORT_PREFIX_PORT - bits, proto, lo, o);
+		if (err)
+			return err;
+		lo += 1u << bits;
+	}
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Write the port-trie entries of a new class. */
+static int emit_class(struct compiler *c, __u32 class, const __u32 *chain, size_t len,
+		      struct outcome fallback)
+{
+	__u8 seen[256] = {};
+	int err;
+
+	err = add_port_entry(c, class, SLUICE_PORT_PREFIX_CLASS, 0, 0, fallback);
+	for (size_t i = 0; i < len && !err; i++) {
+		const struct l4_match *m = &c->p->matches[c->p->rules[chain[i]].match];
+
+		for (int k = 0; k < m->nprotos && !err; k++) {
+			__u8 proto = m->protos[k];
+			struct outcome none;
+			__u32 *cuts = NULL;
+			size_t ncuts = 0, cap = 0;
+
+			if (seen[proto])
+				continue;
+			seen[proto] = 1;
+			none = chain_decide(c, chain, len, fallback, proto, POLICY_PORT_NONE);
+			if (!same_outcome(none, fallback))
+				err = add_port_entry(c, class, SLUICE_PORT_PREFIX_PROTO, proto, 0, none);
+			if (err || !proto_has_ports(proto))
+				continue;
+			/* Cut points of every range naming this protocol; constant between them. */
+			for (size_t j = 0; j < len && !err; j++) {
+				const struct l4_match *mj = &c->p->matches[c->p->rules[chain[j]].match];
+				bool names = false;
+
+				for (int q = 0; q < mj->nprotos; q++)
+					names |= mj->protos[q] == proto;
+				for (int q = 0; names && q < mj->nports && !err; q++) {
+					if (grow((void **)&cuts, &cap, ncuts + 2, sizeof(*cuts))) {
+						err = -ENOMEM;
+						break;
+					}
+					cuts[ncuts++] = mj->ports[q].lo;
+					cuts[ncuts++] = (__u32)mj->ports[q].hi + 1;
+				}
+			}
+			qsort(cuts, ncuts, sizeof(*cuts), cmp_u32);
+			for (size_t j = 0; j + 1 < ncuts && !err; j++) {
+				struct outcome o;
+
+				if (cuts[j] == cuts[j + 1])
+					continue;
+				o = chain_decide(c, chain, len, fallback, proto, cuts[j]);
+				if (!same_outcome(o, none))
+					err = add_port_blocks(c, class, proto, cuts[j], cuts[j + 1] - 1, o);
+			}
+			free(cuts);
+		}
+	}
+	return err;
+}
+
+/* The class for a chain: an existing one with the same exceptions and fallback, or new. */
+static int intern_class(struct compiler *c, const __u32 *chain, size_t len, size_t fallback,
+			__u32 *class)
+{
+	struct outcome fb = fallback == SIZE_MAX ? c->deflt : rule_outcome(c, fallback);
+	__u32 *key;
+	size_t klen = 2 * len + 1;
+	__u64 h;
+	int err;
+
+	/*
+	 * Two chains decide alike when their exceptions have the same identity, action and
+	 * match in the same order and they fall back to the same outcome.
+	 */
+	key = calloc(klen, sizeof(*key));
+	if (!key)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++) {
+		const struct policy_rule *r = &c->p->rules[chain[i]];
+
+		key[2 * i] = r->ident;
+		key[2 * i + 1] = r->action;
+	}
+	key[2 * len] = fb.rule_id;
+	h = hash_bytes(key, klen * sizeof(*key), 0xcbf29ce484222325ull);
+
+	if (c->nclasses * 2 >= c->class_mask) {
+		size_t nmask = c->class_mask ? c->class_mask * 2 + 1 : 1023;
+		size_t *ns = calloc(nmask + 1, sizeof(*ns));
+
+		if (!ns) {
+			free(key);
+			return -ENOMEM;
+		}
+		for (size_t i = 0; i < c->nclasses; i++) {
+			size_t s = c->classes[i].hash & nmask;
+
+			while (ns[s])
+				s = (s + 1) & nmask;
+			ns[s] = i + 1;
+		}
+		free(c->class_slots);
+		c->class_slots = ns;
+		c->class_mask = nmask;
+	}
+	for (size_t s = h & c->class_mask;; s = (s + 1) & c->class_mask) {
+		size_t slot = c->class_slots[s];
+
+		if (!slot) {
+			c->class_slots[s] = c->nclasses + 1;
+			break;
+		}
+		if (c->classes[slot - 1].hash == h && c->classes[slot - 1].len == klen &&
+		    memcmp(c->classes[slot - 1].chain, key, klen * sizeof(*key)) == 0) {
+			free(key);
+			*class = slot;
+			return 0;
+		}
+	}
+	if (c->nclasses >= UINT32_MAX / 2 ||
+	    grow((void **)&c->classes, &c->ccap, c->nclasses + 1, sizeof(*c->classes))) {
+		free(key);
+		return -ENOMEM;
+	}
+	c->classes[c->nclasses++] = (struct class_rec){ .chain = key, .len = klen, .hash = h };
+	*class = c->nclasses; /* classes are numbered from 1; 0 means "no class" */
+	err = emit_class(c, *class, chain, len, fb);
+	return err;
+}
+
+static void compiler_free(struct compiler *c)
+{
+	for (size_t i = 0; i < c->nclasses; i++)
+		free(c->classes[i].chain);
+	free(c->classes);
+	free(c->class_slots);
+	free(c->order);
+	free(c->nodes);
+	free(c->slots);
+	free(c->ports);
 }
 
 int policy_compile(const struct policy *p, __u32 generation, struct compiled_policy *out)
 {
-	static const struct prefix catch_all_v6 = { .prefixlen = 0 };
-	static const struct prefix catch_all_v4 = {
-		.addr = { .a = { [10] = 0xff, [11] = 0xff } },
-		.prefixlen = 96,
+	static const struct prefix catch_alls[2] = {
+		{ .prefixlen = 0 },
+		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
 	};
-	const struct prefix *catch_alls[] = { &catch_all_v6, &catch_all_v4 };
 	__u8 flags = p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0;
-	size_t *order, n = 0;
+	struct compiler c = { .p = p };
+	size_t nodes_cap = p->nrules + 2;
+	int err = -ENOMEM;
 
 	memset(out, 0, sizeof(*out));
-	order = malloc((p->nrules ? p->nrules : 1) * sizeof(*order));
-	out->entries = calloc(p->nrules + 2, sizeof(*out->entries));
-	if (!order || !out->entries) {
-		free(order);
-		free(out->entries);
-		out->entries = NULL;
-		return -ENOMEM;
-	}
+	c.deflt = (struct outcome){ .rule_id = SLUICE_RULE_DEFAULT,
+				    .verdict = apply_mode(p, p->default_verdict),
+				    .reason = SLUICE_REASON_DEFAULT };
+	c.order = malloc((p->nrules ? p->nrules : 1) * sizeof(*c.order));
+	c.nodes = malloc(nodes_cap * sizeof(*c.nodes));
+	for (c.mask = 15; c.mask < 2 * nodes_cap; c.mask = c.mask * 2 + 1)
+		;
+	c.slots = calloc(c.mask + 1, sizeof(*c.slots));
+	if (!c.order || !c.nodes || !c.slots)
+		goto fail;
+
 	for (size_t i = 0; i < p->nrules; i++)
-		order[i] = i;
+		c.order[i] = i;
 	sort_policy = p;
-	qsort(order, p->nrules, sizeof(*order), cmp_rule_ids);
+	qsort(c.order, p->nrules, sizeof(*c.order), cmp_rule_order);
 
+	/* Group the sorted rules by prefix; add the catch-alls that carry the default. */
 	for (size_t i = 0; i < p->nrules; i++) {
-		const struct policy_rule *r = &p->rules[order[i]];
-		struct compiled_entry *e;
+		const struct prefix *d = &p->rules[c.order[i]].dst;
+		struct node *prev = c.nnodes ? &c.nodes[c.nnodes - 1] : NULL;
 
-		/* Sorted so the winner of each prefix comes first; skip the rest. */
-		if (n > 0) {
-			const struct compiled_entry *prev = &out->entries[n - 1];
-
-			if (prev->key.prefixlen == r->dst.prefixlen &&
-			    memcmp(prev->key.addr.a, r->dst.addr.a, 16) == 0)
-				continue;
-		}
-		e = &out->entries[n++];
-		e->key.prefixlen = r->dst.prefixlen;
-		e->key.addr = r->dst.addr;
-		e->value.rule_id = order[i];
-		e->value.generation = generation;
-		e->value.verdict = apply_mode(p, r->action);
-		e->value.reason = SLUICE_REASON_RULE;
-		e->value.flags = flags;
-	}
-	free(order);
-
-	/*
-	 * The default verdict lives at ::/0 and at ::ffff:0:0/96 (all of IPv4). The second one
-	 * also keeps IPv6 rules shorter than /96 (such as ::/0) from matching IPv4 packets.
-	 * A rule written for exactly that prefix takes the slot instead.
-	 */
-	for (size_t c = 0; c < 2; c++) {
-		const struct prefix *ca = catch_alls[c];
-		bool taken = false;
-		struct compiled_entry *e;
-
-		for (size_t i = 0; i < n && !taken; i++)
-			taken = out->entries[i].key.prefixlen == ca->prefixlen &&
-				memcmp(out->entries[i].key.addr.a, ca->addr.a, 16) == 0;
-		if (taken)
+		if (prev && prev->pfx.prefixlen == d->prefixlen &&
+		    memcmp(prev->pfx.addr.a, d->addr.a, 16) == 0) {
+			prev->count++;
 			continue;
-		e = &out->entries[n++];
-		e->key.prefixlen = ca->prefixlen;
-		e->key.addr = ca->addr;
-		e->value.rule_id = SLUICE_RULE_DEFAULT;
+		}
+		c.nodes[c.nnodes++] = (struct node){ .pfx = *d, .first = i, .count = 1 };
+	}
+	for (size_t i = 0; i < c.nnodes; i++) {
+		size_t h = prefix_hash(&c.nodes[i].pfx) & c.mask;
+
+		while (c.slots[h])
+			h = (h + 1) & c.mask;
+		c.slots[h] = i + 1;
+	}
+	/*
+	 * The default lives at ::/0 and at ::ffff:0:0/96 (all of IPv4); the second also keeps
+	 * IPv6 rules shorter than /96 (such as ::/0) from matching IPv4 packets.
+	 */
+	for (int k = 0; k < 2; k++) {
+		if (find_node(&c, &catch_alls[k]) >= 0)
+			continue;
+		c.nodes[c.nnodes] = (struct node){ .pfx = catch_alls[k], .first = 0, .count = 0 };
+		size_t h = prefix_hash(&catch_alls[k]) & c.mask;
+		while (c.slots[h])
+			h = (h + 1) & c.mask;
+		c.slots[h] = ++c.nnodes;
+	}
+
+	out->entries = calloc(c.nnodes, sizeof(*out->entries));
+	if (!out->entries)
+		goto fail;
+	for (size_t i = 0; i < c.nnodes; i++) {
+		const struct node *node = &c.nodes[i];
+		struct compiled_entry *e = &out->entries[out->n++];
+		struct outcome o = c.deflt;
+		__u32 class = 0;
+
+		if (node->count && p->rules[c.order[node->first]].match == 0) {
+			o = rule_outcome(&c, c.order[node->first]); /* constant: the common case */
+		} else {
+			__u32 *chain;
+			size_t len, fallback;
+
+			err = build_chain(&c, i, &chain, &len, &fallback);
+			if (!err && len)
+				err = intern_class(&c, chain, len, fallback, &class);
+			else if (!err && fallback != SIZE_MAX)
+				o = rule_outcome(&c, fallback);
+			free(chain);
+			if (err)
+				goto fail;
+		}
+		e->key.prefixlen = node->pfx.prefixlen;
+		e->key.addr = node->pfx.addr;
+		e->value.rule_id = o.rule_id;
 		e->value.generation = generation;
-		e->value.verdict = apply_mode(p, p->default_verdict);
-		e->value.reason = SLUICE_REASON_DEFAULT;
+		e->value.port_class = class;
+		e->value.verdict = o.verdict;
+		e->value.reason = o.reason;
 		e->value.flags = flags;
 	}
-	out->n = n;
+	out->ports = c.ports;
+	out->nports = c.nports;
+	out->nclasses = c.nclasses;
+	c.ports = NULL;
+	compiler_free(&c);
 	return 0;
+fail:
+	compiler_free(&c);
+	compiled_policy_free(out);
+	return err;
 }
 
 void compiled_policy_free(struct compiled_policy *cp)
 {
 	free(cp->entries);
-	cp->entries = NULL;
-	cp->n = 0;
+	free(cp->ports);
+	memset(cp, 0, sizeof(*cp));
+}
+
+void compiled_decide(const struct compiled_policy *cp, const struct sluice_addr *dst, __u8 proto,
+		     int port, struct sluice_policy_entry *out)
+{
+	const struct compiled_entry *best = NULL;
+	const struct compiled_port_entry *pbest = NULL;
+	unsigned maxlen;
+
+	memset(out, 0, sizeof(*out));
+	out->verdict = SLUICE_VERDICT_DENY;
+	out->reason = SLUICE_REASON_NO_POLICY;
+	out->rule_id = SLUICE_RULE_NONE;
+	for (size_t i = 0; i < cp->n; i++) {
+		struct prefix p = { .addr = cp->entries[i].key.addr,
+				    .prefixlen = cp->entries[i].key.prefixlen };
+
+		if (prefix_contains(&p, dst) && (!best || p.prefixlen > best->key.prefixlen))
+			best = &cp->entries[i];
+	}
+	if (!best)
+		return;
+	*out = best->value;
+	if (!best->value.port_class)
+		return;
+	/* As the datapath: a port-less lookup stops at the protocol byte. */
+	maxlen = port == POLICY_PORT_NONE ? SLUICE_PORT_PREFIX_PROTO : SLUICE_PORT_PREFIX_PORT;
+	for (size_t i = 0; i < cp->nports; i++) {
+		const struct compiled_port_entry *e = &cp->ports[i];
+		unsigned len = e->key.prefixlen;
+		__u32 pkt = (__u32)proto << 16 | (port == POLICY_PORT_NONE ? 0 : (__u32)port);
+		__u32 ent = (__u32)e->key.proto << 16 | e->key.port[0] << 8 | e->key.port[1];
+		unsigned bits = len - SLUICE_PORT_PREFIX_CLASS; /* over proto + port: 0..24 */
+
+		if (e->key.port_class != best->value.port_class || len > maxlen)
+			continue;
+		if (bits && (pkt >> (24 - bits)) != (ent >> (24 - bits)))
+			continue;
+		if (!pbest || len > pbest->key.prefixlen)
+			pbest = e;
+	}
+	if (!pbest) {
+		out->verdict = SLUICE_VERDICT_DENY;
+		out->reason = SLUICE_REASON_NO_POLICY;
+		out->rule_id = SLUICE_RULE_NONE;
+		return;
+	}
+	out->verdict = pbest->value.verdict;
+	out->reason = pbest->value.reason;
+	out->rule_id = pbest->value.rule_id;
+}
+
+/* --- formatting ---------------------------------------------------------------------------- */
+
+void policy_format(const struct policy *p, FILE *f)
+{
+	char buf[ADDR_STRLEN], pb[8];
+
+	fprintf(f, "mode %s\ndefault %s\nessential %s\nreplies %s\n",
+		p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce", verdict_name(p->default_verdict),
+		p->essential ? "on" : "off", p->replies ? "on" : "off");
+	for (size_t i = 0; i < p->nsets; i++) {
+		fprintf(f, "\nset %s {", p->sets[i].name);
+		for (size_t k = 0; k < p->sets[i].n; k++) {
+			prefix_format(&p->sets[i].prefixes[k], buf, sizeof(buf));
+			fprintf(f, "%s %s", k ? "," : "", buf);
+		}
+		fprintf(f, " }\n");
+	}
+	if (p->nidents)
+		fputc('\n', f);
+	for (size_t i = 0; i < p->nidents; i++) {
+		const struct policy_ident *id = &p->idents[i];
+		const struct l4_match *m = &p->matches[id->match];
+
+		fprintf(f, "%s %s", verdict_name(id->action), id->target);
+		for (int k = 0; k < m->nprotos; k++)
+			fprintf(f, "%s%s", k ? "," : " ", proto_label(m->protos[k], pb, sizeof(pb)));
+		for (int k = 0; k < m->nports; k++) {
+			fprintf(f, "%s%u", k ? "," : " ", m->ports[k].lo);
+			if (m->ports[k].hi != m->ports[k].lo)
+				fprintf(f, "-%u", m->ports[k].hi);
+		}
+		fprintf(f, " name %s\n", id->name);
+	}
 }

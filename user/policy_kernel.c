@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* Atomic policy installation: build a new trie, swap it in, move the generation on. */
+/* Atomic policy installation: classes in, trie swapped, generation bumped, classes out. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -21,13 +22,82 @@ int policy_next_generation(int config_fd, __u32 *generation)
 	return 0;
 }
 
-int policy_install(int policy_fd, int config_fd, const struct compiled_policy *cp,
+/* Is class inside [base, base + n)? (Unsigned arithmetic handles a range that wraps.) */
+static bool class_in(__u32 class, __u32 base, __u32 n)
+{
+	return class - base < n;
+}
+
+/*
+ * Remove the port entries whose class is inside [base, base + n) (inside = true) or
+ * outside it. Keys are collected first: deleting from an LPM trie while walking it
+ * restarts the walk.
+ */
+static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
+{
+	struct sluice_port_key *keys = NULL, key, *prev = NULL;
+	size_t n = 0, cap = 0;
+	int err = 0;
+
+	while (bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
+		if (class_in(key.port_class, base, n_classes) == inside) {
+			if (n == cap) {
+				size_t grown = cap ? cap * 2 : 256;
+				void *p = realloc(keys, grown * sizeof(*keys));
+
+				if (!p) {
+					err = -ENOMEM;
+					break;
+				}
+				keys = p;
+				cap = grown;
+			}
+			keys[n++] = key;
+		}
+		prev = &key;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_delete_elem(ports_fd, &keys[i]) < 0 && errno != ENOENT && !err)
+			err = -errno;
+	free(keys);
+	return err;
+}
+
+static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
+{
+	for (size_t i = 0; i < cp->nports; i++) {
+		struct sluice_port_key key = cp->ports[i].key;
+
+		key.port_class = base + key.port_class - 1;
+		/* BPF_ANY: a crashed install may have left an entry with this very key. */
+		if (bpf_map_update_elem(ports_fd, &key, &cp->ports[i].value, BPF_ANY) < 0) {
+			int err = -errno;
+
+			pr_err("cannot fill port classes (entry %zu of %zu): %s", i + 1, cp->nports,
+			       strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-	struct sluice_config cfg = { .generation = generation };
-	__u32 zero = 0;
+	struct sluice_config cfg;
+	__u32 zero = 0, base;
 	int trie_fd, err = 0;
+
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
+		return -errno;
+	/* Fresh class numbers, never 0, disjoint from the classes packets may still use. */
+	base = cfg.next_class ? cfg.next_class : 1;
+	if (base + cp->nclasses < base)
+		base = 1; /* after 2^32 classes: the old ones were removed long ago */
+	err = add_port_entries(maps->ports_fd, cp, base);
+	if (err)
+		goto drop_new_classes;
 
 	/* Must match the inner map template in bpf/lib/maps.h, or the swap is refused. */
 	trie_fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "sluice_trie", sizeof(struct sluice_lpm_key),
@@ -35,35 +105,57 @@ int policy_install(int policy_fd, int config_fd, const struct compiled_policy *c
 	if (trie_fd < 0) {
 		err = -errno;
 		pr_err("cannot create policy trie: %s", strerror(-err));
-		return err;
+		goto drop_new_classes;
 	}
 	for (size_t i = 0; i < cp->n; i++) {
 		const struct compiled_entry *e = &cp->entries[i];
+		struct sluice_policy_entry value = e->value;
 
-		if (bpf_map_update_elem(trie_fd, &e->key, &e->value, BPF_NOEXIST) < 0) {
+		if (value.port_class)
+			value.port_class = base + value.port_class - 1;
+		if (bpf_map_update_elem(trie_fd, &e->key, &value, BPF_NOEXIST) < 0) {
 			err = -errno;
 			pr_err("cannot fill policy trie (entry %zu of %zu): %s", i + 1, cp->n,
 			       strerror(-err));
-			goto out;
+			goto close_trie;
 		}
 	}
-	/* The switch: one update of the slot. Packets in flight finish on the old trie. */
-	if (bpf_map_update_elem(policy_fd, &zero, &trie_fd, BPF_ANY) < 0) {
+	/*
+	 * The switch: one update of the slot. For map-in-map updates the kernel waits for
+	 * running programs (synchronize_rcu), so when this returns none uses the old trie.
+	 */
+	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0) {
 		err = -errno;
 		pr_err("cannot switch to the new policy: %s", strerror(-err));
-		goto out;
+		goto close_trie;
 	}
 	/* Cached per-destination decisions carry the old generation and are retaken. */
-	if (bpf_map_update_elem(config_fd, &zero, &cfg, BPF_ANY) < 0) {
+	cfg.generation = generation;
+	cfg.next_class = base + cp->nclasses;
+	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0) {
 		err = -errno;
-		/*
-		 * The new trie is in force already; stale cache entries keep the old verdicts
-		 * for destinations seen before. Report it: the caller must not claim success.
-		 */
+		/* The new trie is in force; old classes stay so cached decisions still resolve. */
 		pr_err("policy switched but generation update failed: %s", strerror(-err));
+		close(trie_fd);
+		return err;
 	}
-out:
-	/* The outer map holds its own reference; the kernel frees the old trie after RCU. */
+	/*
+	 * A packet that read the old generation just before the update may still resolve an
+	 * old class from its cached decision. Updating the slot again waits for every such
+	 * program run to finish; after it, the old classes are unreachable.
+	 */
+	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0)
+		pr_warn("cannot wait for running programs: %s; keeping old port classes",
+			strerror(errno));
+	else if ((err = remove_classes(maps->ports_fd, base, cp->nclasses, false)))
+		pr_warn("cannot remove old port classes: %s", strerror(-err));
 	close(trie_fd);
+	return 0; /* the new policy is in force; leftovers are removed by the next install */
+
+close_trie:
+	close(trie_fd);
+drop_new_classes:
+	/* Nothing refers to the new classes yet: remove them, keep everything else. */
+	remove_classes(maps->ports_fd, base, cp->nclasses, true);
 	return err;
 }

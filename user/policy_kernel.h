@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Installing a compiled policy into the kernel atomically: a new trie is built off to the
- * side, swapped into the outer map's slot in one update, and then the generation in the
- * config map moves on so cached per-destination decisions are taken again.
+ * Installing a compiled policy into the kernel atomically: the new policy's port classes
+ * are added next to the old ones, a new trie is built off to the side and swapped into the
+ * outer map's slot in one update, the generation moves on so cached per-destination
+ * decisions are retaken, and only then are the old classes removed.
  */
 #ifndef SLUICE_POLICY_KERNEL_H
 #define SLUICE_POLICY_KERNEL_H
@@ -10,10 +11,17 @@
 #include <linux/types.h>
 #include "policy.h"
 
+/* The maps a policy lives in. */
+struct policy_maps {
+	int policy_fd; /* outer array-of-maps; slot 0 holds the active trie */
+	int config_fd;
+	int ports_fd;
+};
+
 /* The generation the next policy should carry (current + 1; never 0). */
 int policy_next_generation(int config_fd, __u32 *generation);
-/* Build, fill and swap in a trie for cp; returns 0 or -errno (the old policy stays). */
-int policy_install(int policy_fd, int config_fd, const struct compiled_policy *cp,
+/* Install cp as generation; returns 0 or -errno, and on error the old policy stays whole. */
+int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation);
 
 #endif

@@ -100,8 +100,8 @@ int state_write_rules(const char *state_dir, const struct policy *p, __u32 gener
 		return err;
 	}
 	fprintf(f, "generation %u\n", generation);
-	for (size_t i = 0; i < p->nrules; i++)
-		fprintf(f, "%s\n", p->rules[i].name);
+	for (size_t i = 0; i < p->nidents; i++)
+		fprintf(f, "%s\n", p->idents[i].name);
 	if (fflush(f) != 0 || fsync(fd) < 0)
 		err = -errno;
 	if (fclose(f) != 0 && !err)

@@ -36,6 +36,19 @@ struct {
 	__array(values, struct sluice_policy_trie);
 } sluice_policy SEC(".maps");
 
+/*
+ * Protocol/port decisions of the prefixes whose verdict depends on them, keyed by
+ * (port class, protocol, port). Written by userspace: a new policy's classes are added
+ * before the switch and the old ones removed after it, so every packet finds its class.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_PORT_MAX);
+	__type(key, struct sluice_port_key);
+	__type(value, struct sluice_port_entry);
+} sluice_ports SEC(".maps");
+
 /* Runtime state written by userspace: the active policy generation. One entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

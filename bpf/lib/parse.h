@@ -40,7 +40,10 @@ struct packet_info {
 	struct sluice_addr dst; /* IPv4 mapped into IPv6 */
 	__u16 l3_proto;         /* ETH_P_IP / ETH_P_IPV6, host order */
 	__u8 l4_proto;          /* IPPROTO_*, as found after the fixed IP header */
+	__u8 later_fragment;    /* a non-first fragment: no transport header */
 	__u16 l4_offset;        /* bytes from the frame start to the transport header */
+	__u8 dport[2];          /* destination port, network order, when has_port */
+	__u8 has_port;          /* TCP, UDP or SCTP with its ports inside the frame */
 };
 
 static __always_inline int parse_eth(struct cursor *c)
@@ -97,6 +100,7 @@ static __always_inline int parse_ipv4(struct cursor *c, void *frame, struct pack
 	c->pos += hdr_len;
 
 	map_ipv4(&pi->dst, iph->daddr);
+	pi->later_fragment = (bpf_ntohs(iph->frag_off) & 0x1fff) != 0;
 	pi->l3_proto = ETH_P_IP;
 	pi->l4_proto = iph->protocol;
 	pi->l4_offset = c->pos - frame;
@@ -139,6 +143,30 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 	else
 		return 1;
 	return proto < 0 ? proto : 0;
+}
+
+/* Protocols whose destination port policies can name (it sits at offset 2 in each). */
+static __always_inline int proto_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/* Read the destination port of TCP, UDP or SCTP; has_port stays 0 if it is not there. */
+static __always_inline void parse_ports(void *data, void *data_end, struct packet_info *pi)
+{
+	__u32 offset = pi->l4_offset;
+	__u8 *ports;
+
+	if (pi->later_fragment || !proto_has_ports(pi->l4_proto) || offset > L4_OFFSET_MAX)
+		return;
+	/* Same bound-on-the-accessing-register technique as gso_header_len below. */
+	barrier_var(offset);
+	ports = data + (offset & L4_OFFSET_MAX);
+	if ((void *)(ports + 4) > data_end)
+		return;
+	pi->dport[0] = ports[2];
+	pi->dport[1] = ports[3];
+	pi->has_port = 1;
 }
 
 /*

@@ -9,10 +9,12 @@
 #define SLUICE_BPF_POLICY_H
 
 #include "maps.h"
+#include "parse.h"
 
 struct decision {
 	__u32 rule_id;
 	__u32 generation;
+	__u32 port_class;
 	__u8 verdict;
 	__u8 reason;
 	__u8 flags;
@@ -43,6 +45,7 @@ static __always_inline int policy_lookup(const struct sluice_addr *dst, __u32 pr
 		return -1;
 	d->rule_id = e->rule_id;
 	d->generation = e->generation;
+	d->port_class = e->port_class;
 	d->verdict = e->verdict;
 	d->reason = e->reason;
 	d->flags = e->flags;
@@ -65,24 +68,58 @@ static __always_inline void decide_unparsed(int reason, struct decision *d)
 }
 
 /*
- * Decide for an IP destination. Returns the destination's entry (created if needed, NULL
- * only if the table refused it) with its cached decision brought up to date.
+ * The decision of a port class for this packet's protocol and port. A packet whose
+ * transport header was cut short cannot be matched against port rules: denied.
  */
-static __always_inline struct sluice_dest_stats *decide_destination(const struct sluice_addr *dst,
+static __always_inline void decide_port_class(const struct packet_info *pi, struct decision *d)
+{
+	struct sluice_port_key key = {
+		.prefixlen = pi->has_port ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
+		.port_class = d->port_class,
+		.proto = pi->l4_proto,
+		.port = { pi->dport[0], pi->dport[1] },
+	};
+	struct sluice_port_entry *e;
+
+	if (!pi->has_port && !pi->later_fragment && proto_has_ports(pi->l4_proto)) {
+		decide_unparsed(SLUICE_REASON_TRUNCATED, d);
+		return;
+	}
+	e = bpf_map_lookup_elem(&sluice_ports, &key);
+	if (!e) {
+		/* Every class has a catch-all entry; a miss means a broken install: fail closed. */
+		d->verdict = SLUICE_VERDICT_DENY;
+		d->reason = SLUICE_REASON_NO_POLICY;
+		d->rule_id = SLUICE_RULE_NONE;
+		return;
+	}
+	d->verdict = e->verdict;
+	d->reason = e->reason;
+	d->rule_id = e->rule_id;
+}
+
+/*
+ * Decide for an IP packet. Returns the destination's entry (created if needed, NULL only
+ * if the table refused it) with its cached decision brought up to date.
+ */
+static __always_inline struct sluice_dest_stats *decide_destination(const struct packet_info *pi,
 								    struct decision *d)
 {
 	__u32 generation = active_generation();
 	struct sluice_dest_stats *entry;
 
-	entry = bpf_map_lookup_elem(&sluice_dests, dst);
+	entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
 	if (entry && generation && entry->generation == generation) {
 		d->verdict = entry->verdict;
 		d->reason = entry->reason;
 		d->rule_id = entry->rule_id;
+		d->port_class = entry->port_class;
+		if (d->port_class)
+			decide_port_class(pi, d);
 		return entry;
 	}
 
-	if (policy_lookup(dst, 128, d) < 0) {
+	if (policy_lookup(&pi->dst, 128, d) < 0) {
 		/* Fail closed, and do not cache: a policy may arrive any moment. */
 		d->verdict = SLUICE_VERDICT_DENY;
 		d->reason = SLUICE_REASON_NO_POLICY;
@@ -95,20 +132,24 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 		entry->verdict = d->verdict;
 		entry->reason = d->reason;
 		entry->rule_id = d->rule_id;
+		entry->port_class = d->port_class;
 		entry->generation = d->generation;
-		return entry;
+	} else {
+		struct sluice_dest_stats fresh = {
+			.first_seen_ns = bpf_ktime_get_ns(), /* once per new destination only */
+			.generation = d->generation,
+			.rule_id = d->rule_id,
+			.port_class = d->port_class,
+			.verdict = d->verdict,
+			.reason = d->reason,
+		};
+		/* NOEXIST: if another CPU created it first, keep its counters and use its entry. */
+		bpf_map_update_elem(&sluice_dests, &pi->dst, &fresh, BPF_NOEXIST);
+		entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
 	}
-
-	struct sluice_dest_stats fresh = {
-		.first_seen_ns = bpf_ktime_get_ns(), /* once per new destination only */
-		.generation = d->generation,
-		.rule_id = d->rule_id,
-		.verdict = d->verdict,
-		.reason = d->reason,
-	};
-	/* NOEXIST: if another CPU created it first, keep its counters and use its entry. */
-	bpf_map_update_elem(&sluice_dests, dst, &fresh, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&sluice_dests, dst);
+	if (d->port_class)
+		decide_port_class(pi, d);
+	return entry;
 }
 
 #endif /* SLUICE_BPF_POLICY_H */

@@ -89,17 +89,46 @@ _Static_assert(sizeof(struct sluice_lpm_key) == 20, "sluice_lpm_key is 20 bytes"
 /*
  * Value of the policy LPM trie: the compiled decision for a prefix. The compiler bakes the
  * policy's mode in (a deny in audit mode is stored as AUDIT), so the whole policy is one
- * map and switching maps switches everything at once.
+ * map and switching maps switches everything at once. When the decision for the prefix
+ * depends on protocol or port, port_class names its entries in the port trie and the
+ * verdict here is unused.
  */
 struct sluice_policy_entry {
 	__u32 rule_id;    /* index into the policy's rule table, or SLUICE_RULE_DEFAULT */
 	__u32 generation; /* the policy generation that produced this entry */
+	__u32 port_class; /* 0: verdict below; else look (class, proto, port) up in sluice_ports */
 	__u8 verdict;     /* enum sluice_verdict, mode already applied */
 	__u8 reason;      /* enum sluice_reason */
 	__u8 flags;       /* SLUICE_POLICY_F_*, the same in every entry of one policy */
-	__u8 pad[5];
+	__u8 pad;
 };
 _Static_assert(sizeof(struct sluice_policy_entry) == 16, "sluice_policy_entry is 16 bytes");
+
+/*
+ * Key of the port trie: a port class, then protocol, then destination port. Entries are
+ * /32 (the class's fallback: any protocol), /40 (a protocol, any or no port) and /40+k
+ * (a block of ports). A packet without a port is looked up at /40, one with a port at /56.
+ */
+struct sluice_port_key {
+	__u32 prefixlen; /* 32..56 over the bytes below */
+	__u32 port_class;
+	__u8 proto;
+	__u8 port[2]; /* network order */
+	__u8 pad;     /* never inside a prefix */
+};
+_Static_assert(sizeof(struct sluice_port_key) == 12, "sluice_port_key is 12 bytes");
+
+struct sluice_port_entry {
+	__u32 rule_id;
+	__u8 verdict; /* mode already applied */
+	__u8 reason;
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct sluice_port_entry) == 8, "sluice_port_entry is 8 bytes");
+
+#define SLUICE_PORT_PREFIX_CLASS 32
+#define SLUICE_PORT_PREFIX_PROTO 40
+#define SLUICE_PORT_PREFIX_PORT 56
 
 /*
  * Value of the per-destination table (LRU hash keyed by struct sluice_addr). Counters are
@@ -113,9 +142,10 @@ struct sluice_dest_stats {
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u32 generation;    /* generation of the cached decision below */
 	__u32 rule_id;
+	__u32 port_class; /* non-zero: the decision depends on protocol/port, see sluice_ports */
 	__u8 verdict;
 	__u8 reason;
-	__u8 pad[6];
+	__u8 pad[2];
 };
 _Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 24,
 	       "sluice_dest_stats layout");
@@ -153,13 +183,17 @@ _Static_assert(sizeof(struct sluice_counter) == 16, "sluice_counter is 16 bytes"
 /* The single entry of the config array: state the daemon changes while programs run. */
 struct sluice_config {
 	__u32 generation; /* the active policy generation; 0 = none installed */
-	__u32 pad;
+	__u32 next_class; /* first port class the next policy may use (classes are never reused
+			     while a packet could still hold them) */
 };
 _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 
 /* Capacities. The policy trie allocates per entry; the others are preallocated. */
 #ifndef SLUICE_POLICY_MAX
 #define SLUICE_POLICY_MAX (1u << 21)
+#endif
+#ifndef SLUICE_PORT_MAX
+#define SLUICE_PORT_MAX (1u << 20)
 #endif
 #ifndef SLUICE_DEST_MAX
 #define SLUICE_DEST_MAX 131072

@@ -26,6 +26,8 @@ struct pkt_spec {
 	__u8 ihl_override;       /* a bogus IHL, when non-zero */
 	unsigned truncate;       /* cut the frame to this many bytes (0 = whole) */
 	unsigned payload;        /* transport payload bytes */
+	__u16 dport;             /* destination port (default: 443 for TCP, 53 otherwise) */
+	__u16 frag_off;          /* IPv4 fragment offset in 8-byte units (0 = first/unfragmented) */
 };
 
 /* Build the frame into buf; returns its length. */
@@ -74,6 +76,7 @@ static inline unsigned pkt_build(const struct pkt_spec *s, __u8 *buf)
 		ip->ttl = 64;
 		ip->protocol = proto;
 		ip->saddr = htonl(0xc0000201); /* 192.0.2.1 */
+		ip->frag_off = htons(s->frag_off);
 		ip->daddr = d4.s_addr;
 		for (unsigned i = sizeof(*ip); i < hl; i++)
 			buf[off + i] = 1; /* NOP options */
@@ -83,14 +86,14 @@ static inline unsigned pkt_build(const struct pkt_spec *s, __u8 *buf)
 		struct tcphdr *th = (void *)(buf + off);
 
 		th->source = htons(40000);
-		th->dest = htons(443);
+		th->dest = htons(s->dport ? s->dport : 443);
 		th->doff = 5;
 		th->ack = 1;
 	} else {
 		struct udphdr *uh = (void *)(buf + off);
 
 		uh->source = htons(40000);
-		uh->dest = htons(53);
+		uh->dest = htons(s->dport ? s->dport : 53); /* other protocols: UDP-shaped bytes */
 		uh->len = htons(l4_len);
 	}
 	len = off + l4_len;

@@ -4,6 +4,10 @@
  * reference decision on random policies.
  */
 #include <errno.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,21 +76,167 @@ static void test_parse_ok(void)
 	CHECK(p.mode == SLUICE_MODE_AUDIT, "mode");
 	CHECK(p.default_verdict == SLUICE_VERDICT_ALLOW, "default");
 	CHECK_EQ_U64(p.nrules, 3, "rule count");
-	CHECK(strcmp(p.rules[0].name, "t.conf:5") == 0, "rule identity is FILE:LINE, got %s",
-	      p.rules[0].name);
+	CHECK(strcmp(policy_rule_name(&p, &p.rules[0]), "t.conf:5") == 0,
+	      "rule identity is FILE:LINE, got %s", policy_rule_name(&p, &p.rules[0]));
 	CHECK(p.rules[0].action == SLUICE_VERDICT_DENY && p.rules[0].dst.prefixlen == 120,
 	      "deny 203.0.113.0/24");
 	CHECK(p.rules[1].action == SLUICE_VERDICT_ALLOW && p.rules[1].dst.prefixlen == 48,
 	      "allow 2001:db8:a::/48");
 	CHECK(p.rules[2].dst.prefixlen == 128, "a bare address is a /32");
+	CHECK(p.essential && p.replies, "essential and replies default to on");
 	policy_free(&p);
 
 	/* An empty policy is valid: enforce, default deny. */
-	ret = policy_parse_text("empty.conf", "# nothing\n", &p, err);
+	ret = policy_parse_text("empty.conf", "", &p, err);
 	CHECK(ret == 0 && p.mode == SLUICE_MODE_ENFORCE && p.default_verdict == SLUICE_VERDICT_DENY &&
 		      p.nrules == 0,
 	      "empty policy defaults");
 	policy_free(&p);
+}
+
+/* The statements of SPEC section 3, each one parsed into what it means. */
+static void test_parse_language(void)
+{
+	const char *text = "mode enforce\n"
+			   "default deny\n"
+			   "essential off\n"
+			   "replies off\n"
+			   "set campus   { 10.0.0.0/8, 172.16.0.0/12, fd00::/8 }\n"
+			   "set partners {\n"
+			   "    192.0.2.0/24,      # site A\n"
+			   "    2001:db8:100::/48  # site B, no comma needed at line ends\n"
+			   "    @campus\n"
+			   "}\n"
+			   "allow @campus\n"
+			   "allow @partners tcp 443,2811,50000-51000   name globus\n"
+			   "allow 198.51.100.53 udp, tcp 53 name resolver\n"
+			   "deny  10.66.0.0/16\n"
+			   "deny any 6,17 25\n"
+			   "allow 2001:db8::/32 icmpv6\n"
+			   "allow 203.0.113.0/24 sctp 9899\n";
+	char err[POLICY_ERROR_MAX] = "";
+	struct policy p;
+	const struct l4_match *m;
+
+	if (policy_parse_text("lang.conf", text, &p, err)) {
+		CHECK(0, "parse failed: %s", err);
+		return;
+	}
+	CHECK(!p.essential && !p.replies, "essential off, replies off");
+	CHECK_EQ_U64(p.nsets, 2, "sets");
+	CHECK_EQ_U64(p.sets[0].n, 3, "campus members");
+	CHECK_EQ_U64(p.sets[1].n, 5, "partners members (two plus @campus flattened)");
+	CHECK_EQ_U64(p.nidents, 7, "rules written");
+	/* 3 (campus) + 5 (partners) + 1 + 1 + 2 (any: IPv4 and IPv6) + 1 + 1 destinations */
+	CHECK_EQ_U64(p.nrules, 14, "rule destinations");
+	CHECK(strcmp(p.idents[1].name, "globus") == 0, "name globus: %s", p.idents[1].name);
+	CHECK(strcmp(p.idents[0].name, "lang.conf:11") == 0, "derived name %s", p.idents[0].name);
+	m = &p.matches[p.idents[1].match];
+	CHECK(m->nprotos == 1 && m->protos[0] == IPPROTO_TCP && m->nports == 3 &&
+		      m->ports[2].lo == 50000 && m->ports[2].hi == 51000,
+	      "tcp 443,2811,50000-51000");
+	m = &p.matches[p.idents[2].match];
+	CHECK(m->nprotos == 2 && m->protos[0] == IPPROTO_UDP && m->protos[1] == IPPROTO_TCP &&
+		      m->nports == 1 && m->ports[0].lo == 53,
+	      "udp, tcp 53");
+	m = &p.matches[p.idents[4].match];
+	CHECK(m->nprotos == 2 && m->protos[0] == 6 && m->protos[1] == 17, "numeric protocols");
+	CHECK(p.idents[3].match == 0, "a rule without protocol matches everything");
+
+	struct sluice_policy_entry d;
+	struct sluice_addr a;
+
+	addr_parse("192.0.2.10", &a);
+	policy_decide(&p, &a, IPPROTO_TCP, 2811, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_ALLOW && d.rule_id == 1, "globus allows tcp/2811");
+	policy_decide(&p, &a, IPPROTO_TCP, 22, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.reason == SLUICE_REASON_DEFAULT,
+	      "globus does not allow tcp/22");
+	policy_decide(&p, &a, IPPROTO_TCP, 25, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.rule_id == 4, "deny any 6,17 25");
+	addr_parse("10.66.1.1", &a);
+	policy_decide(&p, &a, IPPROTO_UDP, 123, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.rule_id == 3, "/16 deny beats @campus");
+	addr_parse("10.1.1.1", &a);
+	policy_decide(&p, &a, IPPROTO_UDP, 123, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_ALLOW && d.rule_id == 0, "@campus allows");
+	policy_decide(&p, &a, IPPROTO_TCP, 25, &d);
+	CHECK(d.verdict == SLUICE_VERDICT_ALLOW && d.rule_id == 0,
+	      "the longer prefix wins even against a matching port rule on a shorter one");
+	policy_free(&p);
+}
+
+/* include: relative to the including file, nested, cycles refused. */
+static void test_include(void)
+{
+	char dir[] = "/tmp/sluice-unit-XXXXXX", path[256], err[POLICY_ERROR_MAX];
+	struct policy p;
+	FILE *f;
+
+	if (!mkdtemp(dir)) {
+		CHECK(0, "mkdtemp");
+		return;
+	}
+#define WRITE(name, text)                                                                          \
+	do {                                                                                       \
+		snprintf(path, sizeof(path), "%s/%s", dir, name);                                  \
+		f = fopen(path, "w");                                                              \
+		fputs(text, f);                                                                    \
+		fclose(f);                                                                         \
+	} while (0)
+	mkdir(strcat(strcpy(path, dir), "/sub"), 0700);
+	WRITE("main.conf", "default allow\ninclude sub/sets.conf\ndeny @bad\n");
+	WRITE("sub/sets.conf", "set bad { 203.0.113.0/24 }\ninclude more.conf\n");
+	WRITE("sub/more.conf", "deny 198.51.100.0/24\n");
+	snprintf(path, sizeof(path), "%s/main.conf", dir);
+	CHECK(policy_parse_file(path, &p, err) == 0 && p.nrules == 2 && p.nsets == 1,
+	      "nested includes relative to the including file: %s", err);
+	CHECK(p.nidents == 2 && strcmp(p.idents[0].name, "more.conf:1") == 0,
+	      "an included rule is named after its own file: %s",
+	      p.nidents ? p.idents[0].name : "");
+	policy_free(&p);
+
+	WRITE("loop.conf", "include loop2.conf\n");
+	WRITE("loop2.conf", "deny 192.0.2.0/24\ninclude loop.conf\n");
+	snprintf(path, sizeof(path), "%s/loop.conf", dir);
+	CHECK(policy_parse_file(path, &p, err) == -EINVAL, "include cycle rejected");
+	CHECK(strstr(err, "loop2.conf:2:9: include cycle: ") != NULL, "cycle message: %s", err);
+
+	/* Text input has no directory to read from. */
+	CHECK(policy_parse_text("t.conf", "include x.conf\n", &p, err) == -EINVAL &&
+		      strcmp(err, "t.conf:1:1: include is not available here") == 0,
+	      "%s", err);
+#undef WRITE
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	CHECK(system(path) == 0, "cleanup");
+}
+
+/* A huge file is refused after a bounded read, in bounded memory. */
+static void test_huge_file(void)
+{
+	char path[] = "/tmp/sluice-huge-XXXXXX", err[POLICY_ERROR_MAX];
+	static char line[4096];
+	struct rusage before, after;
+	struct policy p;
+	int fd = mkstemp(path);
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+
+	if (!f) {
+		CHECK(0, "mkstemp");
+		return;
+	}
+	memset(line, '#', sizeof(line) - 1);
+	line[sizeof(line) - 2] = '\n';
+	for (size_t written = 0; written < 100u << 20; written += sizeof(line) - 1)
+		fwrite(line, 1, sizeof(line) - 1, f);
+	fclose(f);
+	getrusage(RUSAGE_SELF, &before);
+	CHECK(policy_parse_file(path, &p, err) == -EINVAL, "100 MB policy rejected");
+	getrusage(RUSAGE_SELF, &after);
+	CHECK(strstr(err, ": policy larger than 64 MiB") != NULL, "message: %s", err);
+	CHECK(after.ru_maxrss - before.ru_maxrss < 8 * 1024, "memory grew by %ld KiB",
+	      after.ru_maxrss - before.ru_maxrss);
+	unlink(path);
 }
 
 static void test_parse_errors(void)
@@ -95,57 +245,97 @@ static void test_parse_errors(void)
 		const char *text;
 		const char *message; /* exact */
 	} cases[] = {
+		{ "permit 192.0.2.0/24\n",
+		  "p.conf:1:1: unknown statement 'permit' (expected mode, default, set, allow, deny, "
+		  "essential, replies or include)" },
+		{ "deny 10.0.0.1/8\n", "p.conf:1:6: '10.0.0.1/8' has host bits set: did you mean 10.0.0.0/8?" },
 		{ "deny 203.0.113.1/24\n",
-		  "p.conf:1:6: address has bits set beyond the prefix length: '203.0.113.1/24'" },
+		  "p.conf:1:6: '203.0.113.1/24' has host bits set: did you mean 203.0.113.0/24?" },
 		{ "mode enforce\n  allow 198.51.100.0/40\n",
-		  "p.conf:2:22: prefix length must be 0..32: '198.51.100.0/40'" },
-		{ "allow 2001:db8::/48 tcp 443\n",
-		  "p.conf:1:21: unexpected 'tcp': this version accepts only 'allow ADDRESS[/LEN]'" },
+		  "p.conf:2:22: prefix length in '198.51.100.0/40' must be 0..32" },
+		{ "allow 2001:db8::/129\n", "p.conf:1:18: prefix length in '2001:db8::/129' must be 0..128" },
+		{ "allow 203.0.113.300\n", "p.conf:1:7: '203.0.113.300' is not an IPv4 or IPv6 address" },
+		{ "allow 2001:db8::zz/64\n", "p.conf:1:7: '2001:db8::zz/64' is not an IPv4 or IPv6 address" },
+		{ "deny ::ffff:192.0.2.1\n",
+		  "p.conf:1:6: IPv4-mapped address '::ffff:192.0.2.1': write 192.0.2.1 instead" },
+		{ "allow 192.0.2.0/24 tcp 0\n",
+		  "p.conf:1:24: port 0 is not a valid destination port (1-65535)" },
+		{ "allow 192.0.2.0/24 tcp 65536\n", "p.conf:1:24: port 65536 is out of range (1-65535)" },
+		{ "allow 192.0.2.0/24 udp 2000-1000\n",
+		  "p.conf:1:24: reversed port range 2000-1000: write 1000-2000" },
+		{ "allow 192.0.2.0/24 tcp 80-\n", "p.conf:1:27: expected a port number, not ''" },
+		{ "allow 192.0.2.0/24 tcp http\n", "p.conf:1:24: expected a port number, not 'http'" },
+		{ "allow 192.0.2.0/24 tcp 80,\n", "p.conf:1:26: expected a port or port range after ','" },
+		{ "allow 192.0.2.0/24 gre\n",
+		  "p.conf:1:20: unknown protocol 'gre' (expected tcp, udp, icmp, icmpv6, sctp or a "
+		  "number 0-255)" },
+		{ "allow 192.0.2.0/24 256\n", "p.conf:1:20: protocol number 256 is out of range (0-255)" },
+		{ "allow 192.0.2.0/24 icmp 8\n",
+		  "p.conf:1:25: ports apply only to tcp, udp and sctp; 'icmp' has none" },
+		{ "allow 192.0.2.0/24 tcp,,udp\n", "p.conf:1:24: expected a protocol, not ','" },
+		{ "allow @nowhere\n", "p.conf:1:7: set @nowhere is not defined (sets must be defined before use)" },
+		{ "set a { 192.0.2.0/24 }\nset a { 198.51.100.0/24 }\n",
+		  "p.conf:2:5: set @a is already defined at line 1" },
+		{ "set a { 192.0.2.0/24,\n  198.51.100.0/24\n",
+		  "p.conf:1:1: set @a is not closed (missing '}')" },
+		{ "set a 192.0.2.0/24\n", "p.conf:1:7: expected '{' after 'set a'" },
+		{ "set a { @a }\n", "p.conf:1:9: set @a cannot contain itself" },
+		{ "set a { 192.0.2.0/24 } deny\n", "p.conf:1:24: unexpected 'deny' after '}'" },
+		{ "set a { , 192.0.2.0/24 }\n", "p.conf:1:9: expected an address, prefix or @set before ','" },
+		{ "set a/b { }\n", "p.conf:1:5: invalid set name 'a/b' (letters, digits, '_', '-', '.', ':')" },
 		{ "mode enforce\nmode audit\n", "p.conf:2:1: mode is already set at line 1" },
 		{ "mode strict\n", "p.conf:1:6: unknown mode 'strict' (expected enforce or audit)" },
 		{ "default maybe\n", "p.conf:1:9: unknown default 'maybe' (expected allow or deny)" },
 		{ "default\n", "p.conf:1:1: expected 'default allow' or 'default deny'" },
-		{ "permit 192.0.2.0/24\n",
-		  "p.conf:1:1: unknown statement 'permit' (expected mode, default, allow or deny)" },
-		{ "deny\n", "p.conf:1:1: expected a destination after 'deny'" },
-		{ "deny ::ffff:192.0.2.1\n",
-		  "p.conf:1:6: IPv4-mapped IPv6 address: write the IPv4 address instead: "
-		  "'::ffff:192.0.2.1'" },
+		{ "essential yes\n", "p.conf:1:11: expected on or off, not 'yes'" },
+		{ "replies on\nreplies off\n", "p.conf:2:1: replies is already set at line 1" },
+		{ "deny\n",
+		  "p.conf:1:1: expected a destination after 'deny' (address, prefix, @set or any)" },
+		{ "deny host example.org\n", "p.conf:1:6: host names are not supported yet" },
+		{ "allow 192.0.2.0/24 tcp 443 name\n", "p.conf:1:28: expected a name after 'name'" },
+		{ "allow 192.0.2.0/24 name a\nallow 198.51.100.0/24 name a\n",
+		  "p.conf:2:28: name 'a' is already used at line 1" },
+		{ "allow 192.0.2.0/24 name x y\n", "p.conf:1:27: unexpected 'y'" },
 		{ "deny 192.0.2.0/24\x01\n", "p.conf:1:18: unexpected character 0x01" },
+		{ "deny 192.0.2.0/24\n\0deny 10.0.0.0/8\n", NULL }, /* NUL: see below */
+		{ "include\n", "p.conf:1:1: expected 'include PATH'" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char err[POLICY_ERROR_MAX] = "";
 		struct policy p;
-		int ret = policy_parse_text("p.conf", cases[i].text, &p, err);
+		int ret;
 
+		if (!cases[i].message)
+			continue;
+		ret = policy_parse_text("p.conf", cases[i].text, &p, err);
 		CHECK(ret != 0, "\"%s\" should be rejected", cases[i].text);
 		CHECK(strcmp(err, cases[i].message) == 0, "message\n  got:  %s\n  want: %s", err,
 		      cases[i].message);
 		CHECK(p.nrules == 0 && p.rules == NULL, "a rejected policy leaves nothing behind");
 	}
 
-	/* A nonexistent file names the file and the reason. */
-	char err[POLICY_ERROR_MAX];
+	/* A NUL byte (text input stops at it, so go through a file). */
+	char path[] = "/tmp/sluice-nul-XXXXXX", err[POLICY_ERROR_MAX];
 	struct policy p;
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0 && write(fd, "deny 192.0.2.0/24\ndeny 10\0.0.0.0/8\n", 35) == 35, "write");
+	close(fd);
+	CHECK(policy_parse_file(path, &p, err) == -EINVAL, "NUL rejected");
+	CHECK(strstr(err, ":2:8: NUL byte in policy") != NULL, "NUL message: %s", err);
+	unlink(path);
+
+	/* A line too long. */
+	static char longline[5000];
+	memset(longline, 'a', sizeof(longline) - 1);
+	CHECK(policy_parse_text("p.conf", longline, &p, err) == -EINVAL &&
+		      strcmp(err, "p.conf:1:4097: line longer than 4096 bytes") == 0,
+	      "%s", err);
+
+	/* A nonexistent file names the file and the reason. */
 	CHECK(policy_parse_file("/nonexistent/sluice.conf", &p, err) == -ENOENT, "missing file");
 	CHECK(strstr(err, "/nonexistent/sluice.conf") && strstr(err, "No such file"), "got %s", err);
-}
-
-/* Longest-prefix match over compiled entries, the way the kernel's trie answers. */
-static const struct sluice_policy_entry *compiled_lookup(const struct compiled_policy *cp,
-							 const struct sluice_addr *a)
-{
-	const struct compiled_entry *best = NULL;
-
-	for (size_t i = 0; i < cp->n; i++) {
-		struct prefix p = { .addr = cp->entries[i].key.addr,
-				    .prefixlen = cp->entries[i].key.prefixlen };
-
-		if (prefix_contains(&p, a) && (!best || p.prefixlen > best->key.prefixlen))
-			best = &cp->entries[i];
-	}
-	return best ? &best->value : NULL;
 }
 
 static struct sluice_addr random_addr(bool v4, const struct policy *p)
@@ -174,11 +364,44 @@ static struct sluice_addr random_addr(bool v4, const struct policy *p)
 	return a;
 }
 
+static const __u8 test_protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_SCTP, 47 };
+
+/* Ports from a small pool so that rules overlap and probes hit range edges. */
+static __u16 random_port(void)
+{
+	static const __u16 pool[] = { 22, 25, 53, 80, 443, 444, 2811, 50000, 50500, 51000, 65535 };
+
+	return rand() % 4 ? pool[rand() % (sizeof(pool) / sizeof(pool[0]))] : 1 + rand() % 65535;
+}
+
+static void random_match(struct l4_match *m)
+{
+	memset(m, 0, sizeof(*m));
+	if (rand() % 2)
+		return; /* any */
+	m->nprotos = 1 + rand() % 2;
+	for (int i = 0; i < m->nprotos; i++)
+		m->protos[i] = test_protos[rand() % 4];
+	if (rand() % 3 == 0)
+		return; /* protocols only */
+	for (int i = 0; i < m->nprotos; i++)
+		if (!proto_has_ports(m->protos[i]))
+			return;
+	m->nports = 1 + rand() % 3;
+	for (int i = 0; i < m->nports; i++) {
+		__u16 x = random_port(), y = rand() % 3 ? x : random_port();
+
+		m->ports[i].lo = x < y ? x : y;
+		m->ports[i].hi = x < y ? y : x;
+	}
+}
+
 static void random_rule(struct policy *p)
 {
 	bool v4 = rand() % 2;
 	unsigned len = v4 ? 96 + 8 + rand() % 25 : (rand() % 8 == 0 ? rand() % 32 : 16 + rand() % 113);
 	struct prefix pre = { .prefixlen = len };
+	struct l4_match m;
 
 	pre.addr = random_addr(v4, p);
 	if (!v4 && len < 32) /* short IPv6 prefixes: anything, including ::/0 */
@@ -187,16 +410,18 @@ static void random_rule(struct policy *p)
 		pre.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
 	if (!v4 && addr_is_v4(&pre.addr))
 		return;
-	policy_add_rule(p, rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY, &pre, "r", 0);
+	random_match(&m);
+	policy_add_rules(p, rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY, &pre, 1, &m, "r",
+			 "r", 0);
 }
 
-/* The compiler must agree with the reference decision everywhere. */
+/* The compiler (trie + port classes, evaluated as the datapath does) agrees with the reference. */
 static void test_compile_matches_reference(void)
 {
-	unsigned mismatches = 0, decided = 0;
+	unsigned mismatches = 0, decided = 0, with_classes = 0;
 
 	srand(4242);
-	for (int round = 0; round < 200; round++) {
+	for (int round = 0; round < 300; round++) {
 		struct compiled_policy cp;
 		struct policy p;
 
@@ -210,23 +435,35 @@ static void test_compile_matches_reference(void)
 			policy_free(&p);
 			continue;
 		}
+		with_classes += cp.nclasses > 0;
 		for (int i = 0; i < 300; i++) {
 			struct sluice_addr a = random_addr(rand() % 2, &p);
-			struct sluice_policy_entry want;
-			const struct sluice_policy_entry *got = compiled_lookup(&cp, &a);
+			__u8 proto = test_protos[rand() % 5];
+			int port = proto_has_ports(proto) && rand() % 8 ? random_port() : POLICY_PORT_NONE;
+			struct sluice_policy_entry want, got;
 
-			policy_decide(&p, &a, &want);
+			policy_decide(&p, &a, proto, port, &want);
+			compiled_decide(&cp, &a, proto, port, &got);
 			decided++;
-			if (!got || got->verdict != want.verdict || got->rule_id != want.rule_id ||
-			    got->reason != want.reason || got->flags != want.flags ||
-			    got->generation != 7)
-				mismatches++;
+			if (got.verdict != want.verdict || got.rule_id != want.rule_id ||
+			    got.reason != want.reason || got.flags != want.flags || got.generation != 7) {
+				if (mismatches++ < 5) {
+					char buf[ADDR_STRLEN];
+
+					addr_format(&a, buf, sizeof(buf));
+					fprintf(stderr, "round %d: %s proto %u port %d: got %s rule %u, want %s rule %u\n",
+						round, buf, proto, port, verdict_name(got.verdict), got.rule_id,
+						verdict_name(want.verdict), want.rule_id);
+				}
+			}
 		}
 		compiled_policy_free(&cp);
 		policy_free(&p);
 	}
 	CHECK(mismatches == 0, "%u of %u random decisions differ from the reference", mismatches,
 	      decided);
+	CHECK(with_classes > 100, "only %u of 300 random policies exercised port classes",
+	      with_classes);
 }
 
 static void test_decision_semantics(void)
@@ -247,23 +484,23 @@ static void test_decision_semantics(void)
 		return;
 	}
 	addr_parse("198.51.100.200", &a);
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.rule_id == 1, "/25 deny inside /24 allow");
 	addr_parse("198.51.100.1", &a);
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_ALLOW && d.rule_id == 0, "/24 allow");
 	addr_parse("203.0.113.9", &a);
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.rule_id == 2, "deny beats allow on a tie");
 	addr_parse("192.0.2.1", &a);
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_ALLOW && d.reason == SLUICE_REASON_DEFAULT,
 	      "::/0 does not match IPv4");
 	addr_parse("2001:db8::1", &a);
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_DENY && d.rule_id == 4, "::/0 matches IPv6");
 	p.mode = SLUICE_MODE_AUDIT;
-	policy_decide(&p, &a, &d);
+	policy_decide(&p, &a, IPPROTO_TCP, 443, &d);
 	CHECK(d.verdict == SLUICE_VERDICT_AUDIT && (d.flags & SLUICE_POLICY_F_AUDIT),
 	      "audit mode turns deny into audit");
 	policy_free(&p);
@@ -273,7 +510,10 @@ int main(void)
 {
 	test_prefix_parse();
 	test_parse_ok();
+	test_parse_language();
+	test_include();
 	test_parse_errors();
+	test_huge_file();
 	test_decision_semantics();
 	test_compile_matches_reference();
 	return check_summary();
