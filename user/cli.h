@@ -53,5 +53,9 @@ int cmd_run(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dest(int argc, char **argv);
 int cmd_detach(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_allow(int argc, char **argv);
+int cmd_deny(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
 
 #endif

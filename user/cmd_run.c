@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "attach.h"
@@ -18,6 +19,7 @@
 #include "pins.h"
 #include "policy.h"
 #include "policy_kernel.h"
+#include "policy_apply.h"
 #include "state.h"
 
 #define RUN_MAX_IFACES 64
@@ -87,48 +89,16 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 	return 0;
 }
 
-/* Parse, compile and install the policy; on any error the policy in force stays. */
-static int apply_policy(const struct datapath *dp, const struct run_opts *o, __u32 *generation)
+/* Install the policy (and overrides); on any error the policy in force stays. */
+static int apply_policy(const struct datapath *dp, const char *path, int mode)
 {
-	char err[POLICY_ERROR_MAX];
-	struct compiled_policy cp;
-	struct policy p;
-	int ret, lock;
+	struct policy_maps maps = { dp->policy_fd, dp->config_fd, dp->ports_fd };
+	struct apply_result res;
+	int ret = policy_apply(cli.state_dir, &maps, path, mode, &res);
 
-	ret = policy_parse_file(o->policy_path, &p, err);
-	if (ret) {
-		pr_err("%s", err);
-		return ret;
-	}
-	if (o->mode >= 0)
-		p.mode = o->mode;
-
-	lock = state_lock_writers(cli.state_dir);
-	if (lock < 0) {
-		policy_free(&p);
-		return lock;
-	}
-	ret = policy_next_generation(dp->config_fd, generation);
 	if (!ret)
-		ret = policy_compile(&p, *generation, &cp);
-	if (ret) {
-		pr_err("cannot compile %s: %s", o->policy_path, strerror(-ret));
-		goto out;
-	}
-	/* Names first: a reader may see names for a generation not yet active, never the reverse. */
-	ret = state_write_rules(cli.state_dir, &p, *generation);
-	if (!ret)
-		ret = policy_install(&(struct policy_maps){ dp->policy_fd, dp->config_fd, dp->ports_fd },
-				     &cp, *generation);
-	compiled_policy_free(&cp);
-	if (!ret)
-		pr_info("policy %s installed: generation %u, %zu rules, mode %s, default %s",
-			o->policy_path, *generation, p.nidents,
-			p.mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
-			verdict_name(p.default_verdict));
-out:
-	close(lock);
-	policy_free(&p);
+		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res.source,
+			res.generation, res.rules, res.overrides);
 	return ret;
 }
 
@@ -155,9 +125,27 @@ static int attach_all(const struct datapath *dp, const struct run_opts *o)
 	return ret;
 }
 
-/* Block until SIGTERM/SIGINT; SIGHUP re-reads the policy. */
-static void wait_for_signals(const struct datapath *dp, const struct run_opts *o)
+/* When the next override expires (0: none), read again when overrides.json changes. */
+static int64_t next_expiry(void)
 {
+	struct override_list l;
+	int64_t next;
+
+	if (overrides_load(cli.state_dir, &l, false))
+		return 0;
+	next = overrides_next_expiry(&l);
+	overrides_free(&l);
+	return next;
+}
+
+/*
+ * Block until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or
+ * to the last `sluice policy load`). Each second, check whether an override has expired:
+ * overrides are added by other processes, so the expiry is looked up, not remembered.
+ */
+static void wait_for_signals(const struct datapath *dp)
+{
+	struct timespec tick = { .tv_sec = 1 };
 	sigset_t set;
 	int sig;
 
@@ -167,15 +155,23 @@ static void wait_for_signals(const struct datapath *dp, const struct run_opts *o
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
-		__u32 generation;
+		int64_t expiry;
 
-		if (sigwait(&set, &sig) != 0)
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGHUP) {
+			pr_info("SIGHUP: reloading the policy in force");
+			if (apply_policy(dp, NULL, POLICY_MODE_KEEP))
+				pr_warn("reload rejected; the policy in force is unchanged");
 			continue;
-		if (sig != SIGHUP)
+		}
+		if (sig == SIGTERM || sig == SIGINT)
 			break;
-		pr_info("SIGHUP: reloading %s", o->policy_path);
-		if (apply_policy(dp, o, &generation))
-			pr_warn("reload rejected; the policy in force is unchanged");
+		expiry = next_expiry();
+		if (expiry && expiry <= time(NULL)) {
+			pr_info("an override expired: reapplying the policy");
+			if (apply_policy(dp, NULL, POLICY_MODE_KEEP))
+				pr_warn("reapplying failed; the expired override stays until it succeeds");
+		}
 	}
 	pr_info("exiting on %s; enforcement stays in force (sluice detach removes it)",
 		strsignal(sig));
@@ -185,7 +181,6 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = {};
 	struct datapath dp;
-	__u32 generation;
 	int ret, daemon_lock, other_pid = 0;
 	char err[POLICY_ERROR_MAX];
 	struct policy check;
@@ -226,7 +221,7 @@ int cmd_run(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	/* Policy before attach: a fresh datapath must never run without one. */
-	ret = apply_policy(&dp, &o, &generation);
+	ret = apply_policy(&dp, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE);
 	if (!ret)
 		ret = attach_all(&dp, &o);
 	if (ret) {
@@ -234,8 +229,8 @@ int cmd_run(int argc, char **argv)
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
-	pr_info("ready: policy generation %u enforced on %d interface(s)", generation, o.nifaces);
-	wait_for_signals(&dp, &o);
+	pr_info("ready: enforcing on %d interface(s)", o.nifaces);
+	wait_for_signals(&dp);
 	datapath_close(&dp);
 	close(daemon_lock);
 	return EXIT_OK;

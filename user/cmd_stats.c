@@ -180,6 +180,12 @@ static int dest_option(int opt, const char *arg, void *ctx)
 	return EXIT_USAGE;
 }
 
+/* A destination whose decision depends on protocol/port has no single verdict. */
+static const char *dest_verdict(const struct cached_decision *cd)
+{
+	return cd->port_class ? "by_port" : verdict_name(cd->verdict);
+}
+
 static enum dest_sort sort_key;
 
 static __u64 sort_value(const struct dest_row *r)
@@ -236,7 +242,9 @@ int cmd_dest(int argc, char **argv)
 		for (size_t i = 0; i < shown; i++) {
 			const struct dest_row *r = &rows[i];
 			json_t *by = json_object();
+			struct cached_decision cd;
 
+			dest_cached_decision(&r->stats, &cd);
 			for (int v = 0; v < SLUICE_VERDICT_MAX; v++) {
 				if (!r->stats.packets[v] && !r->stats.bytes[v])
 					continue;
@@ -248,11 +256,12 @@ int cmd_dest(int argc, char **argv)
 			addr_format(&r->addr, addr, sizeof(addr));
 			json_array_append_new(
 				doc, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:o}", "destination", addr,
-					       "verdict", verdict_name(r->stats.verdict), "reason",
-					       reason_name(r->stats.reason), "rule",
-					       rule_table_name(&rules, r->stats.generation,
-							       r->stats.rule_id, rulebuf,
-							       sizeof(rulebuf)),
+					       "verdict", dest_verdict(&cd), "reason",
+					       cd.port_class ? "" : reason_name(cd.reason), "rule",
+					       cd.port_class ? ""
+							     : rule_table_name(&rules, cd.generation,
+									       cd.rule_id, rulebuf,
+									       sizeof(rulebuf)),
 					       "packets", (json_int_t)r->packets, "bytes",
 					       (json_int_t)r->bytes, "by_verdict", by));
 		}
@@ -262,12 +271,14 @@ int cmd_dest(int argc, char **argv)
 		       "PACKETS", "BYTES", "DENIED");
 		for (size_t i = 0; i < shown; i++) {
 			const struct dest_row *r = &rows[i];
+			struct cached_decision cd;
 
+			dest_cached_decision(&r->stats, &cd);
 			addr_format(&r->addr, addr, sizeof(addr));
-			printf("%-40s %-8s %-24s %12llu %14llu %12llu\n", addr,
-			       verdict_name(r->stats.verdict),
-			       rule_table_name(&rules, r->stats.generation, r->stats.rule_id,
-					       rulebuf, sizeof(rulebuf)),
+			printf("%-40s %-8s %-24s %12llu %14llu %12llu\n", addr, dest_verdict(&cd),
+			       cd.port_class ? "(by protocol/port)"
+					     : rule_table_name(&rules, cd.generation, cd.rule_id, rulebuf,
+							       sizeof(rulebuf)),
 			       (unsigned long long)r->packets, (unsigned long long)r->bytes,
 			       (unsigned long long)r->stats.packets[SLUICE_VERDICT_DENY]);
 		}

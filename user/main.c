@@ -58,6 +58,62 @@ static const struct command commands[] = {
 		"  sluice run --iface eth0 --iface ib0 --mode audit\n",
 	},
 	{
+		"policy",
+		cmd_policy,
+		"sluice policy check FILE | load FILE | show [--json]",
+		"Check a policy file, load it atomically, or show the policy in force.",
+		"  check FILE        parse and compile; print a summary, or FILE:LINE:COL: message\n"
+		"                    and exit 1. Changes nothing.\n"
+		"  load FILE         replace the policy in force, atomically (every packet is decided\n"
+		"                    by the old or the new policy), with or without a running daemon.\n"
+		"                    A bad file changes nothing. Overrides stay. Loading the same\n"
+		"                    file again is harmless.\n"
+		"  show              the policy in force: its source, generation, rules and overrides\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice policy check /etc/sluice/policy.conf\n"
+		"  sluice policy load /etc/sluice/policy.conf\n"
+		"  sluice policy show --json | jq '.overrides'\n",
+	},
+	{
+		"allow",
+		cmd_allow,
+		"sluice allow TARGET [PROTO [PORTS]] [--for DURATION] [--name NAME]",
+		"Add a runtime allow rule (an override), in force at once.",
+		"TARGET is an address or CIDR; PROTO a list such as tcp or udp,tcp; PORTS a list\n"
+		"such as 443,50000-51000. Overrides join the policy under its usual rules (longest\n"
+		"prefix wins, deny beats allow on equal prefixes), persist across restarts and\n"
+		"policy loads, and are listed by 'sluice policy show'. An override for the same\n"
+		"TARGET/PROTO/PORTS replaces the previous one.\n"
+		"\n"
+		"  --for DURATION    expire after 90s, 15m, 2h, 1d or 1w (the daemon removes it)\n"
+		"  --name NAME       the rule's identity in counters (default override:allow:TARGET)\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice allow 198.51.100.0/24 tcp 443 --for 2h\n"
+		"  sluice allow 2001:db8:100::/48 --name partner-b\n",
+	},
+	{
+		"deny",
+		cmd_deny,
+		"sluice deny TARGET [PROTO [PORTS]] [--for DURATION] [--name NAME]",
+		"Add a runtime deny rule (an override), in force at once.",
+		"As 'sluice allow'; see 'sluice help allow'.\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice deny 203.0.113.9\n"
+		"  sluice deny 192.0.2.0/24 udp 53 --for 30m\n",
+	},
+	{
+		"remove",
+		cmd_remove,
+		"sluice remove TARGET [PROTO [PORTS]]",
+		"Remove the override for TARGET [PROTO [PORTS]], at once.",
+		"EXAMPLES\n"
+		"  sluice remove 203.0.113.9\n"
+		"  sluice remove 198.51.100.0/24 tcp 443\n",
+	},
+	{
 		"stats",
 		cmd_stats,
 		"sluice stats [--json]",
@@ -285,7 +341,8 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	optind = 1; /* the command parses its own options from argv[1] */
+	/* 0, not 1: glibc re-initialises getopt only then, dropping the "+" of the global parse. */
+	optind = 0;
 	ret = c->run(argc, argv);
 	if (ret == EXIT_FAIL && cli.json) {
 		json_t *err = json_pack("{s:s}", "error", log_last_error());

@@ -15,6 +15,15 @@
 
 #define BATCH 4096
 
+void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decision *d)
+{
+	d->generation = SLUICE_CACHE_GEN(s->cache_verdict);
+	d->rule_id = SLUICE_CACHE_VALUE(s->cache_rule);
+	d->port_class = SLUICE_CACHE_VALUE(s->cache_class);
+	d->verdict = SLUICE_CACHE_VALUE(s->cache_verdict) & 0xff;
+	d->reason = SLUICE_CACHE_VALUE(s->cache_verdict) >> 8;
+}
+
 int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)
 {
 	struct sluice_addr *keys = calloc(BATCH, sizeof(*keys));

@@ -13,6 +13,13 @@ struct dest_row {
 	__u64 packets, bytes; /* over all verdicts */
 };
 
+/* The decision cached in a destination entry (as last written; its generation may be old). */
+struct cached_decision {
+	__u32 generation, rule_id, port_class;
+	__u8 verdict, reason;
+};
+void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decision *d);
+
 /* Read every destination entry with batch lookups. *rows is malloc'd. */
 int read_destinations(int dests_fd, struct dest_row **rows, size_t *n);
 

@@ -855,6 +855,31 @@ int policy_parse_text(const char *file, const char *text, struct policy *p,
 	return ret;
 }
 
+int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
+			 char err[POLICY_ERROR_MAX])
+{
+	struct parser ps = { .p = p, .err = err };
+	struct source src = { .path = origin, .line = 1 };
+	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
+	int n, ret;
+
+	if (!tok)
+		return -ENOMEM;
+	err[0] = '\0';
+	source_names(&src, origin);
+	ps.src = &src;
+	if (strlen(text) > POLICY_LINE_MAX || strchr(text, '\n'))
+		ret = fail(&ps, 1, "a rule is one line of at most %d bytes", POLICY_LINE_MAX);
+	else if ((n = tokenize(&ps, text, tok)) < 0)
+		ret = n;
+	else if (n == 0 || (strcmp(tok[0].text, "allow") != 0 && strcmp(tok[0].text, "deny") != 0))
+		ret = fail(&ps, 1, "expected an allow or deny rule");
+	else
+		ret = parse_rule(&ps, tok, n);
+	free(tok);
+	return ret;
+}
+
 /* --- reference decision -------------------------------------------------------------------- */
 
 static bool prefix_is_v4(const struct prefix *p)

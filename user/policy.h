@@ -99,6 +99,13 @@ int policy_parse_file(const char *path, struct policy *p, char err[POLICY_ERROR_
 int policy_parse_text(const char *file, const char *text, struct policy *p,
 		      char err[POLICY_ERROR_MAX]);
 
+/*
+ * Parse one `allow|deny TARGET [PROTO [PORTS]] [name NAME]` line and append it to p (its
+ * sets may be named). Messages say "ORIGIN:1:COL: ...".
+ */
+int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
+			 char err[POLICY_ERROR_MAX]);
+
 /* Does a rule's match accept protocol proto and port (POLICY_PORT_NONE when unknown)? */
 bool l4_match_accepts(const struct l4_match *m, __u8 proto, int port);
 /* Does proto carry ports sluice can match on (TCP, UDP, SCTP)? */

@@ -11,6 +11,10 @@
 #include "maps.h"
 #include "parse.h"
 
+/* Single-copy-atomic 64-bit accesses: the compiler must neither split nor merge them. */
+#define READ_ONCE_U64(x) (*(volatile __u64 *)&(x))
+#define WRITE_ONCE_U64(x, v) (*(volatile __u64 *)&(x) = (v))
+
 struct decision {
 	__u32 rule_id;
 	__u32 generation;
@@ -109,14 +113,22 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 	struct sluice_dest_stats *entry;
 
 	entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
-	if (entry && generation && entry->generation == generation) {
-		d->verdict = entry->verdict;
-		d->reason = entry->reason;
-		d->rule_id = entry->rule_id;
-		d->port_class = entry->port_class;
-		if (d->port_class)
-			decide_port_class(pi, d);
-		return entry;
+	if (entry && generation) {
+		/* One load per word: each is consistent with its own tag. */
+		__u64 rule = READ_ONCE_U64(entry->cache_rule);
+		__u64 class = READ_ONCE_U64(entry->cache_class);
+		__u64 verdict = READ_ONCE_U64(entry->cache_verdict);
+
+		if (SLUICE_CACHE_GEN(rule) == generation && SLUICE_CACHE_GEN(class) == generation &&
+		    SLUICE_CACHE_GEN(verdict) == generation) {
+			d->rule_id = SLUICE_CACHE_VALUE(rule);
+			d->port_class = SLUICE_CACHE_VALUE(class);
+			d->verdict = SLUICE_CACHE_VALUE(verdict) & 0xff;
+			d->reason = SLUICE_CACHE_VALUE(verdict) >> 8;
+			if (d->port_class)
+				decide_port_class(pi, d);
+			return entry;
+		}
 	}
 
 	if (policy_lookup(&pi->dst, 128, d) < 0) {
@@ -127,21 +139,20 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 		return entry;
 	}
 
+	__u64 rule = SLUICE_CACHE_WORD(d->generation, d->rule_id);
+	__u64 class = SLUICE_CACHE_WORD(d->generation, d->port_class);
+	__u64 verdict = SLUICE_CACHE_WORD(d->generation, (__u32)d->reason << 8 | d->verdict);
+
 	if (entry) {
-		/* Racing CPUs write the same values, so plain stores are fine. */
-		entry->verdict = d->verdict;
-		entry->reason = d->reason;
-		entry->rule_id = d->rule_id;
-		entry->port_class = d->port_class;
-		entry->generation = d->generation;
+		WRITE_ONCE_U64(entry->cache_rule, rule);
+		WRITE_ONCE_U64(entry->cache_class, class);
+		WRITE_ONCE_U64(entry->cache_verdict, verdict);
 	} else {
 		struct sluice_dest_stats fresh = {
 			.first_seen_ns = bpf_ktime_get_ns(), /* once per new destination only */
-			.generation = d->generation,
-			.rule_id = d->rule_id,
-			.port_class = d->port_class,
-			.verdict = d->verdict,
-			.reason = d->reason,
+			.cache_rule = rule,
+			.cache_class = class,
+			.cache_verdict = verdict,
 		};
 		/* NOEXIST: if another CPU created it first, keep its counters and use its entry. */
 		bpf_map_update_elem(&sluice_dests, &pi->dst, &fresh, BPF_NOEXIST);

@@ -132,23 +132,28 @@ _Static_assert(sizeof(struct sluice_port_entry) == 8, "sluice_port_entry is 8 by
 
 /*
  * Value of the per-destination table (LRU hash keyed by struct sluice_addr). Counters are
- * added atomically by every CPU; the cached decision lets a packet skip the LPM lookup
- * while `generation` equals the active policy generation. No per-packet timestamp: reading
- * a clock costs more than the rest of the hot path (see docs/performance.md).
+ * added atomically by every CPU. The cached decision lets a packet skip the LPM lookup
+ * while it carries the active policy generation; it is three 64-bit words, each written in
+ * one store and tagged with the generation in its high half, so a reader can tell a
+ * decision written whole from one that racing CPUs (one still on the old trie across a
+ * policy switch) wrote piecewise: unless all three tags equal the active generation, the
+ * entry is a miss and is written again. No per-packet timestamp: reading a clock costs more
+ * than the rest of the hot path (see docs/performance.md).
  */
 struct sluice_dest_stats {
 	__u64 packets[SLUICE_VERDICT_MAX];
 	__u64 bytes[SLUICE_VERDICT_MAX];
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
-	__u32 generation;    /* generation of the cached decision below */
-	__u32 rule_id;
-	__u32 port_class; /* non-zero: the decision depends on protocol/port, see sluice_ports */
-	__u8 verdict;
-	__u8 reason;
-	__u8 pad[2];
+	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
+	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
+	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, reason << 8 | verdict) */
 };
-_Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 24,
+_Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 32,
 	       "sluice_dest_stats layout");
+
+#define SLUICE_CACHE_WORD(generation, value) (((__u64)(generation) << 32) | (__u32)(value))
+#define SLUICE_CACHE_GEN(word) ((__u32)((word) >> 32))
+#define SLUICE_CACHE_VALUE(word) ((__u32)(word))
 
 /*
  * Node totals live in a per-CPU array indexed by (interface slot, hook, verdict, reason):

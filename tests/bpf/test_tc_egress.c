@@ -244,11 +244,14 @@ static void test_frames(void)
 			continue;
 		}
 		CHECK(have, "%s: no destination entry for %s", c->name, c->pkt.dst);
-		CHECK(after.verdict == c->verdict && after.reason == c->reason,
-		      "%s: cached verdict %s/%s", c->name, verdict_name(after.verdict),
-		      reason_name(after.reason));
-		CHECK(after.rule_id == (c->rule_line ? (__u32)c->rule_line - 3 : SLUICE_RULE_DEFAULT),
-		      "%s: rule id %u", c->name, after.rule_id);
+		struct cached_decision cd;
+
+		dest_cached_decision(&after, &cd);
+		CHECK(cd.verdict == c->verdict && cd.reason == c->reason,
+		      "%s: cached verdict %s/%s", c->name, verdict_name(cd.verdict),
+		      reason_name(cd.reason));
+		CHECK(cd.rule_id == (c->rule_line ? (__u32)c->rule_line - 3 : SLUICE_RULE_DEFAULT),
+		      "%s: rule id %u", c->name, cd.rule_id);
 		CHECK_EQ_U64(after.packets[c->verdict] - before.packets[c->verdict], segs, c->name);
 		CHECK_EQ_U64(after.bytes[c->verdict] - before.bytes[c->verdict], want_bytes, c->name);
 	}
@@ -328,8 +331,11 @@ static void test_port_rules(void)
 		      pkt->dport, ret, cases[i].ret);
 		CHECK_EQ_U64(after.packets[verdict] - before.packets[verdict], 1, pkt->dst);
 		/* Only 198.51.100.128/25 has a verdict that does not depend on the port. */
-		CHECK((after.port_class != 0) == (strcmp(pkt->dst, "198.51.100.200") != 0),
-		      "%s: port class %u", pkt->dst, after.port_class);
+		struct cached_decision cd;
+
+		dest_cached_decision(&after, &cd);
+		CHECK((cd.port_class != 0) == (strcmp(pkt->dst, "198.51.100.200") != 0),
+		      "%s: port class %u", pkt->dst, cd.port_class);
 	}
 	/* The same destination, one port allowed and one denied, alternating: no stale cache. */
 	for (int i = 0; i < 6; i++) {

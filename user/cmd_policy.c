@@ -1,0 +1,459 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * sluice policy check|load|show, and the runtime overrides sluice allow|deny|remove.
+ * Everything that changes the policy goes through policy_apply(), as `sluice run` does.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#include "cli.h"
+#include "datapath.h"
+#include "log.h"
+#include "output.h"
+#include "pins.h"
+#include "policy.h"
+#include "policy_apply.h"
+#include "state.h"
+#include "units.h"
+
+enum { OPT_FOR = OPT_COMMAND_BASE, OPT_NAME };
+
+static const struct option policy_options[] = { CLI_COMMON_OPTIONS };
+
+/* Parse the common options of a command; positional arguments are left at argv[optind..]. */
+static int parse_common(const char *command, int argc, char **argv, const struct option *options,
+			int (*own)(int opt, const char *arg, void *ctx), void *ctx)
+{
+	int opt, ret;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+		ret = cli_common_option(command, opt, optarg, argv, options);
+		if (ret == -1)
+			return -1;
+		if (ret < 0)
+			return EXIT_USAGE;
+		if (ret == 0 && (!own || (ret = own(opt, optarg, ctx))))
+			return ret ? ret : EXIT_USAGE;
+	}
+	return 0;
+}
+
+static json_t *match_json(const struct policy *p, const struct policy_ident *id)
+{
+	const struct l4_match *m = &p->matches[id->match];
+	json_t *protos = json_array(), *ports = json_array();
+
+	for (int k = 0; k < m->nprotos; k++)
+		json_array_append_new(protos, json_integer(m->protos[k]));
+	for (int k = 0; k < m->nports; k++)
+		json_array_append_new(ports, json_pack("[i,i]", m->ports[k].lo, m->ports[k].hi));
+	return json_pack("{s:o,s:o}", "protocols", protos, "ports", ports);
+}
+
+static void print_summary(const char *path, const struct policy *p, const struct compiled_policy *cp)
+{
+	if (cli.json) {
+		json_print(json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "file", path, "ok", 1,
+				     "mode", p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
+				     "default", verdict_name(p->default_verdict), "rules",
+				     (json_int_t)p->nidents, "destinations", (json_int_t)p->nrules,
+				     "prefixes", (json_int_t)cp->n, "sets", (json_int_t)p->nsets,
+				     "port_classes", (json_int_t)cp->nclasses, "port_entries",
+				     (json_int_t)cp->nports));
+		return;
+	}
+	printf("%s: ok\n  mode %s, default %s, essential %s, replies %s\n"
+	       "  %zu rules over %zu destinations, %zu sets\n"
+	       "  compiles to %zu trie prefixes and %u port classes (%zu port entries)\n",
+	       path, p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
+	       verdict_name(p->default_verdict), p->essential ? "on" : "off",
+	       p->replies ? "on" : "off", p->nidents, p->nrules, p->nsets, cp->n, cp->nclasses,
+	       cp->nports);
+}
+
+static int policy_check(int argc, char **argv)
+{
+	char err[POLICY_ERROR_MAX];
+	struct compiled_policy cp;
+	struct policy p;
+	int ret;
+
+	if (argc != 1)
+		return cli_usage_error("policy", "policy check needs one FILE");
+	if (policy_parse_file(argv[0], &p, err)) {
+		pr_err("%s", err);
+		return EXIT_FAIL;
+	}
+	ret = policy_compile(&p, 1, &cp);
+	if (ret) {
+		pr_err("%s: cannot compile: %s", argv[0], strerror(-ret));
+		policy_free(&p);
+		return EXIT_FAIL;
+	}
+	print_summary(argv[0], &p, &cp);
+	compiled_policy_free(&cp);
+	policy_free(&p);
+	return EXIT_OK;
+}
+
+/* The pinned maps a policy is installed into; a clear error when sluice is not loaded. */
+static int open_policy_maps(struct pinned_maps *m, struct policy_maps *maps)
+{
+	if (pinned_maps_open(cli.pin_dir, m))
+		return -ENOENT;
+	*maps = (struct policy_maps){ m->policy_fd, m->config_fd, m->ports_fd };
+	return 0;
+}
+
+static int policy_load(int argc, char **argv)
+{
+	struct apply_result res;
+	struct pinned_maps m;
+	struct policy_maps maps;
+	int ret;
+
+	if (argc != 1)
+		return cli_usage_error("policy", "policy load needs one FILE");
+	if (cli_require_privileges("policy load"))
+		return EXIT_FAIL;
+	if (open_policy_maps(&m, &maps)) {
+		pr_err("load it with 'sluice run --policy %s' first", argv[0]);
+		return EXIT_FAIL;
+	}
+	ret = policy_apply(cli.state_dir, &maps, argv[0], POLICY_MODE_KEEP, &res);
+	pinned_maps_close(&m);
+	if (ret)
+		return EXIT_FAIL;
+	if (cli.json)
+		json_print(json_pack("{s:s,s:I,s:I,s:I}", "source", res.source, "generation",
+				     (json_int_t)res.generation, "rules", (json_int_t)res.rules,
+				     "overrides", (json_int_t)res.overrides));
+	else
+		printf("%s: in force as generation %u (%zu rules, %zu prefixes, %zu overrides)\n",
+		       res.source, res.generation, res.rules, res.prefixes, res.overrides);
+	return EXIT_OK;
+}
+
+static int policy_show(int argc, char **argv)
+{
+	char path[PATH_MAX], source[PATH_MAX], err[POLICY_ERROR_MAX], *text = NULL;
+	struct override_list ovr;
+	struct policy p;
+	json_error_t jerr;
+	json_t *meta;
+	size_t len = 0;
+	FILE *f;
+
+	(void)argv;
+	if (argc != 0)
+		return cli_usage_error("policy", "policy show takes no arguments");
+	if (pin_path(path, sizeof(path), cli.state_dir, NULL, "policy.json") < 0 ||
+	    !(meta = json_load_file(path, 0, &jerr))) {
+		pr_err("no policy has been loaded under %s (%s)", cli.state_dir,
+		       access(path, F_OK) ? strerror(errno) : jerr.text);
+		return EXIT_FAIL;
+	}
+	pin_path(path, sizeof(path), cli.state_dir, NULL, "policy.snapshot");
+	f = fopen(path, "re");
+	if (f) {
+		char buf[4096];
+		size_t n;
+		FILE *mem = open_memstream(&text, &len);
+
+		while (mem && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+			fwrite(buf, 1, n, mem);
+		if (mem)
+			fclose(mem);
+		fclose(f);
+	}
+	if (!text || overrides_load(cli.state_dir, &ovr, true)) {
+		pr_err("cannot read the policy in force from %s", cli.state_dir);
+		free(text);
+		json_decref(meta);
+		return EXIT_FAIL;
+	}
+	snprintf(source, sizeof(source), "%s",
+		 json_string_value(json_object_get(meta, "source")) ?: "?");
+	if (cli.json) {
+		json_t *doc = json_deep_copy(meta), *rules = json_array(), *sets = json_array(),
+		       *ov = json_array();
+
+		if (policy_parse_text("snapshot", text, &p, err) == 0) {
+			for (size_t i = 0; i < p.nsets; i++) {
+				json_t *members = json_array();
+				char buf[ADDR_STRLEN];
+
+				for (size_t k = 0; k < p.sets[i].n; k++) {
+					prefix_format(&p.sets[i].prefixes[k], buf, sizeof(buf));
+					json_array_append_new(members, json_string(buf));
+				}
+				json_array_append_new(sets, json_pack("{s:s,s:o}", "name",
+								      p.sets[i].name, "members",
+								      members));
+			}
+			for (size_t i = 0; i < p.nidents; i++) {
+				json_t *r = match_json(&p, &p.idents[i]);
+
+				json_object_set_new(r, "name", json_string(p.idents[i].name));
+				json_object_set_new(r, "action",
+						    json_string(verdict_name(p.idents[i].action)));
+				json_object_set_new(r, "target", json_string(p.idents[i].target));
+				json_array_append_new(rules, r);
+			}
+			json_object_set_new(doc, "mode", json_string(p.mode == SLUICE_MODE_AUDIT ? "audit" : "enforce"));
+			json_object_set_new(doc, "default", json_string(verdict_name(p.default_verdict)));
+			json_object_set_new(doc, "essential", json_boolean(p.essential));
+			json_object_set_new(doc, "replies", json_boolean(p.replies));
+			policy_free(&p);
+		}
+		for (size_t i = 0; i < ovr.n; i++) {
+			const struct override *o = &ovr.items[i];
+
+			json_array_append_new(ov, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "name", o->name,
+							    "action", verdict_name(o->action), "target",
+							    o->target, "protocols", o->protocols, "ports",
+							    o->ports, "expires", (json_int_t)o->expires));
+		}
+		json_object_set_new(doc, "sets", sets);
+		json_object_set_new(doc, "rules", rules);
+		json_object_set_new(doc, "overrides", ov);
+		json_print(doc);
+	} else {
+		printf("# in force: generation %lld, loaded %s from %s\n",
+		       (long long)json_integer_value(json_object_get(meta, "generation")),
+		       json_string_value(json_object_get(meta, "loaded_at")) ?: "?", source);
+		if (json_object_get(meta, "mode_override"))
+			printf("# mode forced to %s by sluice run --mode\n",
+			       json_string_value(json_object_get(meta, "mode_override")));
+		fputs(text, stdout);
+		if (ovr.n)
+			printf("\n# runtime overrides (sluice allow/deny; sluice remove)\n");
+		for (size_t i = 0; i < ovr.n; i++) {
+			char rule[512], when[32] = "never";
+			time_t t = ovr.items[i].expires;
+
+			if (t)
+				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+			override_rule_text(&ovr.items[i], rule, sizeof(rule));
+			printf("%s   # expires %s\n", rule, when);
+		}
+	}
+	overrides_free(&ovr);
+	free(text);
+	json_decref(meta);
+	return EXIT_OK;
+}
+
+int cmd_policy(int argc, char **argv)
+{
+	static const char *const subs[] = { "check", "load", "show" };
+	const char *sub;
+	int ret;
+
+	ret = parse_common("policy", argc, argv, policy_options, NULL, NULL);
+	if (ret)
+		return ret == -1 ? EXIT_OK : ret;
+	if (optind >= argc)
+		return cli_usage_error("policy", "expected check, load or show");
+	sub = argv[optind];
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (strncmp(subs[i], sub, strlen(sub)) != 0)
+			continue;
+		argc -= optind + 1;
+		argv += optind + 1;
+		if (i == 0)
+			return policy_check(argc, argv);
+		if (i == 1)
+			return policy_load(argc, argv);
+		return policy_show(argc, argv);
+	}
+	return cli_usage_error("policy", "unknown policy command '%s' (check, load, show)", sub);
+}
+
+/* --- overrides ---------------------------------------------------------------------------- */
+
+struct override_opts {
+	uint64_t for_seconds;
+	const char *name;
+};
+
+static int override_option(int opt, const char *arg, void *ctx)
+{
+	struct override_opts *o = ctx;
+
+	if (opt == OPT_FOR) {
+		if (parse_duration(arg, &o->for_seconds))
+			return cli_usage_error("allow",
+					       "--for needs a duration such as 90s, 15m, 2h, 1d, 1w; not '%s'",
+					       arg);
+		return 0;
+	}
+	if (opt == OPT_NAME) {
+		o->name = arg;
+		return 0;
+	}
+	return EXIT_USAGE;
+}
+
+static const struct option override_options[] = {
+	{ "for", required_argument, NULL, OPT_FOR },
+	{ "name", required_argument, NULL, OPT_NAME },
+	CLI_COMMON_OPTIONS,
+};
+
+/* Validate TARGET [PROTO [PORTS]] by parsing the rule it makes; fill o. */
+static int build_override(const char *command, __u8 action, int argc, char **argv,
+			  const struct override_opts *opts, struct override *o)
+{
+	char rule[512], err[POLICY_ERROR_MAX];
+	struct prefix pfx;
+	struct policy p;
+	size_t col;
+	int ret;
+
+	memset(o, 0, sizeof(*o));
+	if (argc < 1 || argc > 3)
+		return cli_usage_error(command, "expected TARGET [PROTO [PORTS]]");
+	/* A prefix, not a set: an override must mean the same under any later policy. */
+	if (prefix_parse(argv[0], &pfx, err, sizeof(err), &col))
+		return cli_usage_error(command, "%s", err);
+	o->action = action;
+	if (snprintf(o->target, sizeof(o->target), "%s", argv[0]) >= (int)sizeof(o->target) ||
+	    snprintf(o->protocols, sizeof(o->protocols), "%s", argc > 1 ? argv[1] : "") >=
+		    (int)sizeof(o->protocols) ||
+	    snprintf(o->ports, sizeof(o->ports), "%s", argc > 2 ? argv[2] : "") >=
+		    (int)sizeof(o->ports))
+		return cli_usage_error(command, "argument too long");
+	if (opts->name)
+		snprintf(o->name, sizeof(o->name), "%s", opts->name);
+	else
+		snprintf(o->name, sizeof(o->name), "override:%s:%.20s", verdict_name(action),
+			 o->target);
+	for (char *c = o->name; *c; c++)
+		if (*c == '/')
+			*c = '_'; /* a derived name stays a valid rule name */
+	o->expires = opts->for_seconds ? (int64_t)time(NULL) + (int64_t)opts->for_seconds : 0;
+	override_rule_text(o, rule, sizeof(rule));
+	policy_init(&p);
+	ret = policy_add_rule_text(&p, "override", rule, err);
+	policy_free(&p);
+	if (ret) {
+		/* "override:1:COL: message": the column counts in the rule we built; drop it. */
+		const char *msg = strstr(err, ": ");
+
+		return cli_usage_error(command, "%s", msg ? msg + 2 : err);
+	}
+	return 0;
+}
+
+static bool same_match(const struct override *a, const struct override *b)
+{
+	return strcmp(a->target, b->target) == 0 && strcmp(a->protocols, b->protocols) == 0 &&
+	       strcmp(a->ports, b->ports) == 0;
+}
+
+/* Apply the stored overrides at once where sluice is loaded. */
+static int apply_overrides(void)
+{
+	struct apply_result res;
+	struct pinned_maps m;
+	struct policy_maps maps;
+	char source[PATH_MAX];
+	int ret;
+
+	if (policy_source(cli.state_dir, source, sizeof(source)) || open_policy_maps(&m, &maps)) {
+		pr_warn("sluice is not loaded here: the override is stored and applies when "
+			"'sluice run' starts");
+		return EXIT_OK;
+	}
+	ret = policy_apply(cli.state_dir, &maps, NULL, POLICY_MODE_KEEP, &res);
+	pinned_maps_close(&m);
+	if (ret)
+		return EXIT_FAIL;
+	pr_info("in force as generation %u (%zu overrides)", res.generation, res.overrides);
+	return EXIT_OK;
+}
+
+static int override_command(const char *command, int argc, char **argv)
+{
+	struct override_opts opts = {};
+	struct override_list l;
+	struct override o;
+	int ret, lock;
+	bool removing = strcmp(command, "remove") == 0;
+
+	ret = parse_common(command, argc, argv, override_options, override_option, &opts);
+	if (ret)
+		return ret == -1 ? EXIT_OK : ret;
+	if (removing && (opts.for_seconds || opts.name))
+		return cli_usage_error(command, "remove takes no --for or --name");
+	ret = build_override(command, command[0] == 'a' ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY,
+			     argc - optind, argv + optind, &opts, &o);
+	if (ret)
+		return ret;
+	if (cli_require_privileges(command))
+		return EXIT_FAIL;
+	/* The lock covers read-modify-write of the list; policy_apply takes it again. */
+	lock = state_lock_writers(cli.state_dir);
+	if (lock < 0)
+		return EXIT_FAIL;
+	ret = overrides_load(cli.state_dir, &l, true);
+	if (ret) {
+		close(lock);
+		return EXIT_FAIL;
+	}
+	size_t kept = 0;
+	bool found = false;
+
+	for (size_t i = 0; i < l.n; i++) {
+		/* One override per target/protocols/ports: a new one replaces the old. */
+		if (same_match(&l.items[i], &o)) {
+			found = true;
+			continue;
+		}
+		l.items[kept++] = l.items[i];
+	}
+	l.n = kept;
+	if (removing && !found) {
+		pr_err("no override for %s%s%s%s%s", o.target, o.protocols[0] ? " " : "", o.protocols,
+		       o.ports[0] ? " " : "", o.ports);
+		overrides_free(&l);
+		close(lock);
+		return EXIT_FAIL;
+	}
+	if (!removing) {
+		if (l.n >= OVERRIDES_MAX) {
+			pr_err("at most %d overrides", OVERRIDES_MAX);
+			overrides_free(&l);
+			close(lock);
+			return EXIT_FAIL;
+		}
+		l.items[l.n++] = o; /* room: overrides_load allocates one spare */
+	}
+	/* Saved under the lock; applied after it (policy_apply takes it again itself). */
+	ret = overrides_save(cli.state_dir, &l);
+	overrides_free(&l);
+	close(lock);
+	return ret ? EXIT_FAIL : apply_overrides();
+}
+
+int cmd_allow(int argc, char **argv)
+{
+	return override_command("allow", argc, argv);
+}
+
+int cmd_deny(int argc, char **argv)
+{
+	return override_command("deny", argc, argv);
+}
+
+int cmd_remove(int argc, char **argv)
+{
+	return override_command("remove", argc, argv);
+}

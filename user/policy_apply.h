@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The policy in force: its source file, the runtime overrides (sluice allow/deny), and
+ * applying the two together. Shared by `sluice run`, `sluice policy load` and the override
+ * commands, so every path checks, compiles and installs the same way. State lives in the
+ * state directory: policy.json (source, generation, load time, mode override),
+ * policy.snapshot (the base policy as loaded), overrides.json, rules (names by id).
+ */
+#ifndef SLUICE_POLICY_APPLY_H
+#define SLUICE_POLICY_APPLY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include "policy.h"
+#include "policy_kernel.h"
+
+#define OVERRIDES_MAX 4096
+
+struct override {
+	__u8 action;         /* SLUICE_VERDICT_ALLOW / DENY */
+	char target[64];     /* address or CIDR */
+	char protocols[64];  /* as given, "" for any */
+	char ports[128];     /* as given, "" for any */
+	char name[POLICY_NAME_MAX];
+	int64_t expires;     /* unix time, 0 = never */
+};
+
+struct override_list {
+	struct override *items;
+	size_t n;
+};
+
+/* Load overrides.json (missing: empty). Expired ones are dropped when drop_expired. */
+int overrides_load(const char *state_dir, struct override_list *l, bool drop_expired);
+int overrides_save(const char *state_dir, const struct override_list *l);
+void overrides_free(struct override_list *l);
+/* The override as a policy rule line ("deny 203.0.113.9 tcp 443 name NAME"). */
+void override_rule_text(const struct override *o, char *buf, size_t len);
+/* Earliest expiry among l (0 if none expires). */
+int64_t overrides_next_expiry(const struct override_list *l);
+
+struct apply_result {
+	__u32 generation;
+	size_t rules, destinations, prefixes, sets, classes, overrides;
+	char source[4096];
+};
+
+#define POLICY_MODE_KEEP (-1) /* keep the stored mode override, if any */
+#define POLICY_MODE_FILE (-2) /* drop any override: the file's own mode */
+
+/*
+ * Apply the policy at path (NULL: the one in force, from the state directory) plus the
+ * overrides. mode_override: POLICY_MODE_KEEP, POLICY_MODE_FILE, or a mode to force from
+ * now on (sluice run --mode). Takes the writers' lock. On any error the policy in force and its
+ * counters stay as they were, and the error has been logged.
+ */
+int policy_apply(const char *state_dir, const struct policy_maps *maps, const char *path,
+		 int mode_override, struct apply_result *res);
+
+/* The source path of the policy in force, or -ENOENT. */
+int policy_source(const char *state_dir, char *buf, size_t len);
+
+#endif
