@@ -122,10 +122,19 @@ static int policy_load(int argc, char **argv)
 		return cli_usage_error("policy", "policy load needs one FILE");
 	if (cli_require_privileges("policy load"))
 		return EXIT_FAIL;
-	if (open_policy_maps(&m, &maps)) {
-		pr_err("load it with 'sluice run --policy %s' first", argv[0]);
-		return EXIT_FAIL;
+	/* A bad file is reported as such, loaded or not. */
+	{
+		char err[POLICY_ERROR_MAX];
+		struct policy p;
+
+		if (policy_parse_file(argv[0], &p, err)) {
+			pr_err("%s", err);
+			return EXIT_FAIL;
+		}
+		policy_free(&p);
 	}
+	if (open_policy_maps(&m, &maps)) /* says "sluice is not loaded: ..." */
+		return EXIT_FAIL;
 	ret = policy_apply(cli.state_dir, &maps, argv[0], POLICY_MODE_KEEP, &res);
 	pinned_maps_close(&m);
 	if (ret)
@@ -279,6 +288,7 @@ int cmd_policy(int argc, char **argv)
 /* --- overrides ---------------------------------------------------------------------------- */
 
 struct override_opts {
+	const char *command;
 	uint64_t for_seconds;
 	const char *name;
 };
@@ -289,7 +299,7 @@ static int override_option(int opt, const char *arg, void *ctx)
 
 	if (opt == OPT_FOR) {
 		if (parse_duration(arg, &o->for_seconds))
-			return cli_usage_error("allow",
+			return cli_usage_error(o->command,
 					       "--for needs a duration such as 90s, 15m, 2h, 1d, 1w; not '%s'",
 					       arg);
 		return 0;
@@ -324,20 +334,39 @@ static int build_override(const char *command, __u8 action, int argc, char **arg
 	if (prefix_parse(argv[0], &pfx, err, sizeof(err), &col))
 		return cli_usage_error(command, "%s", err);
 	o->action = action;
-	if (snprintf(o->target, sizeof(o->target), "%s", argv[0]) >= (int)sizeof(o->target) ||
-	    snprintf(o->protocols, sizeof(o->protocols), "%s", argc > 1 ? argv[1] : "") >=
+	/* Canonical, so that 2001:db8:d:0::10 and 2001:db8:d::10/128 are one override. */
+	if (pfx.prefixlen == 128)
+		addr_format(&pfx.addr, o->target, sizeof(o->target));
+	else
+		prefix_format(&pfx, o->target, sizeof(o->target));
+	if (snprintf(o->protocols, sizeof(o->protocols), "%s", argc > 1 ? argv[1] : "") >=
 		    (int)sizeof(o->protocols) ||
 	    snprintf(o->ports, sizeof(o->ports), "%s", argc > 2 ? argv[2] : "") >=
 		    (int)sizeof(o->ports))
 		return cli_usage_error(command, "argument too long");
-	if (opts->name)
+	if (opts->name) {
 		snprintf(o->name, sizeof(o->name), "%s", opts->name);
-	else
-		snprintf(o->name, sizeof(o->name), "override:%s:%.20s", verdict_name(action),
-			 o->target);
-	for (char *c = o->name; *c; c++)
-		if (*c == '/')
-			*c = '_'; /* a derived name stays a valid rule name */
+	} else {
+		/*
+		 * Derived from everything that identifies the override, so two overrides never
+		 * share a name; a long one keeps its head and a hash of the whole.
+		 */
+		char full[512];
+		unsigned long h = 5381;
+
+		snprintf(full, sizeof(full), "override:%s:%s%s%s%s%s", verdict_name(action),
+			 o->target, o->protocols[0] ? ":" : "", o->protocols, o->ports[0] ? ":" : "",
+			 o->ports);
+		for (const char *c = full; *c; c++)
+			h = h * 33 + (unsigned char)*c;
+		if (strlen(full) < sizeof(o->name))
+			snprintf(o->name, sizeof(o->name), "%s", full);
+		else
+			snprintf(o->name, sizeof(o->name), "%.54s:%08lx", full, h & 0xffffffff);
+		for (char *c = o->name; *c; c++)
+			if (*c == '/' || *c == ',')
+				*c = '_'; /* a derived name stays a valid rule name */
+	}
 	o->expires = opts->for_seconds ? (int64_t)time(NULL) + (int64_t)opts->for_seconds : 0;
 	override_rule_text(o, rule, sizeof(rule));
 	policy_init(&p);
@@ -368,7 +397,7 @@ static int apply_overrides(void)
 	int ret;
 
 	if (policy_source(cli.state_dir, source, sizeof(source)) || open_policy_maps(&m, &maps)) {
-		pr_warn("sluice is not loaded here: the override is stored and applies when "
+		pr_warn("sluice is not loaded here: the change is stored and takes effect when "
 			"'sluice run' starts");
 		return EXIT_OK;
 	}
@@ -382,8 +411,8 @@ static int apply_overrides(void)
 
 static int override_command(const char *command, int argc, char **argv)
 {
-	struct override_opts opts = {};
-	struct override_list l;
+	struct override_opts opts = { .command = command };
+	struct override_list l, before;
 	struct override o;
 	int ret, lock;
 	bool removing = strcmp(command, "remove") == 0;
@@ -404,6 +433,8 @@ static int override_command(const char *command, int argc, char **argv)
 	if (lock < 0)
 		return EXIT_FAIL;
 	ret = overrides_load(cli.state_dir, &l, true);
+	if (!ret && (ret = overrides_load(cli.state_dir, &before, false)))
+		overrides_free(&l);
 	if (ret) {
 		close(lock);
 		return EXIT_FAIL;
@@ -423,24 +454,46 @@ static int override_command(const char *command, int argc, char **argv)
 	if (removing && !found) {
 		pr_err("no override for %s%s%s%s%s", o.target, o.protocols[0] ? " " : "", o.protocols,
 		       o.ports[0] ? " " : "", o.ports);
-		overrides_free(&l);
-		close(lock);
-		return EXIT_FAIL;
+		ret = EXIT_FAIL;
+		goto out;
 	}
 	if (!removing) {
+		for (size_t i = 0; i < l.n; i++) {
+			if (strcmp(l.items[i].name, o.name) == 0) {
+				pr_err("name '%s' is already used by the override for %s", o.name,
+				       l.items[i].target);
+				ret = EXIT_FAIL;
+				goto out;
+			}
+		}
 		if (l.n >= OVERRIDES_MAX) {
 			pr_err("at most %d overrides", OVERRIDES_MAX);
-			overrides_free(&l);
-			close(lock);
-			return EXIT_FAIL;
+			ret = EXIT_FAIL;
+			goto out;
 		}
-		l.items[l.n++] = o; /* room: overrides_load allocates one spare */
+		l.items[l.n++] = o; /* room: overrides_load leaves one spare */
 	}
 	/* Saved under the lock; applied after it (policy_apply takes it again itself). */
-	ret = overrides_save(cli.state_dir, &l);
-	overrides_free(&l);
+	ret = overrides_save(cli.state_dir, &l) ? EXIT_FAIL : EXIT_OK;
 	close(lock);
-	return ret ? EXIT_FAIL : apply_overrides();
+	lock = -1;
+	if (ret == EXIT_OK && (ret = apply_overrides()) != EXIT_OK) {
+		/*
+		 * Not in force (say its name clashes with a rule of the policy): put the list
+		 * back, so a rejected override never blocks later changes or shows as active.
+		 */
+		lock = state_lock_writers(cli.state_dir);
+		if (lock < 0 || overrides_save(cli.state_dir, &before))
+			pr_err("cannot restore the previous overrides; check 'sluice policy show'");
+		else
+			pr_err("the change was not applied; the overrides are as before");
+	}
+out:
+	overrides_free(&l);
+	overrides_free(&before);
+	if (lock >= 0)
+		close(lock);
+	return ret;
 }
 
 int cmd_allow(int argc, char **argv)

@@ -108,8 +108,13 @@ int overrides_load(const char *state_dir, struct override_list *l, bool drop_exp
 	l->items = NULL;
 	l->n = 0;
 	doc = load_state_json(state_dir, STATE_OVERRIDES, &err);
-	if (!doc)
-		return err;
+	if (!doc) {
+		if (err)
+			return err;
+		/* No file yet: an empty list, with the spare slot callers may append into. */
+		l->items = calloc(1, sizeof(*l->items));
+		return l->items ? 0 : -ENOMEM;
+	}
 	if (!json_is_array(doc) || json_array_size(doc) > OVERRIDES_MAX) {
 		json_decref(doc);
 		pr_err("%s/%s: not a list of at most %d overrides", state_dir, STATE_OVERRIDES,

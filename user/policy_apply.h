@@ -31,7 +31,10 @@ struct override_list {
 	size_t n;
 };
 
-/* Load overrides.json (missing: empty). Expired ones are dropped when drop_expired. */
+/*
+ * Load overrides.json (missing: empty). Expired ones are dropped when drop_expired. The
+ * list always has room for one more item (items[n]).
+ */
 int overrides_load(const char *state_dir, struct override_list *l, bool drop_expired);
 int overrides_save(const char *state_dir, const struct override_list *l);
 void overrides_free(struct override_list *l);
