@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Per-packet cost of sluice's tc egress program: build, run sluice-bench-pktcost, record the
-# machine, and (for a full run) regenerate the tables in docs/performance.md and the plot
-# docs/img/pktcost.png. Raw results go to bench/results/<UTC time>-<full|quick>/.
+# sluice's benchmarks: build, run, record the machine, and (for a full run) regenerate the
+# marked blocks of docs/performance.md and the plot docs/img/pktcost.png. Raw results go to
+# bench/results/<UTC time>-<full|quick>/.
+#   pktcost  per-packet cost of the tc egress program (sluice-bench-pktcost)
+#   apply    time and peak RSS to apply a 100 000-prefix policy, against `nft -f` loading
+#            the same prefixes (sluice-bench-apply)
 #
 # Usage: bench/run.sh [--quick] [--docs|--no-docs] [--build-dir DIR] [--skip-build]
-#                     [-- ARGS FOR sluice-bench-pktcost]
-#   --quick        about a minute: 10 and 100000 prefixes, fewer repetitions; leaves
-#                  docs/ alone unless --docs is given (quick numbers are too rough to publish)
+#                     [--only pktcost|apply] [-- ARGS FOR sluice-bench-pktcost]
+#   --quick        about a minute: pktcost at 10 and 100000 prefixes, fewer repetitions
+#                  everywhere; leaves docs/ alone unless --docs is given (quick numbers are
+#                  too rough to publish)
 #   --docs         update docs/ even for a quick run or one with extra benchmark arguments
 #   --no-docs      never touch docs/
 #   --build-dir    CMake build tree (default: build/ at the top of the repository)
-#   --skip-build   use the benchmark binary already built
-# Needs root for BPF_PROG_TEST_RUN; re-executes itself with sudo (building first, as you).
-# No network interface is touched: everything runs through BPF_PROG_TEST_RUN.
+#   --skip-build   use the benchmark binaries already built
+#   --only NAME    run one benchmark (its docs block alone is updated)
+# Needs root (BPF_PROG_TEST_RUN, BPF maps, a private network namespace for nft); re-executes
+# itself with sudo (building first, as you). No network interface of the host is touched:
+# pktcost runs everything through BPF_PROG_TEST_RUN, apply runs nft in a network namespace
+# of its own that the kernel deletes when it exits.
 set -euo pipefail
 
 self=$(readlink -f "$0")
@@ -21,6 +28,7 @@ build_dir=$root/build
 quick=0
 docs=auto
 skip_build=0
+only=all
 extra=()
 
 usage() {
@@ -38,6 +46,13 @@ while [ $# -gt 0 ]; do
 		shift
 		;;
 	--skip-build) skip_build=1 ;;
+	--only)
+		case ${2:-} in
+		pktcost | apply) only=$2 ;;
+		*) echo "run.sh: --only needs pktcost or apply" >&2; exit 2 ;;
+		esac
+		shift
+		;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; extra=("$@"); break ;;
 	*) echo "run.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
@@ -49,7 +64,9 @@ build() {
 	if [ ! -f "$build_dir/CMakeCache.txt" ]; then
 		cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	fi
-	cmake --build "$build_dir" --target sluice-bench-pktcost -j "$(nproc)"
+	# apply also drives the CLI (sluice deny) where it has runtime overrides.
+	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply sluice \
+		-j "$(nproc)"
 }
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -63,22 +80,31 @@ if [ "$(id -u)" -ne 0 ]; then
 	[ "$quick" -eq 1 ] && args+=(--quick)
 	[ "$docs" = yes ] && args+=(--docs)
 	[ "$docs" = no ] && args+=(--no-docs)
+	args+=(--only "$only")
 	exec sudo "$self" "${args[@]}" -- "${extra[@]}"
 fi
 [ "$skip_build" -eq 1 ] || build
 
 bin=$build_dir/bench/sluice-bench-pktcost
-[ -x "$bin" ] || { echo "run.sh: $bin not built" >&2; exit 1; }
+apply_bin=$build_dir/bench/sluice-bench-apply
+for b in "$bin" "$apply_bin"; do
+	[ -x "$b" ] || { echo "run.sh: $b not built" >&2; exit 1; }
+done
 
 if [ "$quick" -eq 1 ]; then
 	kind=quick
 	bench_args=(--prefixes 10,100000 --reps 3 --hot-repeat 200000 --spread-passes 2)
+	apply_args=(--reps 3)
 else
 	kind=full
 	bench_args=(--prefixes 10,1000,10000,100000,1000000 --reps 7 --hot-repeat 1000000
 		--spread-passes 5)
+	apply_args=(--reps 7)
 fi
 bench_args+=("${extra[@]}")
+# The CLI, for `sluice policy load` and the single-override latency (measured only where
+# the CLI has `sluice deny`). Kept out of apply_args: the docs quote those, not local paths.
+apply_cli=(--cli "$build_dir/sluice")
 # Published numbers come from the standard full run only, unless asked for explicitly.
 if [ "$docs" = auto ]; then
 	if [ "$quick" -eq 0 ] && [ "${#extra[@]}" -eq 0 ]; then docs=yes; else docs=no; fi
@@ -87,6 +113,7 @@ fi
 # How to reproduce this run, as the docs should quote it.
 command="bench/run.sh"
 [ "$quick" -eq 1 ] && command+=" --quick"
+[ "$only" = all ] || command+=" --only $only"
 [ "${#extra[@]}" -eq 0 ] || command+=" -- ${extra[*]}"
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -112,22 +139,44 @@ dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo yes ||
 	printf 'uncommitted_changes\t%s\n' "$dirty"
 	printf 'command\t%s\n' "$command"
 	printf 'bench_args\t%s\n' "${bench_args[*]}"
+	printf 'apply_args\t%s\n' "${apply_args[*]}"
+	printf 'nft\t%s\n' "$(nft --version 2>/dev/null || echo none)"
 } >"$out/meta.tsv"
 
 echo "run.sh: kernel $(uname -r), CPU ${cpu_model:-unknown} x $(nproc); results in $out" >&2
-"$bin" "${bench_args[@]}" --out "$out/pktcost.tsv" 2> >(tee "$out/pktcost.log" >&2) |
-	tee "$out/pktcost.txt"
-ln -sfn "$(basename "$out")" "$results/latest"
+updated=()
 
-# --- plot ----------------------------------------------------------------------------------
-# One data file per (workload, program): prefixes, median, min, max.
-for w in spread hot; do
-	for p in noop lpm sluice; do
-		awk -F'\t' -v w="$w" -v p="$p" 'NR > 1 && $1 == w && $8 == p {
-			print $2, $9, $10, $11 }' "$out/pktcost.tsv" | sort -n >"$out/plot-$w-$p.dat"
+# Replace what is between <!-- NAME:begin --> and <!-- NAME:end --> in docs/performance.md.
+update_doc() {
+	local name=$1 block=$2 doc=$root/docs/performance.md
+	local begin="<!-- $name:begin -->" end="<!-- $name:end -->"
+
+	if ! grep -qF "$begin" "$doc" || ! grep -qF "$end" "$doc"; then
+		echo "run.sh: $doc lacks the $begin / $end markers; not updated" >&2
+		exit 1
+	fi
+	awk -v begin="$begin" -v end="$end" -v block="$block" '
+		$0 == begin { print; while ((getline line < block) > 0) print line; skip = 1; next }
+		$0 == end { skip = 0 }
+		!skip' "$doc" >"$doc.tmp"
+	mv "$doc.tmp" "$doc"
+	updated+=("$doc")
+}
+
+# --- pktcost ---------------------------------------------------------------------------------
+run_pktcost() {
+	"$bin" "${bench_args[@]}" --out "$out/pktcost.tsv" 2> >(tee "$out/pktcost.log" >&2) |
+		tee "$out/pktcost.txt"
+
+	# plot ----------------------------------------------------------------------------------
+	# One data file per (workload, program): prefixes, median, min, max.
+	for w in spread hot; do
+		for p in noop lpm sluice; do
+			awk -F'\t' -v w="$w" -v p="$p" 'NR > 1 && $1 == w && $8 == p {
+				print $2, $9, $10, $11 }' "$out/pktcost.tsv" | sort -n >"$out/plot-$w-$p.dat"
+		done
 	done
-done
-gnuplot <<EOF
+	gnuplot <<EOF
 set terminal pngcairo size 1200,480 font ",10"
 set output "$out/pktcost.png"
 set multiplot layout 1,2 title "sluice tc egress: ns per packet vs policy size (kernel $(uname -r), ${cpu_model:-unknown})" noenhanced
@@ -148,8 +197,8 @@ plot "$out/plot-hot-noop.dat" using 1:2:3:4 with yerrorlines lw 2 title "no-op",
      "$out/plot-hot-sluice.dat" using 1:2:3:4 with yerrorlines lw 2 title "sluice"
 unset multiplot
 EOF
+}
 
-# --- docs ----------------------------------------------------------------------------------
 # The generated block: machine, command, target verdict and one table per workload.
 make_block() {
 	awk -F'\t' '
@@ -194,30 +243,91 @@ make_block() {
 	}' "$out/meta.tsv" "$out/pktcost.tsv"
 }
 
-make_block >"$out/performance-block.md"
-if [ "$docs" = yes ]; then
-	doc=$root/docs/performance.md
-	begin='<!-- pktcost:begin -->'
-	end='<!-- pktcost:end -->'
-	if ! grep -qF "$begin" "$doc" || ! grep -qF "$end" "$doc"; then
-		echo "run.sh: $doc lacks the $begin / $end markers; not updated" >&2
-		exit 1
+if [ "$only" != apply ]; then
+	run_pktcost
+	make_block >"$out/performance-block.md"
+	if [ "$docs" = yes ]; then
+		update_doc pktcost "$out/performance-block.md"
+		mkdir -p "$root/docs/img"
+		cp "$out/pktcost.png" "$root/docs/img/pktcost.png"
+		updated+=("$root/docs/img/pktcost.png")
 	fi
-	awk -v begin="$begin" -v end="$end" -v block="$out/performance-block.md" '
-		$0 == begin { print; while ((getline line < block) > 0) print line; skip = 1; next }
-		$0 == end { skip = 0 }
-		!skip' "$doc" >"$doc.tmp"
-	mv "$doc.tmp" "$doc"
-	mkdir -p "$root/docs/img"
-	cp "$out/pktcost.png" "$root/docs/img/pktcost.png"
-	echo "run.sh: updated docs/performance.md and docs/img/pktcost.png" >&2
 fi
+
+# --- apply -----------------------------------------------------------------------------------
+# The block: machine, command, the policy, one table, the targets, and what was not measured.
+make_apply_block() {
+	awk -F'\t' '
+	FNR == NR { meta[$1] = $2; next }
+	FNR == 1 { next }
+	$1 == "param" { param[$2] = $3; next }
+	$1 == "metric" { med[$2] = $3; lo[$2] = $4; hi[$2] = $5; unit[$2] = $6 }
+	function row(name, label) {
+		if (!(name in med)) return
+		printf "| %s | %s%.1f%s | %.1f–%.1f | %s |\n", label,
+			name == "sluice_wall" || name == "nft_wall" ? "**" : "", med[name],
+			name == "sluice_wall" || name == "nft_wall" ? "**" : "", lo[name], hi[name],
+			unit[name]
+	}
+	END {
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), %s, ",
+			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
+			meta["nft"]
+		printf "commit `%s`%s.\n", meta["commit"],
+			meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
+		printf "Command: `%s` (benchmark arguments: `%s`).\n", meta["command"], meta["apply_args"]
+		printf "Each figure is the median of %s interleaved repetitions (after one warm-up each); min–max is their range.\n\n", param["reps"]
+		printf "Policy: %s prefixes (%s IPv4, %s IPv6, disjoint), %s of them with `%s`",
+			param["prefixes"], param["ipv4"], param["ipv6"], param["port_rules"], param["port_list"]
+		if (param["ports_applied"] != "yes")
+			printf " — **port lists NOT applied**: the policy parser rejected them (`%s`), so both sides loaded plain prefixes",
+				param["ports_rejected_because"]
+		printf ". sluice compiled it into %s trie entries and %s port entries (%s port classes); ",
+			param["trie_entries"], param["port_entries"], param["port_classes"]
+		printf "nft loaded %s elements into 6 interval sets.\n\n", param["nft_elements"]
+		print "| | median | min–max | unit |"
+		print "|:---|---:|---:|:---|"
+		row("sluice_wall", "sluice: whole process (start to exit)")
+		row("sluice_apply", "sluice: parse + compile + install")
+		row("sluice_parse", "— parse (read the file)")
+		row("sluice_compile", "— compile")
+		row("sluice_install", "— install (fill trie and port classes, swap)")
+		row("sluice_peak_rss", "sluice: peak RSS")
+		row("nft_wall", "`nft -f`: whole process (start to exit)")
+		row("nft_peak_rss", "`nft -f`: peak RSS")
+		row("cli_policy_load", "`sluice policy load FILE`: whole command (CLI, state files included)")
+		row("override_wall", "`sluice deny " param["override_addr"] "`: whole command, this policy in force")
+		row("override_remove_wall", "`sluice remove " param["override_addr"] "`: whole command")
+		print ""
+		ratio = med["sluice_wall"] > 0 ? med["nft_wall"] / med["sluice_wall"] : 0
+		printf "**Targets** (issue): sluice applies in ≤ 200 ms: %.1f ms — **%s**; ",
+			med["sluice_wall"], (med["sluice_wall"] <= 200 ? "met" : "not met")
+		if ("nft_wall" in med)
+			printf "≥ 20× faster than nft: %.1f× — **%s**. Peak RSS: nft/sluice = %.1f×.\n",
+				ratio, (ratio >= 20 ? "met" : "not met"),
+				(med["sluice_peak_rss"] > 0 ? med["nft_peak_rss"] / med["sluice_peak_rss"] : 0)
+		else
+			print "≥ 20× faster than nft: not measured in this run."
+		if (!("override_wall" in med))
+			printf "\nSingle-override latency (`sluice deny ADDR`): not measured yet (%s).\n",
+				param["override"]
+	}' "$out/meta.tsv" "$out/apply.tsv"
+}
+
+if [ "$only" != pktcost ]; then
+	"$apply_bin" "${apply_args[@]}" "${apply_cli[@]}" --out "$out/apply.tsv" \
+		2> >(tee "$out/apply.log" >&2) | tee "$out/apply.txt"
+	make_apply_block >"$out/apply-block.md"
+	if [ "$docs" = yes ]; then
+		update_doc apply "$out/apply-block.md"
+	fi
+fi
+ln -sfn "$(basename "$out")" "$results/latest"
+[ "${#updated[@]}" -eq 0 ] || echo "run.sh: updated ${updated[*]#"$root/"}" >&2
 
 # Under sudo, hand what was written back to the user who asked for it.
 if [ -n "${SUDO_UID:-}" ] && [ -n "${SUDO_GID:-}" ]; then
 	chown -R "$SUDO_UID:$SUDO_GID" "$results"
-	if [ "$docs" = yes ]; then
-		chown "$SUDO_UID:$SUDO_GID" "$root/docs/performance.md" "$root/docs/img/pktcost.png"
-	fi
+	[ "${#updated[@]}" -eq 0 ] || chown "$SUDO_UID:$SUDO_GID" "${updated[@]}"
 fi
 echo "run.sh: done: $out" >&2

@@ -16,15 +16,40 @@ packages=(
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
 )
+# Installed when the archive has them; what needs them is skipped otherwise.
+optional=(
+	# libFuzzer runtime of the default clang, for the policy fuzzer in scripts/test.sh.
+	# Debian 12+ split it out of clang's own packages (only recommended by them, and this
+	# script installs without recommends); libclang-rt-dev follows the `clang` package.
+	libclang-rt-dev
+)
+
+installed() {
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
 
 missing=()
 for p in "${packages[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+	installed "$p" || missing+=("$p")
+done
+missing_optional=()
+for p in "${optional[@]}"; do
+	installed "$p" || missing_optional+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ] && [ "${#missing_optional[@]}" -eq 0 ]; then
+	exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+for p in "${missing_optional[@]}"; do
+	if apt-cache show "$p" >/dev/null 2>&1; then
+		missing+=("$p")
+	else
+		echo "install-deps: $p is not in the archive; skipping it" >&2
+	fi
 done
 if [ "${#missing[@]}" -eq 0 ]; then
 	exit 0
 fi
 echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -401,7 +401,7 @@ static int apply_overrides(void)
 			"'sluice run' starts");
 		return EXIT_OK;
 	}
-	ret = policy_apply(cli.state_dir, &maps, NULL, POLICY_MODE_KEEP, &res);
+	ret = policy_apply(cli.state_dir, &maps, POLICY_IN_FORCE, POLICY_MODE_KEEP, &res);
 	pinned_maps_close(&m);
 	if (ret)
 		return EXIT_FAIL;

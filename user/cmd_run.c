@@ -169,7 +169,7 @@ static void wait_for_signals(const struct datapath *dp)
 		expiry = next_expiry();
 		if (expiry && expiry <= time(NULL)) {
 			pr_info("an override expired: reapplying the policy");
-			if (apply_policy(dp, NULL, POLICY_MODE_KEEP))
+			if (apply_policy(dp, POLICY_IN_FORCE, POLICY_MODE_KEEP))
 				pr_warn("reapplying failed; the expired override stays until it succeeds");
 		}
 	}

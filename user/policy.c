@@ -5,6 +5,7 @@
  * exercise.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <netinet/in.h>
 
 #include "policy.h"
@@ -194,7 +196,7 @@ struct token {
 /* One file being read; includes nest. */
 struct source {
 	const char *path; /* as written, for messages */
-	char base[POLICY_NAME_MAX];
+	char base[POLICY_NAME_MAX]; /* names its rules: basename, or the include as written */
 	char dir[PATH_MAX];
 	dev_t dev;
 	ino_t ino;
@@ -213,7 +215,61 @@ struct parser {
 	/* A set whose '{' is open across lines. */
 	struct policy_set *open_set;
 	unsigned open_set_line, open_set_col;
+	/* Rule identities in use (ident index + 1; open addressing), so names stay unique. */
+	size_t *names;
+	size_t names_mask;
+	size_t set_members; /* over all sets: nested sets must not multiply memory */
 };
+
+static size_t name_hash(const char *s)
+{
+	size_t h = 5381;
+
+	while (*s)
+		h = h * 33 + (unsigned char)*s++;
+	return h;
+}
+
+/* The identity index using name, or -1. */
+static ssize_t name_find(const struct parser *ps, const char *name)
+{
+	if (!ps->names)
+		return -1;
+	for (size_t h = name_hash(name) & ps->names_mask;; h = (h + 1) & ps->names_mask) {
+		size_t slot = ps->names[h];
+
+		if (!slot)
+			return -1;
+		if (strcmp(ps->p->idents[slot - 1].name, name) == 0)
+			return slot - 1;
+	}
+}
+
+static int name_add(struct parser *ps, size_t ident)
+{
+	if ((ident + 1) * 2 > ps->names_mask) {
+		size_t mask = ps->names_mask ? ps->names_mask * 2 + 1 : 255;
+		size_t *grown = calloc(mask + 1, sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		for (size_t i = 0; i < ident; i++) {
+			size_t h = name_hash(ps->p->idents[i].name) & mask;
+
+			while (grown[h])
+				h = (h + 1) & mask;
+			grown[h] = i + 1;
+		}
+		free(ps->names);
+		ps->names = grown;
+		ps->names_mask = mask;
+	}
+	size_t h = name_hash(ps->p->idents[ident].name) & ps->names_mask;
+	while (ps->names[h])
+		h = (h + 1) & ps->names_mask;
+	ps->names[h] = ident + 1;
+	return 0;
+}
 
 static int fail(struct parser *ps, unsigned col, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -281,7 +337,7 @@ static bool valid_name(const char *s)
 		return false;
 	for (const char *c = s; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.' || *c == ':'))
+		      (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.' || *c == ':' || *c == '/'))
 			return false;
 	return true;
 }
@@ -354,6 +410,9 @@ static int set_append(struct parser *ps, struct policy_set *set, const struct to
 	}
 	if (set->n + n > POLICY_SET_MAX)
 		return fail(ps, t->col, "set @%s has more than %u members", set->name, POLICY_SET_MAX);
+	if (ps->set_members + n > POLICY_SET_TOTAL_MAX)
+		return fail(ps, t->col, "sets hold more than %u members in all", POLICY_SET_TOTAL_MAX);
+	ps->set_members += n;
 	/* Exact-size growth keeps the arithmetic simple; sets are built once. */
 	if (grow((void **)&set->prefixes, &cap, set->n + n, sizeof(*set->prefixes)))
 		return fail(ps, t->col, "out of memory");
@@ -401,7 +460,7 @@ static int parse_set(struct parser *ps, const struct token *tok, int n)
 
 	if (n < 2)
 		return fail(ps, tok[0].col, "expected a set name after 'set'");
-	if (!valid_name(tok[1].text) || tok[1].text[0] == '@')
+	if (!valid_name(tok[1].text) || strchr(tok[1].text, '/'))
 		return fail(ps, tok[1].col,
 			    "invalid set name '%s' (letters, digits, '_', '-', '.', ':')",
 			    tok[1].text);
@@ -603,19 +662,26 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 			return fail(ps, tok[i].col, "expected a name after 'name'");
 		if (!valid_name(tok[i + 1].text))
 			return fail(ps, tok[i + 1].col,
-				    "invalid rule name '%s' (1-63 of letters, digits, '_', '-', '.', ':')",
+				    "invalid rule name '%s' (1-63 of letters, digits, '_', '-', '.', ':', '/')",
 				    tok[i + 1].text);
-		for (size_t k = 0; k < p->nidents; k++)
-			if (strcmp(p->idents[k].name, tok[i + 1].text) == 0)
-				return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
-					    tok[i + 1].text, p->idents[k].line);
+		ssize_t used = name_find(ps, tok[i + 1].text);
+
+		if (used >= 0)
+			return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
+				    tok[i + 1].text, p->idents[used].line);
 		snprintf(name, sizeof(name), "%.63s", tok[i + 1].text); /* valid_name: < 64 */
 		i += 2;
 	}
 	if (i < n)
 		return fail(ps, tok[i].col, "unexpected '%s'", tok[i].text);
+	if (name_find(ps, name) >= 0)
+		return fail(ps, tok[0].col,
+			    "this rule's identity '%s' is already used at line %u: give it a name",
+			    name, p->idents[name_find(ps, name)].line);
 
 	err = policy_add_rules(p, action, dsts, ndsts, &match, name, target, ps->src->line);
+	if (!err && name_add(ps, p->nidents - 1))
+		err = -ENOMEM;
 	if (err == -E2BIG)
 		return fail(ps, tok[0].col, "too many rules (at most %u destinations)",
 			    SLUICE_POLICY_MAX);
@@ -725,8 +791,10 @@ static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 	const struct source *outer = ps->src;
 	int ret = 0, got;
 
-	if (!tok)
+	if (!tok) {
+		snprintf(ps->err, POLICY_ERROR_MAX, "%s: out of memory", src->path);
 		return -ENOMEM;
+	}
 	ps->src = src;
 	for (;;) {
 		int n;
@@ -778,11 +846,12 @@ static int parse_file_at(struct parser *ps, const char *path, const struct token
 	struct source src = { .path = path, .parent = ps->src };
 	struct stat st;
 	unsigned depth = 0;
-	FILE *f;
-	int ret;
+	FILE *f = NULL;
+	int fd, ret;
 
-	f = fopen(path, "re");
-	if (!f) {
+	/* O_NONBLOCK: a FIFO must not hang the parser before it is refused below. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		ret = -errno;
 		if (at)
 			return fail(ps, at->col, "cannot include %s: %s", path, strerror(-ret));
@@ -790,8 +859,9 @@ static int parse_file_at(struct parser *ps, const char *path, const struct token
 			 strerror(-ret));
 		return ret;
 	}
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-		fclose(f);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0 || !(f = fdopen(fd, "r"))) {
+		close(fd);
 		if (at)
 			return fail(ps, at->col, "cannot include %s: not a regular file", path);
 		snprintf(ps->err, POLICY_ERROR_MAX, "cannot read policy %s: not a regular file", path);
@@ -810,6 +880,9 @@ static int parse_file_at(struct parser *ps, const char *path, const struct token
 		return fail(ps, at->col, "includes nested more than %d deep", POLICY_INCLUDE_DEPTH);
 	}
 	source_names(&src, path);
+	/* Rules of an included file are named after the include as written (sub/x.conf:3). */
+	if (at)
+		snprintf(src.base, sizeof(src.base), "%.63s", at->text);
 	ret = parse_stream(ps, f, &src);
 	fclose(f);
 	return ret;
@@ -823,6 +896,7 @@ int policy_parse_file(const char *path, struct policy *p, char err[POLICY_ERROR_
 	policy_init(p);
 	err[0] = '\0';
 	ret = parse_file_at(&ps, path, NULL);
+	free(ps.names);
 	if (ret)
 		policy_free(p);
 	return ret;
@@ -850,6 +924,7 @@ int policy_parse_text(const char *file, const char *text, struct policy *p,
 	source_names(&src, file);
 	ret = parse_stream(&ps, f, &src);
 	fclose(f);
+	free(ps.names);
 	if (ret)
 		policy_free(p);
 	return ret;
@@ -868,6 +943,13 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	err[0] = '\0';
 	source_names(&src, origin);
 	ps.src = &src;
+	/* The rules already in p keep their names: a new rule may not take one. */
+	for (size_t i = 0; i < p->nidents; i++)
+		if (name_add(&ps, i)) {
+			free(tok);
+			free(ps.names);
+			return -ENOMEM;
+		}
 	if (strlen(text) > POLICY_LINE_MAX || strchr(text, '\n'))
 		ret = fail(&ps, 1, "a rule is one line of at most %d bytes", POLICY_LINE_MAX);
 	else if ((n = tokenize(&ps, text, tok)) < 0)
@@ -877,6 +959,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	else
 		ret = parse_rule(&ps, tok, n);
 	free(tok);
+	free(ps.names);
 	return ret;
 }
 
@@ -1204,7 +1287,8 @@ static int emit_class(struct compiler *c, __u32 class, const __u32 *chain, size_
 					cuts[ncuts++] = (__u32)mj->ports[q].hi + 1;
 				}
 			}
-			qsort(cuts, ncuts, sizeof(*cuts), cmp_u32);
+			if (ncuts) /* qsort(NULL, 0) is undefined */
+				qsort(cuts, ncuts, sizeof(*cuts), cmp_u32);
 			for (size_t j = 0; j + 1 < ncuts && !err; j++) {
 				struct outcome o;
 
@@ -1475,12 +1559,13 @@ void policy_format(const struct policy *p, FILE *f)
 		p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce", verdict_name(p->default_verdict),
 		p->essential ? "on" : "off", p->replies ? "on" : "off");
 	for (size_t i = 0; i < p->nsets; i++) {
-		fprintf(f, "\nset %s {", p->sets[i].name);
+		/* One member per line: a set of any size stays within the parser's line limit. */
+		fprintf(f, "\nset %s {\n", p->sets[i].name);
 		for (size_t k = 0; k < p->sets[i].n; k++) {
 			prefix_format(&p->sets[i].prefixes[k], buf, sizeof(buf));
-			fprintf(f, "%s %s", k ? "," : "", buf);
+			fprintf(f, "\t%s%s\n", buf, k + 1 < p->sets[i].n ? "," : "");
 		}
-		fprintf(f, " }\n");
+		fprintf(f, "}\n");
 	}
 	if (p->nidents)
 		fputc('\n', f);

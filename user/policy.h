@@ -20,6 +20,7 @@
 #define POLICY_INCLUDE_DEPTH 8   /* nested includes */
 #define POLICY_BYTES_MAX (64u << 20) /* all files of one policy together */
 #define POLICY_SET_MAX 65536     /* prefixes in one set */
+#define POLICY_SET_TOTAL_MAX (1u << 20) /* prefixes in all sets (nested sets copy members) */
 #define POLICY_PORT_NONE (-1)    /* a packet without a known destination port */
 
 struct port_range {

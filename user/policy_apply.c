@@ -249,6 +249,40 @@ static int write_policy_state(const char *state_dir, const char *snapshot, size_
 	return err;
 }
 
+/* The policy in force as it was loaded (written by policy_format, so it parses back). */
+static int parse_snapshot(const char *state_dir, struct policy *p, char err[POLICY_ERROR_MAX])
+{
+	char path[PATH_MAX], *text = NULL;
+	size_t len = 0;
+	FILE *f, *mem;
+	int ret;
+
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_SNAPSHOT) < 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		snprintf(err, POLICY_ERROR_MAX, "cannot read the policy in force (%.200s): %s", path,
+			 strerror(-ret));
+		return ret;
+	}
+	mem = open_memstream(&text, &len);
+	if (mem) {
+		char buf[8192];
+		size_t n;
+
+		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+			fwrite(buf, 1, n, mem);
+		fclose(mem);
+	}
+	fclose(f);
+	if (!text)
+		return -ENOMEM;
+	ret = policy_parse_text(path, text, p, err);
+	free(text);
+	return ret;
+}
+
 int policy_apply(const char *state_dir, const struct policy_maps *maps, const char *path,
 		 int mode_override, struct apply_result *res)
 {
@@ -265,7 +299,7 @@ int policy_apply(const char *state_dir, const struct policy_maps *maps, const ch
 	lock = state_lock_writers(state_dir);
 	if (lock < 0)
 		return lock;
-	if (path) {
+	if (path && path != POLICY_IN_FORCE) {
 		/* Remember it absolutely: the daemon and later commands run from elsewhere. */
 		if (!realpath(path, source)) {
 			ret = -errno;
@@ -281,7 +315,10 @@ int policy_apply(const char *state_dir, const struct policy_maps *maps, const ch
 	else if (mode_override == POLICY_MODE_FILE)
 		mode_override = -1;
 
-	ret = policy_parse_file(path ? path : source, &p, err);
+	if (path == POLICY_IN_FORCE)
+		ret = parse_snapshot(state_dir, &p, err);
+	else
+		ret = policy_parse_file(path ? path : source, &p, err);
 	if (ret) {
 		pr_err("%s", err);
 		goto out_unlock;

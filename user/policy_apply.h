@@ -49,12 +49,14 @@ struct apply_result {
 	char source[4096];
 };
 
+#define POLICY_IN_FORCE ((const char *)1)
 #define POLICY_MODE_KEEP (-1) /* keep the stored mode override, if any */
 #define POLICY_MODE_FILE (-2) /* drop any override: the file's own mode */
 
 /*
- * Apply the policy at path (NULL: the one in force, from the state directory) plus the
- * overrides. mode_override: POLICY_MODE_KEEP, POLICY_MODE_FILE, or a mode to force from
+ * Apply the policy at path plus the overrides. path NULL re-reads the source file of the
+ * policy in force (SIGHUP); POLICY_IN_FORCE reuses the policy in force as it was loaded
+ * (its snapshot), so an override never drags in an unloaded edit of the file. mode_override: POLICY_MODE_KEEP, POLICY_MODE_FILE, or a mode to force from
  * now on (sluice run --mode). Takes the writers' lock. On any error the policy in force and its
  * counters stay as they were, and the error has been logged.
  */
