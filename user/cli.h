@@ -42,6 +42,13 @@ enum {
 int cli_common_option(const char *command, int opt, const char *arg, char *const argv[],
 		      const struct option *options);
 
+/*
+ * Run a command's getopt loop: common options handled, the command's own passed to own()
+ * (may be NULL). Positional arguments are left at argv[optind..]. Returns 0, -1 after
+ * --help, or an exit status.
+ */
+int cli_parse_options(const char *command, int argc, char **argv, const struct option *options,
+		      int (*own)(int opt, const char *arg, void *ctx), void *ctx);
 /* Print a usage error about command to stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print the help of command (usage, description, examples). */

@@ -26,24 +26,6 @@ enum { OPT_FOR = OPT_COMMAND_BASE, OPT_NAME };
 
 static const struct option policy_options[] = { CLI_COMMON_OPTIONS };
 
-/* Parse the common options of a command; positional arguments are left at argv[optind..]. */
-static int parse_common(const char *command, int argc, char **argv, const struct option *options,
-			int (*own)(int opt, const char *arg, void *ctx), void *ctx)
-{
-	int opt, ret;
-
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
-		ret = cli_common_option(command, opt, optarg, argv, options);
-		if (ret == -1)
-			return -1;
-		if (ret < 0)
-			return EXIT_USAGE;
-		if (ret == 0 && (!own || (ret = own(opt, optarg, ctx))))
-			return ret ? ret : EXIT_USAGE;
-	}
-	return 0;
-}
-
 static json_t *match_json(const struct policy *p, const struct policy_ident *id)
 {
 	const struct l4_match *m = &p->matches[id->match];
@@ -265,7 +247,7 @@ int cmd_policy(int argc, char **argv)
 	const char *sub;
 	int ret;
 
-	ret = parse_common("policy", argc, argv, policy_options, NULL, NULL);
+	ret = cli_parse_options("policy", argc, argv, policy_options, NULL, NULL);
 	if (ret)
 		return ret == -1 ? EXIT_OK : ret;
 	if (optind >= argc)
@@ -417,7 +399,7 @@ static int override_command(const char *command, int argc, char **argv)
 	int ret, lock;
 	bool removing = strcmp(command, "remove") == 0;
 
-	ret = parse_common(command, argc, argv, override_options, override_option, &opts);
+	ret = cli_parse_options(command, argc, argv, override_options, override_option, &opts);
 	if (ret)
 		return ret == -1 ? EXIT_OK : ret;
 	if (removing && (opts.for_seconds || opts.name))

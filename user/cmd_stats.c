@@ -14,27 +14,16 @@
 #include "policy.h"
 #include "state.h"
 
+/* The read commands take no positional arguments. */
 static int parse_read_options(const char *command, int argc, char **argv,
 			      const struct option *options,
 			      int (*own)(int opt, const char *arg, void *ctx), void *ctx)
 {
-	int opt, ret;
+	int ret = cli_parse_options(command, argc, argv, options, own, ctx);
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
-		ret = cli_common_option(command, opt, optarg, argv, options);
-		if (ret == -1)
-			return -1;
-		if (ret < 0)
-			return EXIT_USAGE;
-		if (ret == 0 && own) {
-			ret = own(opt, optarg, ctx);
-			if (ret)
-				return ret;
-		}
-	}
-	if (optind < argc)
+	if (!ret && optind < argc)
 		return cli_usage_error(command, "unexpected argument '%s'", argv[optind]);
-	return 0;
+	return ret;
 }
 
 static __u32 map_capacity(int fd)

@@ -272,6 +272,23 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 	}
 }
 
+int cli_parse_options(const char *command, int argc, char **argv, const struct option *options,
+		      int (*own)(int opt, const char *arg, void *ctx), void *ctx)
+{
+	int opt, ret;
+
+	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+		ret = cli_common_option(command, opt, optarg, argv, options);
+		if (ret == -1)
+			return -1;
+		if (ret < 0)
+			return EXIT_USAGE;
+		if (ret == 0 && (!own || (ret = own(opt, optarg, ctx))))
+			return ret ? ret : EXIT_USAGE;
+	}
+	return 0;
+}
+
 int cli_require_privileges(const char *command)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
