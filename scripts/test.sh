@@ -21,6 +21,9 @@ fuzz_seconds=${FUZZ_SECONDS:-60}
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)"
 (cd "$build" && ctest --output-on-failure --timeout 600 "$@")
+# ctest's summary scrolls up behind the fuzzer's output: end with one line that counts both.
+ntests=$(cd "$build" && ctest -N "$@" | awk '/^Total Tests:/ { print $3 }')
+summary() { echo "test.sh: $1 passed, 0 failed"; }
 
 # --- policy fuzzer ---------------------------------------------------------------------
 # Does clang link a libFuzzer program? (The runtime is a separate package on Debian.)
@@ -37,10 +40,12 @@ have_libfuzzer() {
 
 if [ "$fuzz_seconds" -eq 0 ]; then
 	echo "test.sh: FUZZ_SECONDS=0: policy fuzzer skipped" >&2
+	summary "$ntests"
 	exit 0
 fi
 if ! have_libfuzzer; then
 	echo "test.sh: clang cannot link libFuzzer programs (libclang-rt-dev missing?): policy fuzzer skipped" >&2
+	summary "$ntests"
 	exit 0
 fi
 
@@ -70,3 +75,4 @@ if [ "$status" -ne 0 ] || [ -n "$(ls -A "$run/artifacts")" ]; then
 fi
 grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$run/fuzz.log" >&2 || true
 echo "test.sh: policy fuzzer: no findings in ${fuzz_seconds}s, corpus $(ls "$run/corpus" | wc -l) inputs" >&2
+summary "$((ntests + 1))" # the fuzzer counts as one test
