@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Atomic policy installation: classes in, trie swapped, generation bumped, classes out. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,11 @@
 
 #include "log.h"
 #include "policy_kernel.h"
+
+/* The kernel's "operation not supported" for a map without batch ops (not in uapi errno). */
+#ifndef ENOTSUPP
+#define ENOTSUPP 524
+#endif
 
 int policy_next_generation(int config_fd, __u32 *generation)
 {
@@ -63,22 +69,67 @@ static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside
 	return err;
 }
 
-static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
+/*
+ * Write n keys/values into a map with BPF_ANY: one syscall per batch where the kernel has
+ * batch updates for the map type (LPM tries on recent kernels), one per element otherwise.
+ * Batch updates take no BPF_NOEXIST/BPF_EXIST (only BPF_F_LOCK), hence BPF_ANY throughout.
+ */
+static int fill_map(int fd, const void *keys, size_t key_size, const void *values,
+		    size_t value_size, size_t n, const char *what)
 {
-	for (size_t i = 0; i < cp->nports; i++) {
-		struct sluice_port_key key = cp->ports[i].key;
+	const size_t chunk = 16384;
+	size_t done = 0;
+	bool batch = true;
 
-		key.port_class = base + key.port_class - 1;
-		/* BPF_ANY: a crashed install may have left an entry with this very key. */
-		if (bpf_map_update_elem(ports_fd, &key, &cp->ports[i].value, BPF_ANY) < 0) {
-			int err = -errno;
+	while (done < n) {
+		const void *k = (const char *)keys + done * key_size;
+		const void *v = (const char *)values + done * value_size;
 
-			pr_err("cannot fill port classes (entry %zu of %zu): %s", i + 1, cp->nports,
-			       strerror(-err));
-			return err;
+		if (batch) {
+			__u32 count = n - done < chunk ? n - done : chunk;
+
+			if (bpf_map_update_batch(fd, k, v, &count, NULL) == 0) {
+				done += count;
+				continue;
+			}
+			/* Unsupported (nothing was written): carry on one element at a time. */
+			if (errno != EINVAL && errno != ENOTSUPP && errno != EOPNOTSUPP)
+				break;
+			batch = false;
+			continue;
 		}
+		if (bpf_map_update_elem(fd, k, v, BPF_ANY) < 0)
+			break;
+		done++;
+	}
+	if (done < n) {
+		int err = -errno;
+
+		pr_err("cannot fill %s (entry %zu of %zu): %s", what, done + 1, n, strerror(-err));
+		return err;
 	}
 	return 0;
+}
+
+static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
+{
+	struct sluice_port_key *keys = calloc(cp->nports + 1, sizeof(*keys));
+	struct sluice_port_entry *values = calloc(cp->nports + 1, sizeof(*values));
+	int err = -ENOMEM;
+
+	if (keys && values) {
+		for (size_t i = 0; i < cp->nports; i++) {
+			keys[i] = cp->ports[i].key;
+			keys[i].port_class = base + keys[i].port_class - 1;
+			values[i] = cp->ports[i].value;
+		}
+		/* BPF_ANY also overwrites an entry a crashed install may have left. */
+		err = fill_map(ports_fd, keys, sizeof(*keys), values, sizeof(*values), cp->nports,
+			       "port classes");
+	}
+	free(keys);
+	free(values);
+	return err;
 }
 
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
@@ -107,18 +158,26 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 		pr_err("cannot create policy trie: %s", strerror(-err));
 		goto drop_new_classes;
 	}
-	for (size_t i = 0; i < cp->n; i++) {
-		const struct compiled_entry *e = &cp->entries[i];
-		struct sluice_policy_entry value = e->value;
+	{
+		/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
+		struct sluice_lpm_key *keys = calloc(cp->n + 1, sizeof(*keys));
+		struct sluice_policy_entry *values = calloc(cp->n + 1, sizeof(*values));
 
-		if (value.port_class)
-			value.port_class = base + value.port_class - 1;
-		if (bpf_map_update_elem(trie_fd, &e->key, &value, BPF_NOEXIST) < 0) {
-			err = -errno;
-			pr_err("cannot fill policy trie (entry %zu of %zu): %s", i + 1, cp->n,
-			       strerror(-err));
-			goto close_trie;
+		err = -ENOMEM;
+		if (keys && values) {
+			for (size_t i = 0; i < cp->n; i++) {
+				keys[i] = cp->entries[i].key;
+				values[i] = cp->entries[i].value;
+				if (values[i].port_class)
+					values[i].port_class = base + values[i].port_class - 1;
+			}
+			err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
+				       "policy trie");
 		}
+		free(keys);
+		free(values);
+		if (err)
+			goto close_trie;
 	}
 	/*
 	 * The switch: one update of the slot. For map-in-map updates the kernel waits for
