@@ -582,7 +582,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	const struct prefix *dsts;
 	struct prefix one;
 	size_t ndsts;
-	char name[POLICY_NAME_MAX];
+	char name[POLICY_NAME_MAX], canon[ADDR_STRLEN];
 	const char *target;
 	int i = 2, err;
 
@@ -611,6 +611,9 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 			return err;
 		dsts = &one;
 		ndsts = 1;
+		/* Kept canonical: "10.0.0.0/008" as written would not fit, nor read back the same. */
+		prefix_format(&one, canon, sizeof(canon));
+		target = canon;
 	}
 
 	/* Optional protocol list, then (for protocols with ports) an optional port list. */
