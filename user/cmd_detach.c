@@ -23,31 +23,41 @@ static const struct option detach_options[] = {
 	CLI_COMMON_OPTIONS,
 };
 
+struct detach_opts {
+	const char *ifaces[DETACH_MAX_IFACES];
+	int nifaces;
+	bool all;
+};
+
+static int detach_option(int opt, const char *arg, void *ctx)
+{
+	struct detach_opts *o = ctx;
+
+	if (opt == OPT_ALL) {
+		o->all = true;
+		return 0;
+	}
+	if (opt != OPT_IFACE)
+		return EXIT_USAGE;
+	if (strlen(arg) == 0 || strlen(arg) >= IFNAMSIZ)
+		return cli_usage_error("detach", "invalid interface name '%s'", arg);
+	if (o->nifaces == DETACH_MAX_IFACES)
+		return cli_usage_error("detach", "at most %d interfaces", DETACH_MAX_IFACES);
+	o->ifaces[o->nifaces++] = arg;
+	return 0;
+}
+
 int cmd_detach(int argc, char **argv)
 {
-	const char *ifaces[DETACH_MAX_IFACES];
-	int nifaces = 0, opt, ret, lock, failed = 0;
-	bool all = false;
+	struct detach_opts o = {};
+	const char **ifaces = o.ifaces;
+	int ret, lock, failed = 0;
 
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, detach_options, NULL)) != -1) {
-		ret = cli_common_option("detach", opt, optarg, argv, detach_options);
-		if (ret == -1)
-			return EXIT_OK;
-		if (ret < 0)
-			return EXIT_USAGE;
-		if (ret > 0)
-			continue;
-		if (opt == OPT_ALL) {
-			all = true;
-		} else if (opt == OPT_IFACE) {
-			if (strlen(optarg) == 0 || strlen(optarg) >= IFNAMSIZ)
-				return cli_usage_error("detach", "invalid interface name '%s'", optarg);
-			if (nifaces == DETACH_MAX_IFACES)
-				return cli_usage_error("detach", "at most %d interfaces",
-						       DETACH_MAX_IFACES);
-			ifaces[nifaces++] = optarg;
-		}
-	}
+	ret = cli_parse_options("detach", argc, argv, detach_options, detach_option, &o);
+	if (ret)
+		return ret == -1 ? EXIT_OK : ret;
+	int nifaces = o.nifaces;
+	bool all = o.all;
 	if (optind < argc)
 		return cli_usage_error("detach", "unexpected argument '%s'", argv[optind]);
 	if (all == (nifaces > 0))

@@ -41,47 +41,45 @@ static const struct option run_options[] = {
 	CLI_COMMON_OPTIONS,
 };
 
+static int run_option(int opt, const char *arg, void *ctx)
+{
+	struct run_opts *o = ctx;
+
+	switch (opt) {
+	case OPT_IFACE:
+		if (strlen(arg) == 0 || strlen(arg) >= IFNAMSIZ)
+			return cli_usage_error("run", "invalid interface name '%s'", arg);
+		if (o->nifaces == RUN_MAX_IFACES)
+			return cli_usage_error("run", "at most %d interfaces", RUN_MAX_IFACES);
+		for (int i = 0; i < o->nifaces; i++)
+			if (strcmp(o->ifaces[i], arg) == 0)
+				return cli_usage_error("run", "interface %s given twice", arg);
+		o->ifaces[o->nifaces++] = arg;
+		return 0;
+	case OPT_POLICY:
+		o->policy_path = arg;
+		return 0;
+	case OPT_MODE:
+		if (strcmp(arg, "enforce") == 0)
+			o->mode = SLUICE_MODE_ENFORCE;
+		else if (strcmp(arg, "audit") == 0)
+			o->mode = SLUICE_MODE_AUDIT;
+		else
+			return cli_usage_error("run", "--mode must be enforce or audit, not '%s'", arg);
+		return 0;
+	}
+	return EXIT_USAGE;
+}
+
 static int parse_run_options(int argc, char **argv, struct run_opts *o)
 {
-	int opt, ret;
+	int ret;
 
 	o->policy_path = POLICY_DEFAULT;
 	o->mode = -1;
-	while ((opt = getopt_long(argc, argv, CLI_COMMON_SHORT, run_options, NULL)) != -1) {
-		ret = cli_common_option("run", opt, optarg, argv, run_options);
-		if (ret == -1)
-			return -1;
-		if (ret < 0)
-			return EXIT_USAGE;
-		if (ret > 0)
-			continue;
-		switch (opt) {
-		case OPT_IFACE:
-			if (strlen(optarg) == 0 || strlen(optarg) >= IFNAMSIZ)
-				return cli_usage_error("run", "invalid interface name '%s'", optarg);
-			if (o->nifaces == RUN_MAX_IFACES)
-				return cli_usage_error("run", "at most %d interfaces",
-						       RUN_MAX_IFACES);
-			for (int i = 0; i < o->nifaces; i++)
-				if (strcmp(o->ifaces[i], optarg) == 0)
-					return cli_usage_error("run", "interface %s given twice",
-							       optarg);
-			o->ifaces[o->nifaces++] = optarg;
-			break;
-		case OPT_POLICY:
-			o->policy_path = optarg;
-			break;
-		case OPT_MODE:
-			if (strcmp(optarg, "enforce") == 0)
-				o->mode = SLUICE_MODE_ENFORCE;
-			else if (strcmp(optarg, "audit") == 0)
-				o->mode = SLUICE_MODE_AUDIT;
-			else
-				return cli_usage_error("run", "--mode must be enforce or audit, not '%s'",
-						       optarg);
-			break;
-		}
-	}
+	ret = cli_parse_options("run", argc, argv, run_options, run_option, o);
+	if (ret)
+		return ret;
 	if (optind < argc)
 		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
 	if (o->nifaces == 0)

@@ -19,43 +19,6 @@
 #define STATE_SNAPSHOT "policy.snapshot"
 #define STATE_OVERRIDES "overrides.json"
 
-/* Write a state file atomically (temporary file, fsync, rename), mode 0600. */
-static int write_state_file(const char *state_dir, const char *name, const char *data,
-			    size_t len)
-{
-	char path[PATH_MAX], tmp[PATH_MAX];
-	int fd, err = 0;
-
-	err = mkdir_p(state_dir);
-	if (err)
-		return err;
-	if (pin_path(path, sizeof(path), state_dir, NULL, name) < 0 ||
-	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	for (size_t off = 0; off < len && !err;) {
-		ssize_t w = write(fd, data + off, len - off);
-
-		if (w < 0)
-			err = -errno;
-		else
-			off += w;
-	}
-	if (!err && fsync(fd) < 0)
-		err = -errno;
-	if (close(fd) < 0 && !err)
-		err = -errno;
-	if (!err && rename(tmp, path) < 0)
-		err = -errno;
-	if (err) {
-		unlink(tmp);
-		pr_err("cannot write %s: %s", path, strerror(-err));
-	}
-	return err;
-}
-
 static json_t *load_state_json(const char *state_dir, const char *name, int *err)
 {
 	char path[PATH_MAX];
@@ -170,7 +133,7 @@ int overrides_save(const char *state_dir, const struct override_list *l)
 	json_decref(doc);
 	if (!text)
 		return -ENOMEM;
-	err = write_state_file(state_dir, STATE_OVERRIDES, text, strlen(text));
+	err = state_write_file(state_dir, STATE_OVERRIDES, text, strlen(text));
 	free(text);
 	return err;
 }
@@ -230,7 +193,7 @@ static int write_policy_state(const char *state_dir, const char *snapshot, size_
 	json_t *doc;
 	int err;
 
-	err = write_state_file(state_dir, STATE_SNAPSHOT, snapshot, snap_len);
+	err = state_write_file(state_dir, STATE_SNAPSHOT, snapshot, snap_len);
 	if (err)
 		return err;
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -244,7 +207,7 @@ static int write_policy_state(const char *state_dir, const char *snapshot, size_
 	json_decref(doc);
 	if (!text)
 		return -ENOMEM;
-	err = write_state_file(state_dir, STATE_POLICY, text, strlen(text));
+	err = state_write_file(state_dir, STATE_POLICY, text, strlen(text));
 	free(text);
 	return err;
 }

@@ -81,37 +81,61 @@ int state_lock_daemon(const char *state_dir, int *pid)
 	return fd; /* held until the daemon exits */
 }
 
-int state_write_rules(const char *state_dir, const struct policy *p, __u32 generation)
+/* Write a state file atomically (temporary file, fsync, rename), mode 0600. */
+int state_write_file(const char *state_dir, const char *name, const char *data,
+			    size_t len)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
-	FILE *f;
 	int fd, err = 0;
 
-	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_RULES) < 0 ||
-	    pin_path(tmp, sizeof(tmp), state_dir, NULL, STATE_RULES ".tmp") < 0)
-		return -ENAMETOOLONG;
-	fd = open_in_state(state_dir, STATE_RULES ".tmp", O_WRONLY | O_CREAT | O_TRUNC);
-	if (fd < 0)
-		return fd;
-	f = fdopen(fd, "w");
-	if (!f) {
-		err = -errno;
-		close(fd);
+	err = mkdir_p(state_dir);
+	if (err)
 		return err;
+	if (pin_path(path, sizeof(path), state_dir, NULL, name) < 0 ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -errno;
+	for (size_t off = 0; off < len && !err;) {
+		ssize_t w = write(fd, data + off, len - off);
+
+		if (w < 0)
+			err = -errno;
+		else
+			off += w;
 	}
-	fprintf(f, "generation %u\n", generation);
-	for (size_t i = 0; i < p->nidents; i++)
-		fprintf(f, "%s\n", p->idents[i].name);
-	if (fflush(f) != 0 || fsync(fd) < 0)
+	if (!err && fsync(fd) < 0)
 		err = -errno;
-	if (fclose(f) != 0 && !err)
+	if (close(fd) < 0 && !err)
 		err = -errno;
 	if (!err && rename(tmp, path) < 0)
 		err = -errno;
 	if (err) {
-		pr_err("cannot write %s: %s", path, strerror(-err));
 		unlink(tmp);
+		pr_err("cannot write %s: %s", path, strerror(-err));
 	}
+	return err;
+}
+
+int state_write_rules(const char *state_dir, const struct policy *p, __u32 generation)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	int err;
+
+	if (!f)
+		return -errno;
+	fprintf(f, "generation %u\n", generation);
+	for (size_t i = 0; i < p->nidents; i++)
+		fprintf(f, "%s\n", p->idents[i].name);
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	err = state_write_file(state_dir, STATE_RULES, text, len);
+	free(text);
 	return err;
 }
 
