@@ -18,6 +18,7 @@
 #include "output.h"
 #include "pins.h"
 #include "policy.h"
+#include "control.h"
 #include "policy_apply.h"
 #include "state.h"
 #include "units.h"
@@ -369,15 +370,36 @@ static bool same_match(const struct override *a, const struct override *b)
 	       strcmp(a->ports, b->ports) == 0;
 }
 
-/* Apply the stored overrides at once where sluice is loaded. */
+/*
+ * Apply the stored overrides at once where sluice is loaded: by the running daemon, which
+ * changes only the entries under the override's prefix, or else by reinstalling the policy
+ * in force with them.
+ */
 static int apply_overrides(void)
 {
 	struct apply_result res;
 	struct pinned_maps m;
 	struct policy_maps maps;
 	char source[PATH_MAX];
+	json_t *reply;
 	int ret;
 
+	ret = control_call(cli.state_dir, "sync-overrides", &reply);
+	if (!ret) {
+		if (!json_is_true(json_object_get(reply, "ok"))) {
+			pr_err("the daemon could not apply the change: %s (see its log)",
+			       json_string_value(json_object_get(reply, "error")) ?: "?");
+			json_decref(reply);
+			return EXIT_FAIL;
+		}
+		pr_info("in force as generation %lld (%lld overrides)",
+			(long long)json_integer_value(json_object_get(reply, "generation")),
+			(long long)json_integer_value(json_object_get(reply, "overrides")));
+		json_decref(reply);
+		return EXIT_OK;
+	}
+	if (ret != -ENOENT && ret != -ECONNREFUSED)
+		pr_warn("cannot reach the daemon (%s): applying the change here", strerror(-ret));
 	if (policy_source(cli.state_dir, source, sizeof(source)) || open_policy_maps(&m, &maps)) {
 		pr_warn("sluice is not loaded here: the change is stored and takes effect when "
 			"'sluice run' starts");

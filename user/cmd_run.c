@@ -5,14 +5,17 @@
  */
 #include <errno.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/signalfd.h>
 
 #include "attach.h"
 #include "cli.h"
+#include "control.h"
 #include "datapath.h"
 #include "ifslots.h"
 #include "log.h"
@@ -87,17 +90,49 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 	return 0;
 }
 
+/* What the daemon keeps between events. */
+struct daemon {
+	const struct datapath *dp;
+	struct policy_maps maps;
+	struct policy_live live; /* the policy in force, for overrides applied in place */
+};
+
 /* Install the policy (and overrides); on any error the policy in force stays. */
-static int apply_policy(const struct datapath *dp, const char *path, int mode)
+static int apply_policy(struct daemon *d, const char *path, int mode)
 {
-	struct policy_maps maps = { dp->policy_fd, dp->config_fd, dp->ports_fd };
 	struct apply_result res;
-	int ret = policy_apply(cli.state_dir, &maps, path, mode, &res);
+	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, &res);
 
 	if (!ret)
 		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res.source,
 			res.generation, res.rules, res.overrides);
 	return ret;
+}
+
+/* Bring the kernel to the stored overrides (a command changed them, or one expired). */
+static int sync_overrides(struct daemon *d, struct apply_result *res)
+{
+	int ret = policy_live_sync_overrides(&d->live, cli.state_dir, &d->maps, res);
+
+	if (!ret && res->changed)
+		pr_info("overrides in force as generation %u (%zu overrides, %zu prefixes changed)",
+			res->generation, res->overrides, res->changed);
+	return ret;
+}
+
+static json_t *handle_control(json_t *request, void *ctx)
+{
+	const char *command = json_string_value(json_object_get(request, "command"));
+	struct apply_result res;
+	int ret;
+
+	if (!command || strcmp(command, "sync-overrides") != 0)
+		return json_pack("{s:b,s:s}", "ok", 0, "error", "unknown command");
+	ret = sync_overrides(ctx, &res);
+	if (ret)
+		return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
+	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "generation", (json_int_t)res.generation,
+			 "overrides", (json_int_t)res.overrides, "changed", (json_int_t)res.changed);
 }
 
 static int attach_all(const struct datapath *dp, const struct run_opts *o)
@@ -137,40 +172,50 @@ static int64_t next_expiry(void)
 }
 
 /*
- * Block until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or
- * to the last `sluice policy load`). Each second, check whether an override has expired:
- * overrides are added by other processes, so the expiry is looked up, not remembered.
+ * Serve until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or to
+ * the last `sluice policy load`). Commands reach the daemon on its control socket. Each
+ * second, check whether an override has expired: overrides are added by other processes,
+ * so the expiry is looked up, not remembered.
  */
-static void wait_for_signals(const struct datapath *dp)
+static void serve(struct daemon *d, int ctl)
 {
-	struct timespec tick = { .tv_sec = 1 };
+	struct signalfd_siginfo si;
 	sigset_t set;
-	int sig;
+	int sfd, sig = 0;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0) {
+		pr_err("cannot receive signals: %s", strerror(errno));
+		return;
+	}
 	for (;;) {
+		struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN },
+					 { .fd = ctl, .events = POLLIN } };
+		struct apply_result res;
 		int64_t expiry;
 
-		sig = sigtimedwait(&set, NULL, &tick);
-		if (sig == SIGHUP) {
-			pr_info("SIGHUP: reloading the policy in force");
-			if (apply_policy(dp, NULL, POLICY_MODE_KEEP))
-				pr_warn("reload rejected; the policy in force is unchanged");
-			continue;
-		}
-		if (sig == SIGTERM || sig == SIGINT)
+		if (poll(fds, ctl >= 0 ? 2 : 1, 1000) < 0 && errno != EINTR)
 			break;
-		expiry = next_expiry();
-		if (expiry && expiry <= time(NULL)) {
-			pr_info("an override expired: reapplying the policy");
-			if (apply_policy(dp, POLICY_IN_FORCE, POLICY_MODE_KEEP))
-				pr_warn("reapplying failed; the expired override stays until it succeeds");
+		if (fds[1].revents & POLLIN)
+			control_serve_one(ctl, handle_control, d);
+		if ((fds[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
+			sig = si.ssi_signo;
+			if (sig == SIGTERM || sig == SIGINT)
+				break;
+			pr_info("SIGHUP: reloading the policy in force");
+			if (apply_policy(d, NULL, POLICY_MODE_KEEP))
+				pr_warn("reload rejected; the policy in force is unchanged");
 		}
+		expiry = next_expiry();
+		if (expiry && expiry <= time(NULL) && sync_overrides(d, &res))
+			pr_warn("removing an expired override failed; it stays until that succeeds");
 	}
+	close(sfd);
 	pr_info("exiting on %s; enforcement stays in force (sluice detach removes it)",
 		strsignal(sig));
 }
@@ -179,7 +224,8 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = {};
 	struct datapath dp;
-	int ret, daemon_lock, other_pid = 0;
+	struct daemon d = {};
+	int ret, daemon_lock, other_pid = 0, ctl = -1;
 	char err[POLICY_ERROR_MAX];
 	struct policy check;
 
@@ -219,16 +265,23 @@ int cmd_run(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	/* Policy before attach: a fresh datapath must never run without one. */
-	ret = apply_policy(&dp, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE);
+	d.dp = &dp;
+	d.maps = (struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd };
+	ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE);
 	if (!ret)
 		ret = attach_all(&dp, &o);
+	if (!ret && (ctl = control_listen(cli.state_dir)) < 0)
+		ret = ctl;
 	if (ret) {
+		policy_live_free(&d.live);
 		datapath_close(&dp);
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
 	pr_info("ready: enforcing on %d interface(s)", o.nifaces);
-	wait_for_signals(&dp);
+	serve(&d, ctl);
+	control_close(ctl, cli.state_dir);
+	policy_live_free(&d.live);
 	datapath_close(&dp);
 	close(daemon_lock);
 	return EXIT_OK;

@@ -1495,6 +1495,109 @@ fail:
 	return err;
 }
 
+/* Do prefixes a and b overlap (one contains the other)? */
+static bool prefixes_overlap(const struct prefix *a, const struct prefix *b)
+{
+	return a->prefixlen <= b->prefixlen ? prefix_contains(a, &b->addr)
+					    : prefix_contains(b, &a->addr);
+}
+
+static bool entry_inside(const struct compiled_entry *e, const struct prefix *x)
+{
+	return e->key.prefixlen >= x->prefixlen && prefix_contains(x, &e->key.addr);
+}
+
+int policy_compile_under(const struct policy *p, const struct prefix *x, __u32 generation,
+			 struct compiled_policy *out)
+{
+	/*
+	 * Only rules overlapping x can decide an address inside x: a rule containing some
+	 * address of x either contains x or lies inside it. Compiling them alone (in their
+	 * order, with their identities) gives the full compile's entries inside x.
+	 */
+	struct policy sub = *p;
+	struct compiled_policy all;
+	__u32 *renumber = NULL;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	sub.rules = malloc((p->nrules ? p->nrules : 1) * sizeof(*sub.rules));
+	if (!sub.rules)
+		return -ENOMEM;
+	sub.nrules = 0;
+	for (size_t i = 0; i < p->nrules; i++)
+		if (prefixes_overlap(&p->rules[i].dst, x))
+			sub.rules[sub.nrules++] = p->rules[i];
+	err = policy_compile(&sub, generation, &all);
+	free(sub.rules);
+	if (err)
+		return err;
+
+	/* Keep the entries inside x, and the classes they use, numbered 1..n again. */
+	err = -ENOMEM;
+	renumber = calloc(all.nclasses + 1, sizeof(*renumber));
+	out->entries = malloc((all.n ? all.n : 1) * sizeof(*out->entries));
+	out->ports = malloc((all.nports ? all.nports : 1) * sizeof(*out->ports));
+	if (!renumber || !out->entries || !out->ports)
+		goto fail;
+	for (size_t i = 0; i < all.n; i++) {
+		struct compiled_entry e = all.entries[i];
+
+		if (!entry_inside(&e, x))
+			continue;
+		if (e.value.port_class) {
+			if (!renumber[e.value.port_class])
+				renumber[e.value.port_class] = ++out->nclasses;
+			e.value.port_class = renumber[e.value.port_class];
+		}
+		out->entries[out->n++] = e;
+	}
+	for (size_t i = 0; i < all.nports; i++) {
+		struct compiled_port_entry e = all.ports[i];
+
+		if (!renumber[e.key.port_class])
+			continue;
+		e.key.port_class = renumber[e.key.port_class];
+		out->ports[out->nports++] = e;
+	}
+	err = 0;
+fail:
+	free(renumber);
+	compiled_policy_free(&all);
+	if (err)
+		compiled_policy_free(out);
+	return err;
+}
+
+int compiled_policy_append(struct compiled_policy *to, const struct compiled_policy *from)
+{
+	void *entries = realloc(to->entries, (to->n + from->n + 1) * sizeof(*to->entries));
+	void *ports;
+
+	if (!entries)
+		return -ENOMEM;
+	to->entries = entries;
+	ports = realloc(to->ports, (to->nports + from->nports + 1) * sizeof(*to->ports));
+	if (!ports)
+		return -ENOMEM;
+	to->ports = ports;
+	for (size_t i = 0; i < from->n; i++) {
+		struct compiled_entry e = from->entries[i];
+
+		if (e.value.port_class)
+			e.value.port_class += to->nclasses;
+		to->entries[to->n++] = e;
+	}
+	for (size_t i = 0; i < from->nports; i++) {
+		struct compiled_port_entry e = from->ports[i];
+
+		e.key.port_class += to->nclasses;
+		to->ports[to->nports++] = e;
+	}
+	to->nclasses += from->nclasses;
+	return 0;
+}
+
 void compiled_policy_free(struct compiled_policy *cp)
 {
 	free(cp->entries);

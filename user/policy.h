@@ -145,6 +145,15 @@ struct compiled_policy {
 int policy_compile(const struct policy *p, __u32 generation, struct compiled_policy *out);
 void compiled_policy_free(struct compiled_policy *cp);
 /*
+ * Compile only the entries at or inside prefix x, exactly as policy_compile would emit them
+ * (classes numbered 1..nclasses among them): what an override of x changes in the kernel.
+ * Costs a pass over the rules plus a compile of those overlapping x.
+ */
+int policy_compile_under(const struct policy *p, const struct prefix *x, __u32 generation,
+			 struct compiled_policy *out);
+/* Append from's entries and classes to to (from's classes renumbered after to's). */
+int compiled_policy_append(struct compiled_policy *to, const struct compiled_policy *from);
+/*
  * Evaluate compiled entries in userspace the way the datapath does (longest-prefix match,
  * then the port class). Linear: for tests and fuzzing only.
  */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include <jansson.h>
 
 #include "log.h"
@@ -212,6 +213,23 @@ static int write_policy_state(const char *state_dir, const char *snapshot, size_
 	return err;
 }
 
+/* Record an in-place change's generation in policy.json (what `policy show` reports). */
+static void write_generation(const char *state_dir, __u32 generation)
+{
+	int err;
+	json_t *doc = load_state_json(state_dir, STATE_POLICY, &err);
+	char *text;
+
+	if (!doc)
+		return;
+	json_object_set_new(doc, "generation", json_integer(generation));
+	text = json_dumps(doc, JSON_INDENT(2));
+	json_decref(doc);
+	if (text && state_write_file(state_dir, STATE_POLICY, text, strlen(text)))
+		pr_warn("cannot record generation %u in %s/%s", generation, state_dir, STATE_POLICY);
+	free(text);
+}
+
 /* The policy in force as it was loaded (written by policy_format, so it parses back). */
 static int parse_snapshot(const char *state_dir, struct policy *p, char err[POLICY_ERROR_MAX])
 {
@@ -246,19 +264,37 @@ static int parse_snapshot(const char *state_dir, struct policy *p, char err[POLI
 	return ret;
 }
 
-int policy_apply(const char *state_dir, const struct policy_maps *maps, const char *path,
-		 int mode_override, struct apply_result *res)
+/* Forget what live holds (it no longer describes the kernel). */
+static void live_clear(struct policy_live *live)
+{
+	if (!live)
+		return;
+	if (live->valid)
+		policy_free(&live->p);
+	overrides_free(&live->ovr);
+	free(live->ovr_ident);
+	memset(live, 0, sizeof(*live));
+}
+
+void policy_live_free(struct policy_live *live)
+{
+	live_clear(live);
+}
+
+static int apply_full(const char *state_dir, const struct policy_maps *maps, const char *path,
+		      int mode_override, struct apply_result *res, struct policy_live *live)
 {
 	char err[POLICY_ERROR_MAX], source[PATH_MAX], rule[512];
 	struct override_list ovr = {};
 	struct compiled_policy cp = {};
 	char *snapshot = NULL;
-	size_t snap_len = 0;
+	size_t snap_len = 0, base_idents;
 	struct policy p;
 	FILE *snap;
 	int ret, lock;
 
 	memset(res, 0, sizeof(*res));
+	live_clear(live); /* whatever happens, the kernel is about to move on */
 	lock = state_lock_writers(state_dir);
 	if (lock < 0)
 		return lock;
@@ -297,6 +333,7 @@ int policy_apply(const char *state_dir, const struct policy_maps *maps, const ch
 	fclose(snap);
 	if (mode_override >= 0)
 		p.mode = mode_override;
+	base_idents = p.nidents;
 	ret = overrides_load(state_dir, &ovr, true);
 	for (size_t i = 0; !ret && i < ovr.n; i++) {
 		override_rule_text(&ovr.items[i], rule, sizeof(rule));
@@ -325,12 +362,300 @@ int policy_apply(const char *state_dir, const struct policy_maps *maps, const ch
 		res->classes = cp.nclasses;
 		res->overrides = ovr.n;
 		snprintf(res->source, sizeof(res->source), "%s", source);
+		if (live && (live->ovr_ident = calloc(ovr.n + 1, sizeof(*live->ovr_ident)))) {
+			/* Kept for in-place changes: each override added one identity, in order. */
+			for (size_t i = 0; i < ovr.n; i++)
+				live->ovr_ident[i] = base_idents + i;
+			live->p = p;
+			live->ovr = ovr;
+			live->generation = res->generation;
+			live->valid = true;
+			memset(&p, 0, sizeof(p));
+			memset(&ovr, 0, sizeof(ovr));
+		}
 	}
 	compiled_policy_free(&cp);
 	overrides_free(&ovr);
 	policy_free(&p);
 	free(snapshot);
 out_unlock:
+	close(lock);
+	return ret;
+}
+
+int policy_apply(const char *state_dir, const struct policy_maps *maps, const char *path,
+		 int mode_override, struct apply_result *res)
+{
+	return apply_full(state_dir, maps, path, mode_override, res, NULL);
+}
+
+int policy_live_load(struct policy_live *live, const char *state_dir,
+		     const struct policy_maps *maps, const char *path, int mode_override,
+		     struct apply_result *res)
+{
+	return apply_full(state_dir, maps, path, mode_override, res, live);
+}
+
+/* --- in-place changes ---------------------------------------------------------------------- */
+
+static bool same_override(const struct override *a, const struct override *b)
+{
+	return a->action == b->action && a->expires == b->expires &&
+	       strcmp(a->target, b->target) == 0 && strcmp(a->protocols, b->protocols) == 0 &&
+	       strcmp(a->ports, b->ports) == 0 && strcmp(a->name, b->name) == 0;
+}
+
+static bool override_in(const struct override *o, const struct override_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (same_override(o, &l->items[i]))
+			return true;
+	return false;
+}
+
+/* The prefixes whose entries a change touches, one per distinct target. */
+struct touched {
+	struct prefix *x;
+	size_t n;
+};
+
+static int touch(struct touched *t, const char *target)
+{
+	char msg[128];
+	size_t col;
+	struct prefix x;
+
+	/* Stored targets are canonical prefixes (build_override wrote them). */
+	if (prefix_parse(target, &x, msg, sizeof(msg), &col))
+		return -EINVAL;
+	for (size_t i = 0; i < t->n; i++)
+		if (t->x[i].prefixlen == x.prefixlen && !memcmp(&t->x[i].addr, &x.addr, 16))
+			return 0;
+	t->x[t->n++] = x;
+	return 0;
+}
+
+/* Take an override's rules out of p. Its identity stays (ids are positions) but loses its name. */
+static void drop_ident(struct policy *p, __u32 ident)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < p->nrules; i++)
+		if (p->rules[i].ident != ident)
+			p->rules[kept++] = p->rules[i];
+	p->nrules = kept;
+	p->idents[ident].name[0] = '\0'; /* free for a later override; no rule refers to it */
+}
+
+/*
+ * Append override o to p as its own identity. Parsed alone and its name checked against p's
+ * by a scan: policy_add_rule_text on p would index all of p's names (100k rules) each time.
+ */
+static int add_override(struct policy *p, const struct override *o)
+{
+	char rule[512], err[POLICY_ERROR_MAX];
+	struct prefix *dsts = NULL;
+	struct policy one;
+	int ret;
+
+	policy_init(&one);
+	override_rule_text(o, rule, sizeof(rule));
+	ret = policy_add_rule_text(&one, "override", rule, err);
+	if (ret) {
+		pr_err("override '%s' cannot be applied: %s", rule, err);
+		goto out;
+	}
+	const struct policy_ident *id = &one.idents[0];
+
+	for (size_t i = 0; i < p->nidents; i++) {
+		if (strcmp(p->idents[i].name, id->name) == 0) {
+			pr_err("override '%s' cannot be applied: name '%s' is already used by %s",
+			       rule, id->name, p->idents[i].target);
+			ret = -EEXIST;
+			goto out;
+		}
+	}
+	dsts = calloc(one.nrules + 1, sizeof(*dsts));
+	ret = -ENOMEM;
+	if (!dsts)
+		goto out;
+	for (size_t i = 0; i < one.nrules; i++)
+		dsts[i] = one.rules[i].dst;
+	ret = policy_add_rules(p, id->action, dsts, one.nrules,
+			       id->match ? &one.matches[id->match] : NULL, id->name, id->target, 1);
+out:
+	free(dsts);
+	policy_free(&one);
+	return ret;
+}
+
+/*
+ * Bring live->p from its overrides to those in `want`, and collect what the kernel must
+ * change: for each touched prefix, the old entries at or under it (to delete those the new
+ * policy no longer has) and the new ones.
+ */
+static int live_patch(struct policy_live *live, const char *state_dir,
+		      const struct policy_maps *maps, const struct override_list *want,
+		      __u32 generation, size_t *changed)
+{
+	struct compiled_policy all = {};
+	struct touched t = { .x = calloc(live->ovr.n + want->n + 1, sizeof(*t.x)) };
+	struct sluice_lpm_key *removed = NULL;
+	size_t nremoved = 0, old_idents = live->p.nidents;
+	__u32 *idents = calloc(want->n + 1, sizeof(*idents));
+	int ret = t.x && idents ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !ret && i < live->ovr.n; i++)
+		if (!override_in(&live->ovr.items[i], want))
+			ret = touch(&t, live->ovr.items[i].target);
+	for (size_t i = 0; !ret && i < want->n; i++)
+		if (!override_in(&want->items[i], &live->ovr))
+			ret = touch(&t, want->items[i].target);
+	*changed = t.n;
+	if (ret || !t.n)
+		goto out;
+
+	/* The entries under each touched prefix now, to know which ones disappear. */
+	for (size_t k = 0; !ret && k < t.n; k++) {
+		struct compiled_policy cp;
+
+		ret = policy_compile_under(&live->p, &t.x[k], 0, &cp);
+		if (ret)
+			break;
+		void *grown = realloc(removed, (nremoved + cp.n + 1) * sizeof(*removed));
+
+		if (!grown) {
+			compiled_policy_free(&cp);
+			ret = -ENOMEM;
+			break;
+		}
+		removed = grown;
+		for (size_t i = 0; i < cp.n; i++)
+			removed[nremoved++] = cp.entries[i].key;
+		compiled_policy_free(&cp);
+	}
+	if (ret)
+		goto out;
+
+	/* The policy with the wanted overrides: drop the gone ones, add the new ones. */
+	for (size_t i = 0; i < live->ovr.n; i++)
+		if (!override_in(&live->ovr.items[i], want))
+			drop_ident(&live->p, live->ovr_ident[i]);
+	for (size_t i = 0; !ret && i < want->n; i++) {
+		bool kept = false;
+
+		for (size_t j = 0; j < live->ovr.n && !kept; j++) {
+			if (same_override(&want->items[i], &live->ovr.items[j])) {
+				idents[i] = live->ovr_ident[j];
+				kept = true;
+			}
+		}
+		if (kept)
+			continue;
+		ret = add_override(&live->p, &want->items[i]);
+		idents[i] = live->p.nidents - 1;
+	}
+	if (ret)
+		goto out;
+
+	/* The new entries under each touched prefix; a key written again is not removed. */
+	for (size_t k = 0; !ret && k < t.n; k++) {
+		struct compiled_policy cp;
+
+		ret = policy_compile_under(&live->p, &t.x[k], generation, &cp);
+		if (!ret)
+			ret = compiled_policy_append(&all, &cp);
+		compiled_policy_free(&cp);
+	}
+	if (ret)
+		goto out;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < nremoved; i++) {
+		bool rewritten = false;
+
+		for (size_t j = 0; j < all.n && !rewritten; j++)
+			rewritten = !memcmp(&removed[i], &all.entries[j].key, sizeof(removed[i]));
+		if (!rewritten)
+			removed[kept++] = removed[i];
+	}
+	nremoved = kept;
+
+	/* Names first: a reader may see names for rules not yet in force, never the reverse. */
+	ret = state_append_rules(state_dir, &live->p, old_idents);
+	if (!ret)
+		ret = policy_patch(maps, &all, removed, nremoved, generation);
+	if (!ret) {
+		overrides_free(&live->ovr);
+		live->ovr = *want;
+		live->ovr_ident = idents;
+		idents = NULL;
+		live->generation = generation;
+		live->port_entries += all.nports;
+	}
+out:
+	compiled_policy_free(&all);
+	free(removed);
+	free(t.x);
+	free(idents);
+	return ret;
+}
+
+int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
+			       const struct policy_maps *maps, struct apply_result *res)
+{
+	struct override_list want = {}, stored = {};
+	struct sluice_config cfg;
+	__u32 zero = 0, generation;
+	size_t changed = 0;
+	int ret, lock;
+
+	memset(res, 0, sizeof(*res));
+	lock = state_lock_writers(state_dir);
+	if (lock < 0)
+		return lock;
+	/*
+	 * In place only while the kernel holds what live describes (no other writer since) and
+	 * the classes left behind by in-place changes stay few; else a full apply.
+	 */
+	if (!live->valid || bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
+	    cfg.generation != live->generation || live->port_entries > SLUICE_PORT_MAX / 8)
+		goto full;
+	ret = overrides_load(state_dir, &want, true);
+	if (!ret)
+		ret = overrides_load(state_dir, &stored, false);
+	if (ret)
+		goto out;
+	ret = policy_next_generation(maps->config_fd, &generation);
+	if (!ret)
+		ret = live_patch(live, state_dir, maps, &want, generation, &changed);
+	if (ret) {
+		/* live may be half-changed, the kernel too: reinstall everything. */
+		pr_warn("in-place change failed (%s): reinstalling the policy", strerror(-ret));
+		live_clear(live);
+		goto full;
+	}
+	if (stored.n != want.n)
+		overrides_save(state_dir, &live->ovr); /* expired ones are gone now */
+	res->generation = live->generation;
+	res->rules = live->p.nidents;
+	res->overrides = live->ovr.n;
+	res->changed = changed;
+	if (changed)
+		write_generation(state_dir, live->generation);
+	overrides_free(&stored);
+	if (live->ovr.items != want.items)
+		overrides_free(&want);
+	close(lock);
+	return 0;
+full:
+	overrides_free(&want);
+	overrides_free(&stored);
+	close(lock);
+	return apply_full(state_dir, maps, POLICY_IN_FORCE, POLICY_MODE_KEEP, res, live);
+out:
+	overrides_free(&want);
+	overrides_free(&stored);
 	close(lock);
 	return ret;
 }

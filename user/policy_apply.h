@@ -46,6 +46,7 @@ int64_t overrides_next_expiry(const struct override_list *l);
 struct apply_result {
 	__u32 generation;
 	size_t rules, destinations, prefixes, sets, classes, overrides;
+	size_t changed; /* in-place changes: prefixes rewritten (0: nothing to do) */
 	char source[4096];
 };
 
@@ -62,6 +63,34 @@ struct apply_result {
  */
 int policy_apply(const char *state_dir, const struct policy_maps *maps, const char *path,
 		 int mode_override, struct apply_result *res);
+
+/*
+ * The policy in force as the daemon keeps it, so that an override changes only the trie
+ * entries at and under its prefix instead of reinstalling everything (see
+ * policy_live_sync_overrides). Valid while the kernel's generation is the one it left.
+ */
+struct policy_live {
+	bool valid;
+	struct policy p;          /* the base policy plus the overrides, as installed */
+	struct override_list ovr; /* the overrides in p */
+	__u32 *ovr_ident;         /* the identity in p of each override */
+	__u32 generation;         /* the generation its last change left in the kernel */
+	size_t port_entries;      /* port entries added in place since the last full install */
+};
+
+/* policy_apply, keeping what was installed in live (emptied first, filled on success). */
+int policy_live_load(struct policy_live *live, const char *state_dir,
+		     const struct policy_maps *maps, const char *path, int mode_override,
+		     struct apply_result *res);
+/*
+ * Make the kernel's policy match the stored overrides (added, removed, expired): in place
+ * when live is current (the entries under each changed prefix are rewritten, then the
+ * generation moves on), else by a full apply of the policy in force. Takes the writers'
+ * lock. On error the policy in force is whole: the old one or the new one.
+ */
+int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
+			       const struct policy_maps *maps, struct apply_result *res);
+void policy_live_free(struct policy_live *live);
 
 /* The source path of the policy in force, or -ENOENT. */
 int policy_source(const char *state_dir, char *buf, size_t len);

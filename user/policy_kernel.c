@@ -111,6 +111,34 @@ static int fill_map(int fd, const void *keys, size_t key_size, const void *value
 	return 0;
 }
 
+/* Copy cp's trie entries with their classes rebased (class k becomes base + k - 1). */
+static int rebased_entries(const struct compiled_policy *cp, __u32 base,
+			   struct sluice_lpm_key **keys, struct sluice_policy_entry **values)
+{
+	*keys = calloc(cp->n + 1, sizeof(**keys));
+	*values = calloc(cp->n + 1, sizeof(**values));
+	if (!*keys || !*values) {
+		free(*keys);
+		free(*values);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cp->n; i++) {
+		(*keys)[i] = cp->entries[i].key;
+		(*values)[i] = cp->entries[i].value;
+		if ((*values)[i].port_class)
+			(*values)[i].port_class = base + (*values)[i].port_class - 1;
+	}
+	return 0;
+}
+
+/* Fresh class numbers, never 0, disjoint from the classes packets may still use. */
+static __u32 fresh_classes(const struct sluice_config *cfg, __u32 n)
+{
+	__u32 base = cfg->next_class ? cfg->next_class : 1;
+
+	return base + n < base ? 1 : base; /* after 2^32 classes the old ones are long gone */
+}
+
 static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
 {
 	struct sluice_port_key *keys = calloc(cp->nports + 1, sizeof(*keys));
@@ -142,10 +170,7 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	/* Fresh class numbers, never 0, disjoint from the classes packets may still use. */
-	base = cfg.next_class ? cfg.next_class : 1;
-	if (base + cp->nclasses < base)
-		base = 1; /* after 2^32 classes: the old ones were removed long ago */
+	base = fresh_classes(&cfg, cp->nclasses);
 	err = add_port_entries(maps->ports_fd, cp, base);
 	if (err)
 		goto drop_new_classes;
@@ -160,22 +185,16 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	}
 	{
 		/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
-		struct sluice_lpm_key *keys = calloc(cp->n + 1, sizeof(*keys));
-		struct sluice_policy_entry *values = calloc(cp->n + 1, sizeof(*values));
+		struct sluice_lpm_key *keys;
+		struct sluice_policy_entry *values;
 
-		err = -ENOMEM;
-		if (keys && values) {
-			for (size_t i = 0; i < cp->n; i++) {
-				keys[i] = cp->entries[i].key;
-				values[i] = cp->entries[i].value;
-				if (values[i].port_class)
-					values[i].port_class = base + values[i].port_class - 1;
-			}
+		err = rebased_entries(cp, base, &keys, &values);
+		if (!err) {
 			err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
 				       "policy trie");
+			free(keys);
+			free(values);
 		}
-		free(keys);
-		free(values);
 		if (err)
 			goto close_trie;
 	}
@@ -216,5 +235,58 @@ close_trie:
 drop_new_classes:
 	/* Nothing refers to the new classes yet: remove them, keep everything else. */
 	remove_classes(maps->ports_fd, base, cp->nclasses, true);
+	return err;
+}
+
+int policy_patch(const struct policy_maps *maps, const struct compiled_policy *cp,
+		 const struct sluice_lpm_key *removed, size_t nremoved, __u32 generation)
+{
+	struct sluice_lpm_key *keys = NULL;
+	struct sluice_policy_entry *values = NULL;
+	struct sluice_config cfg;
+	__u32 zero = 0, trie_id, base;
+	int trie_fd = -1, err;
+
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
+	    bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
+		return -errno;
+	trie_fd = bpf_map_get_fd_by_id(trie_id);
+	if (trie_fd < 0)
+		return -errno;
+	base = fresh_classes(&cfg, cp->nclasses);
+	/* Classes first: an entry may refer to them as soon as it is written. */
+	err = add_port_entries(maps->ports_fd, cp, base);
+	if (!err)
+		err = rebased_entries(cp, base, &keys, &values);
+	if (err)
+		goto out;
+	/*
+	 * Each entry is replaced in one update, so a packet meets either its old decision or
+	 * its new one; entries the change removes fall back to their parent prefix, which the
+	 * change rewrote if needed. Classes the rewritten entries used stay until the next full
+	 * install removes them (others may share them).
+	 */
+	err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
+		       "policy trie");
+	for (size_t i = 0; !err && i < nremoved; i++)
+		if (bpf_map_delete_elem(trie_fd, &removed[i]) < 0 && errno != ENOENT)
+			err = -errno;
+	if (err) {
+		pr_err("cannot change the policy in place: %s", strerror(-err));
+		goto out;
+	}
+	/*
+	 * Then the generation: a decision cached under the old one is taken again. A program
+	 * that reads the new generation on its miss path reads it with a barrier before the
+	 * trie (ordered_generation in bpf/lib/policy.h), so it sees the entries written above.
+	 */
+	cfg.generation = generation;
+	cfg.next_class = base + cp->nclasses;
+	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0)
+		err = -errno;
+out:
+	free(keys);
+	free(values);
+	close(trie_fd);
 	return err;
 }

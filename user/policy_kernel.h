@@ -24,4 +24,13 @@ int policy_next_generation(int config_fd, __u32 *generation);
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation);
 
+/*
+ * Change the active policy in place: add cp's classes (fresh numbers), write cp's trie entries
+ * over the active trie, delete the removed keys, and move to generation. For changes that
+ * touch few prefixes (an override): every packet is decided by its prefix's old or new
+ * entry. The error leaves a partial change: the caller must reinstall in full.
+ */
+int policy_patch(const struct policy_maps *maps, const struct compiled_policy *cp,
+		 const struct sluice_lpm_key *removed, size_t nremoved, __u32 generation);
+
 #endif

@@ -139,6 +139,26 @@ int state_write_rules(const char *state_dir, const struct policy *p, __u32 gener
 	return err;
 }
 
+int state_append_rules(const char *state_dir, const struct policy *p, size_t from)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	int err = 0;
+
+	if (from >= p->nidents)
+		return 0;
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_RULES) < 0)
+		return -ENAMETOOLONG;
+	f = fopen(path, "ae");
+	if (!f)
+		return -errno;
+	for (size_t i = from; i < p->nidents; i++)
+		fprintf(f, "%s\n", p->idents[i].name);
+	if (fclose(f) != 0)
+		err = -errno;
+	return err;
+}
+
 int state_read_rules(const char *state_dir, struct rule_table *t)
 {
 	char path[PATH_MAX], *line = NULL;
@@ -185,7 +205,8 @@ const char *rule_table_name(const struct rule_table *t, __u32 generation, __u32 
 		return "default";
 	if (rule_id == SLUICE_RULE_NONE)
 		return "";
-	if (generation == t->generation && rule_id < t->n)
+	/* Names are only appended until the next full install writes a new table. */
+	if (generation >= t->generation && rule_id < t->n)
 		return t->names[rule_id];
 	snprintf(buf, len, "#%u@%u", rule_id, generation);
 	return buf;

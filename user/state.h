@@ -23,6 +23,12 @@ int state_write_file(const char *state_dir, const char *name, const char *data, 
 /* Record the names of p's rules for generation, atomically (write + rename, 0600). */
 int state_write_rules(const char *state_dir, const struct policy *p, __u32 generation);
 
+/*
+ * Append the names of p's rules from identity `from` on: an in-place change added them, and
+ * the table stays valid for the generations that follow.
+ */
+int state_append_rules(const char *state_dir, const struct policy *p, size_t from);
+
 struct rule_table {
 	__u32 generation;
 	char **names;

@@ -2,7 +2,7 @@
 /*
  * The decision: which verdict a destination gets under the active policy. Include from
  * bpf/ entry files after maps.h. Steady state costs one hash lookup: the per-destination
- * entry caches the decision with the generation that produced it, and the trie is
+ * entry caches the decision with the generation in force when it was taken, and the trie is
  * consulted again only when the generation moves on.
  */
 #ifndef SLUICE_BPF_POLICY_H
@@ -30,6 +30,20 @@ static __always_inline __u32 active_generation(void)
 	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config, &zero);
 
 	return cfg ? cfg->generation : 0;
+}
+
+/*
+ * The generation again, on the miss path, with a full barrier: the trie lookup after it
+ * cannot be done before it. Without it a weakly ordered CPU could pair an entry read before
+ * an in-place policy change with the generation written after the change, and cache the old
+ * decision as current. An atomic add of 0, since this toolchain cannot emit a load-acquire.
+ */
+static __always_inline __u32 ordered_generation(void)
+{
+	__u32 zero = 0;
+	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config, &zero);
+
+	return cfg ? __sync_fetch_and_add(&cfg->generation, 0) : 0;
 }
 
 /* Look the destination up in the active trie; 0 on success, -1 when no policy is installed. */
@@ -131,6 +145,7 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 		}
 	}
 
+	generation = ordered_generation();
 	if (policy_lookup(&pi->dst, 128, d) < 0) {
 		/* Fail closed, and do not cache: a policy may arrive any moment. */
 		d->verdict = SLUICE_VERDICT_DENY;
@@ -139,9 +154,14 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 		return entry;
 	}
 
-	__u64 rule = SLUICE_CACHE_WORD(d->generation, d->rule_id);
-	__u64 class = SLUICE_CACHE_WORD(d->generation, d->port_class);
-	__u64 verdict = SLUICE_CACHE_WORD(d->generation, (__u32)d->reason << 8 | d->verdict);
+	/*
+	 * Tagged with the generation read before the lookup, not the entry's own: an in-place
+	 * change rewrites only some entries, and moves the generation on only after they are
+	 * written. A decision taken across the change carries the old tag and is retaken.
+	 */
+	__u64 rule = SLUICE_CACHE_WORD(generation, d->rule_id);
+	__u64 class = SLUICE_CACHE_WORD(generation, d->port_class);
+	__u64 verdict = SLUICE_CACHE_WORD(generation, (__u32)d->reason << 8 | d->verdict);
 
 	if (entry) {
 		WRITE_ONCE_U64(entry->cache_rule, rule);

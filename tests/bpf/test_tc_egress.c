@@ -5,6 +5,7 @@
  * Then the program is held to the reference decision on random policies and packets.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "output.h"
 #include "packets.h"
 #include "policy.h"
+#include "policy_apply.h"
 #include "policy_kernel.h"
 
 #define PASS TC_ACT_UNSPEC
@@ -483,6 +485,179 @@ static void test_random_against_reference(void)
 	CHECK(mismatches == 0, "%u of %u random packets differ from the reference", mismatches, total);
 }
 
+/* A random override: a rule's prefix, something inside one, or a wider or unrelated one. */
+static void random_override(const struct policy *base, int n, struct override *o)
+{
+	static const char *const protos[] = { "", "", "tcp", "udp", "tcp,udp", "icmp" };
+	static const char *const ports[] = { "", "443", "50000-51000", "22,80" };
+	struct prefix x;
+	bool v4 = rand() % 2;
+
+	memset(o, 0, sizeof(*o));
+	x.addr = random_dest(v4, base);
+	switch (rand() % 3) {
+	case 0: /* a host */
+		x.prefixlen = 128;
+		break;
+	case 1: /* exactly a rule's prefix, when one of this family exists */
+		x = base->rules[rand() % base->nrules].dst;
+		break;
+	default: /* anything from wide to narrow */
+		x.prefixlen = addr_is_v4(&x.addr) ? 96 + 8 + rand() % 25 : 16 + rand() % 113;
+	}
+	for (unsigned bit = x.prefixlen; bit < 128; bit++)
+		x.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+	prefix_format(&x, o->target, sizeof(o->target));
+	o->action = rand() % 2 ? V(ALLOW) : V(DENY);
+	snprintf(o->protocols, sizeof(o->protocols), "%s", protos[rand() % 6]);
+	if (strstr(o->protocols, "tcp") || strstr(o->protocols, "udp"))
+		snprintf(o->ports, sizeof(o->ports), "%s", ports[rand() % 4]);
+	snprintf(o->name, sizeof(o->name), "o%d", n);
+}
+
+/* Is the active trie still the one installed by the last full apply? */
+static __u32 active_trie_id(void)
+{
+	__u32 zero = 0, id = 0;
+
+	bpf_map_lookup_elem(dp.policy_fd, &zero, &id);
+	return id;
+}
+
+/*
+ * Overrides changed in place (sluice allow/deny/remove with the daemon running): after each
+ * of many random adds and removes, the kernel decides like the reference decision of the
+ * base policy plus the overrides applied from scratch — and the trie was patched, not
+ * replaced.
+ */
+static void test_overrides_in_place(void)
+{
+	char state[] = "/tmp/sluice-test-live-XXXXXX", path[PATH_MAX], err[POLICY_ERROR_MAX];
+	struct override_list list = {};
+	struct policy_live live = {};
+	struct apply_result res;
+	unsigned mismatches = 0, total = 0, in_place = 0, steps = 0;
+	struct policy base;
+	FILE *f;
+
+	srand(4242);
+	if (!mkdtemp(state)) {
+		CHECK(0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/base.conf", state);
+	f = fopen(path, "w");
+	policy_init(&base);
+	fprintf(f, "default deny\n");
+	for (int r = 0; r < 300; r++) {
+		bool v4 = rand() % 2;
+		struct prefix pre = { .addr = random_dest(v4, &base) };
+		char text[ADDR_STRLEN];
+
+		pre.prefixlen = v4 ? 96 + 8 + rand() % 25 : 16 + rand() % 113;
+		for (unsigned bit = pre.prefixlen; bit < 128; bit++)
+			pre.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+		prefix_format(&pre, text, sizeof(text));
+		policy_add_rule(&base, V(ALLOW), &pre, "x", 0); /* for random_dest's choices */
+		fprintf(f, "%s %s%s\n", rand() % 2 ? "allow" : "deny", text,
+			rand() % 3 ? "" : " tcp 443,2811");
+	}
+	fclose(f);
+	list.items = calloc(OVERRIDES_MAX + 1, sizeof(*list.items));
+	if (!list.items || policy_live_load(&live, state, &maps, path, POLICY_MODE_FILE, &res)) {
+		CHECK(0, "cannot load the base policy");
+		goto out;
+	}
+	__u32 trie = active_trie_id();
+
+	for (int step = 0; step < 80; step++) {
+		struct policy want;
+		__u32 gen = res.generation;
+
+		if (list.n && rand() % 3 == 0) {
+			list.items[rand() % list.n] = list.items[list.n - 1]; /* remove one */
+			list.n--;
+		} else {
+			random_override(&base, step, &list.items[list.n++]);
+		}
+		if (overrides_save(state, &list) ||
+		    policy_live_sync_overrides(&live, state, &maps, &res)) {
+			CHECK(0, "step %d: cannot apply the overrides", step);
+			break;
+		}
+		steps++;
+		in_place += active_trie_id() == trie && res.generation == gen + 1 && res.changed;
+
+		/* The reference: the base policy and the overrides, from scratch. */
+		if (policy_parse_file(path, &want, err)) {
+			CHECK(0, "%s", err);
+			break;
+		}
+		for (size_t i = 0; i < list.n; i++) {
+			char rule[512];
+
+			override_rule_text(&list.items[i], rule, sizeof(rule));
+			if (policy_add_rule_text(&want, "override", rule, err))
+				CHECK(0, "%s: %s", rule, err);
+		}
+		for (int i = 0; i < 300; i++) {
+			struct sluice_addr a;
+			struct sluice_policy_entry expect;
+			struct sluice_dest_stats before, after;
+			char dst[ADDR_STRLEN];
+			struct pkt_spec pkt = { .dst = dst, .l4 = diff_protos[rand() % 4],
+						.dport = diff_port() };
+			int port = proto_has_ports(pkt.l4) ? pkt.dport : POLICY_PORT_NONE;
+			unsigned len;
+			int ret;
+
+			/* Half the packets go inside the overrides' prefixes. */
+			if (list.n && rand() % 2) {
+				struct prefix x;
+				size_t col;
+
+				prefix_parse(list.items[rand() % list.n].target, &x, err, sizeof(err),
+					     &col);
+				a = x.addr;
+				for (unsigned bit = x.prefixlen; bit < 128; bit++)
+					if (rand() % 2)
+						a.a[bit / 8] |= 0x80 >> (bit % 8);
+			} else {
+				a = random_dest(rand() % 2, &base);
+			}
+			addr_format(&a, dst, sizeof(dst));
+			policy_decide(&want, &a, pkt.l4, port, &expect);
+			/* Twice: the first run takes the decision, the second uses the cached one. */
+			for (int k = 0; k < 2; k++) {
+				dest_get(dst, &before);
+				ret = run_frame(&pkt, &len, 0);
+				dest_get(dst, &after);
+				total++;
+				if (ret != (expect.verdict == V(DENY) ? DROP : PASS) ||
+				    after.packets[expect.verdict] != before.packets[expect.verdict] + 1) {
+					if (mismatches++ < 5)
+						fprintf(stderr, "step %d: %s proto %u port %d: ret %d, want %s\n",
+							step, dst, pkt.l4, port, ret,
+							verdict_name(expect.verdict));
+				}
+			}
+		}
+		policy_free(&want);
+	}
+	CHECK(steps == 80, "80 override changes applied (%u)", steps);
+	CHECK(in_place == steps, "each changed the active trie in place (%u of %u)", in_place, steps);
+	CHECK(total == 2 * 300 * 80, "%u packets decided", total);
+	CHECK(mismatches == 0, "%u of %u packets differ from the reference", mismatches, total);
+out:
+	policy_live_free(&live);
+	overrides_free(&list);
+	policy_free(&base);
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", state);
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
@@ -496,6 +671,7 @@ int main(void)
 	test_policy_switch();
 	test_port_rules();
 	test_random_against_reference();
+	test_overrides_in_place();
 	datapath_close(&dp);
 	return check_summary();
 }

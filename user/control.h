@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The daemon's control socket (STATE_DIR/control.sock, 0600): one JSON request line per
+ * connection, one JSON reply line. Lets commands ask the running daemon to act with what it
+ * keeps in memory (an override applied in place instead of a whole policy reinstall).
+ */
+#ifndef SLUICE_CONTROL_H
+#define SLUICE_CONTROL_H
+
+#include <jansson.h>
+
+#define CONTROL_SOCKET "control.sock"
+#define CONTROL_REQUEST_MAX 4096 /* bytes of one request line */
+
+/* Create the listening socket (replacing a stale one). Returns the fd or -errno. */
+int control_listen(const char *state_dir);
+void control_close(int fd, const char *state_dir);
+
+/*
+ * Accept one connection on lfd and answer it: handler gets the request object and returns
+ * the reply (a new reference). Requests from other users than the daemon's are refused.
+ */
+int control_serve_one(int lfd, json_t *(*handler)(json_t *request, void *ctx), void *ctx);
+
+/*
+ * Send {"command": command} to the daemon of state_dir and wait for its reply (a new
+ * reference in *reply). -ENOENT or -ECONNREFUSED: no daemon is listening.
+ */
+int control_call(const char *state_dir, const char *command, json_t **reply);
+
+#endif
