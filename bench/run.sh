@@ -298,6 +298,8 @@ make_apply_block() {
 		row("cli_policy_load", "`sluice policy load FILE`: whole command (CLI, state files included)")
 		row("override_wall", "`sluice deny " param["override_addr"] "`: whole command, this policy in force")
 		row("override_remove_wall", "`sluice remove " param["override_addr"] "`: whole command")
+		row("override_daemon_wall", "`sluice deny " param["override_addr"] "`: whole command, daemon running (in place)")
+		row("override_daemon_remove_wall", "`sluice remove " param["override_addr"] "`: whole command, daemon running (in place)")
 		print ""
 		ratio = med["sluice_wall"] > 0 ? med["nft_wall"] / med["sluice_wall"] : 0
 		printf "**Targets** (issue): sluice applies in ≤ 200 ms: %.1f ms — **%s**; ",
@@ -308,6 +310,9 @@ make_apply_block() {
 				(med["sluice_peak_rss"] > 0 ? med["nft_peak_rss"] / med["sluice_peak_rss"] : 0)
 		else
 			print "≥ 20× faster than nft: not measured in this run."
+		if ("override_daemon_wall" in med)
+			printf "An override applies in ≤ 10 ms (daemon running): %.1f ms — **%s**.\n",
+				med["override_daemon_wall"], (med["override_daemon_wall"] <= 10 ? "met" : "not met")
 		if (!("override_wall" in med))
 			printf "\nSingle-override latency (`sluice deny ADDR`): not measured yet (%s).\n",
 				param["override"]
