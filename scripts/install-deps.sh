@@ -10,9 +10,11 @@ fi
 packages=(
 	# build
 	build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
-	libjansson-dev
+	libjansson-dev libmicrohttpd-dev
 	# tests: namespaces, traffic, JSON checks
-	iproute2 iputils-ping jq python3 util-linux
+	iproute2 iputils-ping jq python3 util-linux curl
+	# metrics tests: a real Prometheus server and promtool
+	prometheus
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
 )
@@ -53,3 +55,9 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The tests start their own Prometheus on loopback inside a network namespace; the
+# package's own service (started on systemd machines) is not wanted: stop it if we installed it.
+if printf '%s\n' "${missing[@]}" | grep -qx prometheus && command -v systemctl >/dev/null &&
+	[ -d /run/systemd/system ]; then
+	systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -4,6 +4,7 @@
  * Nothing in force changes until all input has been checked.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "control.h"
 #include "datapath.h"
 #include "ifslots.h"
+#include "metrics.h"
 #include "log.h"
 #include "pins.h"
 #include "policy.h"
@@ -33,14 +35,20 @@ struct run_opts {
 	int nifaces;
 	const char *policy_path;
 	int mode; /* -1: as the policy says */
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_len;
+	bool metrics_off;
+	unsigned top_n;
 };
 
-enum { OPT_IFACE = OPT_COMMAND_BASE, OPT_POLICY, OPT_MODE };
+enum { OPT_IFACE = OPT_COMMAND_BASE, OPT_POLICY, OPT_MODE, OPT_METRICS, OPT_TOP };
 
 static const struct option run_options[] = {
 	{ "iface", required_argument, NULL, OPT_IFACE },
 	{ "policy", required_argument, NULL, OPT_POLICY },
 	{ "mode", required_argument, NULL, OPT_MODE },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "top-destinations", required_argument, NULL, OPT_TOP },
 	CLI_COMMON_OPTIONS,
 };
 
@@ -70,6 +78,23 @@ static int run_option(int opt, const char *arg, void *ctx)
 		else
 			return cli_usage_error("run", "--mode must be enforce or audit, not '%s'", arg);
 		return 0;
+	case OPT_METRICS:
+		if (metrics_parse_addr(arg, &o->metrics_addr, &o->metrics_len, &o->metrics_off))
+			return cli_usage_error("run", "--metrics must be ADDR:PORT, [ADDR6]:PORT or off, "
+					       "not '%s'", arg);
+		return 0;
+	case OPT_TOP: {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(arg, &end, 10);
+		if (errno || *end || end == arg || arg[0] == '-' || n > METRICS_TOP_MAX)
+			return cli_usage_error("run", "--top-destinations must be 0..%d, not '%s'",
+					       METRICS_TOP_MAX, arg);
+		o->top_n = n;
+		return 0;
+	}
 	}
 	return EXIT_USAGE;
 }
@@ -80,6 +105,8 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 
 	o->policy_path = POLICY_DEFAULT;
 	o->mode = -1;
+	o->top_n = METRICS_TOP_DEFAULT;
+	metrics_parse_addr(METRICS_ADDR_DEFAULT, &o->metrics_addr, &o->metrics_len, &o->metrics_off);
 	ret = cli_parse_options("run", argc, argv, run_options, run_option, o);
 	if (ret)
 		return ret;
@@ -95,7 +122,24 @@ struct daemon {
 	const struct datapath *dp;
 	struct policy_maps maps;
 	struct policy_live live; /* the policy in force, for overrides applied in place */
+	struct metrics_policy published; /* what scrapes report about it */
 };
+
+/* Tell the exporter what is in force now (ok), or count a rejected change. */
+static void publish(struct daemon *d, const struct apply_result *res, bool ok)
+{
+	pthread_mutex_lock(&d->published.lock);
+	if (ok) {
+		d->published.generation = res->generation;
+		d->published.loaded_at = time(NULL);
+		d->published.rules = res->rules;
+		d->published.trie_entries = res->prefixes;
+		d->published.port_entries = res->port_entries;
+	} else {
+		d->published.errors++;
+	}
+	pthread_mutex_unlock(&d->published.lock);
+}
 
 /* Install the policy (and overrides); on any error the policy in force stays. */
 static int apply_policy(struct daemon *d, const char *path, int mode)
@@ -103,6 +147,7 @@ static int apply_policy(struct daemon *d, const char *path, int mode)
 	struct apply_result res;
 	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, &res);
 
+	publish(d, &res, ret == 0);
 	if (!ret)
 		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res.source,
 			res.generation, res.rules, res.overrides);
@@ -114,6 +159,8 @@ static int sync_overrides(struct daemon *d, struct apply_result *res)
 {
 	int ret = policy_live_sync_overrides(&d->live, cli.state_dir, &d->maps, res);
 
+	if (ret || res->changed)
+		publish(d, res, ret == 0);
 	if (!ret && res->changed)
 		pr_info("overrides in force as generation %u (%zu overrides, %zu prefixes changed)",
 			res->generation, res->overrides, res->changed);
@@ -224,7 +271,8 @@ int cmd_run(int argc, char **argv)
 {
 	struct run_opts o = {};
 	struct datapath dp;
-	struct daemon d = {};
+	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
+	struct metrics_server *metrics = NULL;
 	int ret, daemon_lock, other_pid = 0, ctl = -1;
 	char err[POLICY_ERROR_MAX];
 	struct policy check;
@@ -272,7 +320,20 @@ int cmd_run(int argc, char **argv)
 		ret = attach_all(&dp, &o);
 	if (!ret && (ctl = control_listen(cli.state_dir)) < 0)
 		ret = ctl;
+	if (!ret && !o.metrics_off) {
+		struct metrics_source src = {
+			.dests_fd = dp.dests_fd, .totals_fd = dp.totals_fd, .ifaces_fd = dp.ifaces_fd,
+			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
+			.policy = &d.published,
+		};
+
+		metrics = metrics_start(&o.metrics_addr, o.metrics_len, &src);
+		if (!metrics)
+			ret = -EADDRNOTAVAIL;
+	}
 	if (ret) {
+		metrics_stop(metrics);
+		control_close(ctl, cli.state_dir);
 		policy_live_free(&d.live);
 		datapath_close(&dp);
 		close(daemon_lock);
@@ -280,6 +341,7 @@ int cmd_run(int argc, char **argv)
 	}
 	pr_info("ready: enforcing on %d interface(s)", o.nifaces);
 	serve(&d, ctl);
+	metrics_stop(metrics);
 	control_close(ctl, cli.state_dir);
 	policy_live_free(&d.live);
 	datapath_close(&dp);

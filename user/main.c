@@ -41,7 +41,8 @@ static const struct command commands[] = {
 	{
 		"run",
 		cmd_run,
-		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]",
+		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]\n"
+		"           [--metrics ADDR:PORT|off] [--top-destinations N]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
 		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
 		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
@@ -52,6 +53,10 @@ static const struct command commands[] = {
 		"  --iface IF        interface to enforce on (repeatable, at least one)\n"
 		"  --policy FILE     policy file (default /etc/sluice/policy.conf)\n"
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
+		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+		"                    (default 127.0.0.1:9753; [::1]:PORT for IPv6; off: none)\n"
+		"  --top-destinations N  per-destination series for the N destinations with the\n"
+		"                    most bytes, the rest summed as destination=\"other\" (default 100)\n"
 		"\n"
 		"EXAMPLES\n"
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"

@@ -24,12 +24,10 @@ void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decis
 	d->reason = SLUICE_CACHE_VALUE(s->cache_verdict) >> 8;
 }
 
-int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)
+int each_destination(int dests_fd, int (*cb)(const struct dest_row *row, void *ctx), void *ctx)
 {
 	struct sluice_addr *keys = calloc(BATCH, sizeof(*keys));
 	struct sluice_dest_stats *vals = calloc(BATCH, sizeof(*vals));
-	struct dest_row *out = NULL;
-	size_t count = 0, cap = 0;
 	__u8 batch_pos[16]; /* opaque cursor; an LRU hash uses 4 bytes */
 	bool first = true;
 	int err = 0;
@@ -49,41 +47,58 @@ int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)
 			goto out;
 		}
 		first = false;
-		if (count + got > cap) {
-			size_t grown = (count + got) * 2;
-			void *p = realloc(out, grown * sizeof(*out));
+		for (__u32 i = 0; i < got && !err; i++) {
+			struct dest_row r = { .addr = keys[i], .stats = vals[i] };
 
-			if (!p) {
-				err = -ENOMEM;
-				goto out;
-			}
-			out = p;
-			cap = grown;
-		}
-		for (__u32 i = 0; i < got; i++) {
-			struct dest_row *r = &out[count++];
-
-			r->addr = keys[i];
-			r->stats = vals[i];
-			r->packets = r->bytes = 0;
 			for (int v = 0; v < SLUICE_VERDICT_MAX; v++) {
-				r->packets += vals[i].packets[v];
-				r->bytes += vals[i].bytes[v];
+				r.packets += vals[i].packets[v];
+				r.bytes += vals[i].bytes[v];
 			}
+			err = cb(&r, ctx);
 		}
-		if (ret < 0) /* ENOENT: that was the last batch */
+		if (ret < 0 || err) /* ENOENT: that was the last batch */
 			break;
 	}
 out:
 	free(keys);
 	free(vals);
-	if (err) {
-		free(out);
-		out = NULL;
-		count = 0;
+	return err;
+}
+
+struct row_array {
+	struct dest_row *rows;
+	size_t n, cap;
+};
+
+static int append_row(const struct dest_row *row, void *ctx)
+{
+	struct row_array *a = ctx;
+
+	if (a->n == a->cap) {
+		size_t grown = a->cap ? a->cap * 2 : BATCH;
+		void *p = realloc(a->rows, grown * sizeof(*a->rows));
+
+		if (!p)
+			return -ENOMEM;
+		a->rows = p;
+		a->cap = grown;
 	}
-	*rows = out;
-	*n = count;
+	a->rows[a->n++] = *row;
+	return 0;
+}
+
+int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)
+{
+	struct row_array a = {};
+	int err = each_destination(dests_fd, append_row, &a);
+
+	if (err) {
+		free(a.rows);
+		a.rows = NULL;
+		a.n = 0;
+	}
+	*rows = a.rows;
+	*n = a.n;
 	return err;
 }
 

@@ -20,6 +20,11 @@ struct cached_decision {
 };
 void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decision *d);
 
+/*
+ * Call cb for every destination entry, read with batch lookups (bounded memory whatever
+ * the table holds). A non-zero return from cb stops the walk and is returned.
+ */
+int each_destination(int dests_fd, int (*cb)(const struct dest_row *row, void *ctx), void *ctx);
 /* Read every destination entry with batch lookups. *rows is malloc'd. */
 int read_destinations(int dests_fd, struct dest_row **rows, size_t *n);
 

@@ -360,6 +360,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 		res->prefixes = cp.n;
 		res->sets = p.nsets;
 		res->classes = cp.nclasses;
+		res->port_entries = cp.nports;
 		res->overrides = ovr.n;
 		snprintf(res->source, sizeof(res->source), "%s", source);
 		if (live && (live->ovr_ident = calloc(ovr.n + 1, sizeof(*live->ovr_ident)))) {
@@ -369,6 +370,8 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			live->p = p;
 			live->ovr = ovr;
 			live->generation = res->generation;
+			live->trie_entries = cp.n;
+			live->ports_in_map = cp.nports;
 			live->valid = true;
 			memset(&p, 0, sizeof(p));
 			memset(&ovr, 0, sizeof(ovr));
@@ -579,6 +582,8 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 		if (!rewritten)
 			removed[kept++] = removed[i];
 	}
+	size_t before = nremoved;
+
 	nremoved = kept;
 
 	/* Names first: a reader may see names for rules not yet in force, never the reverse. */
@@ -592,6 +597,9 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 		idents = NULL;
 		live->generation = generation;
 		live->port_entries += all.nports;
+		live->ports_in_map += all.nports;
+		/* Approximate when touched prefixes nest (their entries are counted twice). */
+		live->trie_entries = live->trie_entries + all.n - before;
 	}
 out:
 	compiled_policy_free(&all);
@@ -641,6 +649,8 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	res->rules = live->p.nidents;
 	res->overrides = live->ovr.n;
 	res->changed = changed;
+	res->prefixes = live->trie_entries;
+	res->port_entries = live->ports_in_map;
 	if (changed)
 		write_generation(state_dir, live->generation);
 	overrides_free(&stored);

@@ -47,6 +47,7 @@ struct apply_result {
 	__u32 generation;
 	size_t rules, destinations, prefixes, sets, classes, overrides;
 	size_t changed; /* in-place changes: prefixes rewritten (0: nothing to do) */
+	size_t port_entries; /* in the port map now */
 	char source[4096];
 };
 
@@ -76,6 +77,8 @@ struct policy_live {
 	__u32 *ovr_ident;         /* the identity in p of each override */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
+	size_t trie_entries;      /* in the active trie */
+	size_t ports_in_map;      /* in the port map, left-over classes included */
 };
 
 /* policy_apply, keeping what was installed in live (emptied first, filled on success). */

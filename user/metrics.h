@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The Prometheus exporter: /metrics in text format 0.0.4 on libmicrohttpd's own thread, so a
+ * scrape never waits for (or holds up) the daemon's policy work. Everything is read from the
+ * maps with batch lookups; per-destination series are the top N by bytes plus "other".
+ */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define METRICS_ADDR_DEFAULT "127.0.0.1:9753"
+#define METRICS_TOP_DEFAULT 100
+#define METRICS_TOP_MAX 10000
+
+/* What the daemon publishes about the policy; written by the daemon, read by scrapes. */
+struct metrics_policy {
+	pthread_mutex_t lock;
+	uint32_t generation;
+	int64_t loaded_at; /* unix seconds of the last successful load or change */
+	uint64_t rules, trie_entries, port_entries;
+	uint64_t errors; /* rejected loads and changes */
+};
+
+/* The maps a scrape reads. */
+struct metrics_source {
+	int dests_fd, totals_fd, ifaces_fd, policy_fd, ports_fd;
+	unsigned top_n;
+	struct metrics_policy *policy;
+};
+
+/* Parse "ADDR:PORT", "[V6ADDR]:PORT" or "off" (sets *off). Returns 0 or -EINVAL. */
+int metrics_parse_addr(const char *s, struct sockaddr_storage *sa, socklen_t *len, bool *off);
+
+/* Write one scrape's text to f. Returns 0 or -errno. */
+int metrics_render(const struct metrics_source *src, FILE *f);
+
+struct metrics_server;
+/* Serve src on sa. Returns NULL (error logged) if the address cannot be bound. */
+struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_t len,
+				     const struct metrics_source *src);
+void metrics_stop(struct metrics_server *m);
+
+#endif
