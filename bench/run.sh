@@ -5,9 +5,10 @@
 #   pktcost  per-packet cost of the tc egress program (sluice-bench-pktcost)
 #   apply    time and peak RSS to apply a 100 000-prefix policy, against `nft -f` loading
 #            the same prefixes (sluice-bench-apply)
+#   scrape   one /metrics scrape with 1 000 000 tracked destinations (sluice-bench-scrape)
 #
 # Usage: bench/run.sh [--quick] [--docs|--no-docs] [--build-dir DIR] [--skip-build]
-#                     [--only pktcost|apply] [-- ARGS FOR sluice-bench-pktcost]
+#                     [--only pktcost|apply|scrape] [-- ARGS FOR sluice-bench-pktcost]
 #   --quick        about a minute: pktcost at 10 and 100000 prefixes, fewer repetitions
 #                  everywhere; leaves docs/ alone unless --docs is given (quick numbers are
 #                  too rough to publish)
@@ -48,8 +49,8 @@ while [ $# -gt 0 ]; do
 	--skip-build) skip_build=1 ;;
 	--only)
 		case ${2:-} in
-		pktcost | apply) only=$2 ;;
-		*) echo "run.sh: --only needs pktcost or apply" >&2; exit 2 ;;
+		pktcost | apply | scrape) only=$2 ;;
+		*) echo "run.sh: --only needs pktcost, apply or scrape" >&2; exit 2 ;;
 		esac
 		shift
 		;;
@@ -65,7 +66,7 @@ build() {
 		cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	fi
 	# apply also drives the CLI (sluice deny) where it has runtime overrides.
-	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply sluice \
+	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply sluice-bench-scrape sluice \
 		-j "$(nproc)"
 }
 
@@ -87,7 +88,8 @@ fi
 
 bin=$build_dir/bench/sluice-bench-pktcost
 apply_bin=$build_dir/bench/sluice-bench-apply
-for b in "$bin" "$apply_bin"; do
+scrape_bin=$build_dir/bench/sluice-bench-scrape
+for b in "$bin" "$apply_bin" "$scrape_bin"; do
 	[ -x "$b" ] || { echo "run.sh: $b not built" >&2; exit 1; }
 done
 
@@ -95,11 +97,13 @@ if [ "$quick" -eq 1 ]; then
 	kind=quick
 	bench_args=(--prefixes 10,100000 --reps 3 --hot-repeat 200000 --spread-passes 2)
 	apply_args=(--reps 3)
+	scrape_args=(--destinations 100000 --reps 3)
 else
 	kind=full
 	bench_args=(--prefixes 10,1000,10000,100000,1000000 --reps 7 --hot-repeat 1000000
 		--spread-passes 5)
 	apply_args=(--reps 7)
+	scrape_args=(--destinations 1000000 --reps 7)
 fi
 bench_args+=("${extra[@]}")
 # The CLI, for `sluice policy load` and the single-override latency (measured only where
@@ -243,7 +247,7 @@ make_block() {
 	}' "$out/meta.tsv" "$out/pktcost.tsv"
 }
 
-if [ "$only" != apply ]; then
+if [ "$only" = all ] || [ "$only" = pktcost ]; then
 	run_pktcost
 	make_block >"$out/performance-block.md"
 	if [ "$docs" = yes ]; then
@@ -319,7 +323,7 @@ make_apply_block() {
 	}' "$out/meta.tsv" "$out/apply.tsv"
 }
 
-if [ "$only" != pktcost ]; then
+if [ "$only" = all ] || [ "$only" = apply ]; then
 	"$apply_bin" "${apply_args[@]}" "${apply_cli[@]}" --out "$out/apply.tsv" \
 		2> >(tee "$out/apply.log" >&2) | tee "$out/apply.txt"
 	make_apply_block >"$out/apply-block.md"
@@ -327,6 +331,37 @@ if [ "$only" != pktcost ]; then
 		update_doc apply "$out/apply-block.md"
 	fi
 fi
+# --- scrape ----------------------------------------------------------------------------------
+make_scrape_block() {
+	awk -F'\t' '
+	FNR == NR { meta[$1] = $2; next }
+	{ v[$1] = $2 }
+	END {
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), commit `%s`%s.\n",
+			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
+			meta["commit"], meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
+		printf "Command: `%s` (benchmark arguments: `--destinations %s --reps %s`).\n\n",
+			meta["command"], v["destinations"], v["reps"]
+		print "| | median | min–max | unit |"
+		print "|:---|---:|---:|:---|"
+		printf "| one scrape (render of /metrics), %s destinations, top %s | **%.1f** | %.1f–%.1f | ms |\n",
+			v["destinations"], v["top_n"], v["scrape_ms_median"], v["scrape_ms_min"], v["scrape_ms_max"]
+		printf "| scrape output | %d | | bytes |\n", v["output_bytes"]
+		printf "| peak RSS of the process, before / after the scrapes | %.1f / %.1f | | MiB |\n\n",
+			v["peak_rss_mib_before_scrapes"], v["peak_rss_mib_after_scrapes"]
+		printf "**Target** (issue): a scrape at 1 000 000 destinations in ≤ 150 ms: %.1f ms — **%s**.\n",
+			v["scrape_ms_median"], (v["scrape_ms_median"] <= 150 ? "met" : "not met")
+	}' "$out/meta.tsv" "$out/scrape.tsv"
+}
+
+if [ "$only" = all ] || [ "$only" = scrape ]; then
+	"$scrape_bin" "${scrape_args[@]}" 2> >(tee "$out/scrape.log" >&2) | tee "$out/scrape.tsv"
+	make_scrape_block >"$out/scrape-block.md"
+	if [ "$docs" = yes ]; then
+		update_doc scrape "$out/scrape-block.md"
+	fi
+fi
+
 ln -sfn "$(basename "$out")" "$results/latest"
 [ "${#updated[@]}" -eq 0 ] || echo "run.sh: updated ${updated[*]#"$root/"}" >&2
 

@@ -218,6 +218,15 @@ static int64_t next_expiry(void)
 	return next;
 }
 
+/* The signals the daemon handles: blocked in every thread, read through a signalfd. */
+static void daemon_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
 /*
  * Serve until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or to
  * the last `sluice policy load`). Commands reach the daemon on its control socket. Each
@@ -230,11 +239,7 @@ static void serve(struct daemon *d, int ctl)
 	sigset_t set;
 	int sfd, sig = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	daemon_signals(&set);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0) {
 		pr_err("cannot receive signals: %s", strerror(errno));
@@ -273,6 +278,7 @@ int cmd_run(int argc, char **argv)
 	struct datapath dp;
 	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metrics_server *metrics = NULL;
+	sigset_t sigs;
 	int ret, daemon_lock, other_pid = 0, ctl = -1;
 	char err[POLICY_ERROR_MAX];
 	struct policy check;
@@ -282,6 +288,9 @@ int cmd_run(int argc, char **argv)
 		return ret == -1 ? EXIT_OK : ret;
 	if (cli_require_privileges("run"))
 		return EXIT_FAIL;
+	/* Before any thread starts (the exporter's), so none of them takes these signals. */
+	daemon_signals(&sigs);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	/* Check all input before anything in the kernel changes. */
 	if (policy_parse_file(o.policy_path, &check, err)) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Interface slot bookkeeping in the sluice_ifaces array. */
 #include <errno.h>
+#include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
@@ -44,6 +45,26 @@ out:
 	free(vals);
 	free(keys);
 	return err;
+}
+
+int ifslot_table_local(int ifaces_fd, __u32 slot_ifindex[SLUICE_IFSLOTS])
+{
+	struct if_nameindex *ifs = if_nameindex();
+
+	memset(slot_ifindex, 0, SLUICE_IFSLOTS * sizeof(*slot_ifindex));
+	if (!ifs)
+		return -errno;
+	for (struct if_nameindex *i = ifs; i->if_index; i++) {
+		struct sluice_iface iface;
+		__u32 ifindex = i->if_index;
+
+		if (ifindex < SLUICE_IFINDEX_MAX &&
+		    bpf_map_lookup_elem(ifaces_fd, &ifindex, &iface) == 0 && iface.slot &&
+		    iface.slot < SLUICE_IFSLOTS)
+			slot_ifindex[iface.slot] = ifindex;
+	}
+	if_freenameindex(ifs);
+	return 0;
 }
 
 static int zero_slot_totals(int totals_fd, __u32 slot)

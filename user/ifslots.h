@@ -13,7 +13,13 @@
 int ifslot_assign(int ifaces_fd, int totals_fd, __u32 ifindex);
 /* Give ifindex's slot back (its totals stay readable until the slot is reused). */
 int ifslot_release(int ifaces_fd, __u32 ifindex);
-/* slot -> ifindex for every assigned slot (0 where none). */
+/* slot -> ifindex for every assigned slot (0 where none): a walk of the whole table. */
 int ifslot_table(int ifaces_fd, __u32 slot_ifindex[SLUICE_IFSLOTS]);
+/*
+ * The same for the interfaces of this network namespace only: one lookup per interface
+ * instead of a walk of all SLUICE_IFINDEX_MAX indexes (what the read paths and scrapes
+ * use). A slot whose interface is gone, or in another namespace, reads as 0 ("other").
+ */
+int ifslot_table_local(int ifaces_fd, __u32 slot_ifindex[SLUICE_IFSLOTS]);
 
 #endif

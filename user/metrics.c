@@ -222,7 +222,7 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 	{
 		__u32 slot_ifindex[SLUICE_IFSLOTS];
 
-		if (ifslot_table(src->ifaces_fd, slot_ifindex) == 0)
+		if (ifslot_table_local(src->ifaces_fd, slot_ifindex) == 0)
 			for (int s = 1; s < SLUICE_IFSLOTS; s++)
 				slots += slot_ifindex[s] != 0;
 	}

@@ -116,7 +116,7 @@ int read_totals(int totals_fd, int ifaces_fd, struct total_row **rows, size_t *n
 	*n = 0;
 	if (ncpus < 0)
 		return ncpus;
-	err = ifslot_table(ifaces_fd, slot_ifindex);
+	err = ifslot_table_local(ifaces_fd, slot_ifindex);
 	if (err)
 		return err;
 	keys = calloc(SLUICE_TOTALS_MAX, sizeof(*keys));
