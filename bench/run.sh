@@ -344,13 +344,16 @@ make_scrape_block() {
 			meta["command"], v["destinations"], v["reps"]
 		print "| | median | min–max | unit |"
 		print "|:---|---:|---:|:---|"
-		printf "| one scrape (render of /metrics), %s destinations, top %s | **%.1f** | %.1f–%.1f | ms |\n",
-			v["destinations"], v["top_n"], v["scrape_ms_median"], v["scrape_ms_min"], v["scrape_ms_max"]
+		printf "| one scrape, %s destinations, top %s: kernel iterator (what the daemon uses) | **%.1f** | %.1f–%.1f | ms |\n",
+			v["destinations"], v["top_n"], v["scrape_iterator_ms_median"], v["scrape_iterator_ms_min"], v["scrape_iterator_ms_max"]
+		printf "| the same, every entry copied out with batch lookups (fallback) | %.1f | %.1f–%.1f | ms |\n",
+			v["scrape_batch_ms_median"], v["scrape_batch_ms_min"], v["scrape_batch_ms_max"]
+		printf "| both ways render the same series | %s | | |\n", v["same_output"]
 		printf "| scrape output | %d | | bytes |\n", v["output_bytes"]
 		printf "| peak RSS of the process, before / after the scrapes | %.1f / %.1f | | MiB |\n\n",
 			v["peak_rss_mib_before_scrapes"], v["peak_rss_mib_after_scrapes"]
 		printf "**Target** (issue): a scrape at 1 000 000 destinations in ≤ 150 ms: %.1f ms — **%s**.\n",
-			v["scrape_ms_median"], (v["scrape_ms_median"] <= 150 ? "met" : "not met")
+			v["scrape_iterator_ms_median"], (v["scrape_iterator_ms_median"] <= 150 ? "met" : "not met")
 	}' "$out/meta.tsv" "$out/scrape.tsv"
 }
 

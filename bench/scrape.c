@@ -11,6 +11,7 @@
  * the table holds). Needs root. Never part of ctest.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include <sluice/abi.h>
 
 #include "datapath.h"
+#include "dest_scan.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -45,6 +47,36 @@ static int cmp_double(const void *a, const void *b)
 	double x = *(const double *)a, y = *(const double *)b;
 
 	return x < y ? -1 : x > y;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Do a and b hold the same lines, in any order? */
+static bool same_lines(char *a, char *b)
+{
+	char **la = NULL, **lb = NULL;
+	size_t na = 0, nb = 0;
+	bool same;
+
+	for (char *s = strtok(a, "\n"); s; s = strtok(NULL, "\n")) {
+		la = realloc(la, (na + 1) * sizeof(*la));
+		la[na++] = s;
+	}
+	for (char *s = strtok(b, "\n"); s; s = strtok(NULL, "\n")) {
+		lb = realloc(lb, (nb + 1) * sizeof(*lb));
+		lb[nb++] = s;
+	}
+	qsort(la, na, sizeof(*la), cmp_str);
+	qsort(lb, nb, sizeof(*lb), cmp_str);
+	same = na == nb;
+	for (size_t i = 0; same && i < na; i++)
+		same = strcmp(la[i], lb[i]) == 0;
+	free(la);
+	free(lb);
+	return same;
 }
 
 /* Fill fd with n destinations (IPv6 2001:db8::/32 space; IPv4 for every 4th) by batches. */
@@ -142,30 +174,49 @@ int main(int argc, char **argv)
 				      .ifaces_fd = dp.ifaces_fd, .policy_fd = dp.policy_fd,
 				      .ports_fd = dp.ports_fd, .top_n = top, .policy = &pol };
 
-	t = calloc(reps, sizeof(*t));
-	for (unsigned r = 0; r <= reps; r++) { /* r == 0: warm-up */
-		char *text = NULL;
-		FILE *f = open_memstream(&text, &size);
-		double t0 = now_s();
+	struct metrics_scan scan = { .scan = dest_scan_open(dests_fd) };
+	char *texts[2] = {};
 
-		err = metrics_render(&src, f);
-		fclose(f);
-		if (r)
-			t[r - 1] = (now_s() - t0) * 1e3;
-		free(text);
-		if (err) {
-			fprintf(stderr, "scrape: render failed: %s\n", strerror(-err));
+	t = calloc(reps, sizeof(*t));
+	/* Both ways of finding the top N: every entry copied out, then the kernel iterator. */
+	for (int way = 0; way < 2; way++) {
+		const char *name = way ? "iterator" : "batch";
+
+		src.scan = way ? &scan : NULL;
+		if (way && !scan.scan) {
+			fprintf(stderr, "scrape: the kernel refused the destination iterator\n");
 			return 1;
 		}
+		for (unsigned r = 0; r <= reps; r++) { /* r == 0: warm-up */
+			char *text = NULL;
+			FILE *f = open_memstream(&text, &size);
+			double t0 = now_s();
+
+			err = metrics_render(&src, f);
+			fclose(f);
+			if (r)
+				t[r - 1] = (now_s() - t0) * 1e3;
+			if (err) {
+				fprintf(stderr, "scrape: render failed: %s\n", strerror(-err));
+				return 1;
+			}
+			free(texts[way]);
+			texts[way] = text;
+		}
+		qsort(t, reps, sizeof(*t), cmp_double);
+		printf("scrape_%s_ms_median\t%.1f\nscrape_%s_ms_min\t%.1f\nscrape_%s_ms_max\t%.1f\n",
+		       name, t[reps / 2], name, t[0], name, t[reps - 1]);
 	}
 	rss_after = peak_rss_kib();
-	qsort(t, reps, sizeof(*t), cmp_double);
+	/* Same destinations and values either way (ties in bytes may come in another order). */
+	printf("same_output\t%s\n", same_lines(texts[0], texts[1]) ? "yes" : "no");
 	printf("destinations\t%u\ntop_n\t%u\nreps\t%u\n", n, top, reps);
-	printf("scrape_ms_median\t%.1f\nscrape_ms_min\t%.1f\nscrape_ms_max\t%.1f\n", t[reps / 2],
-	       t[0], t[reps - 1]);
 	printf("output_bytes\t%zu\n", size);
 	printf("peak_rss_mib_before_scrapes\t%.1f\npeak_rss_mib_after_scrapes\t%.1f\n",
 	       rss_filled / 1024.0, rss_after / 1024.0);
+	dest_scan_close(scan.scan);
+	free(texts[0]);
+	free(texts[1]);
 	free(t);
 	datapath_close(&dp);
 	return 0;

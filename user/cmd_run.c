@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "control.h"
 #include "datapath.h"
+#include "dest_scan.h"
 #include "ifslots.h"
 #include "metrics.h"
 #include "log.h"
@@ -278,6 +279,7 @@ int cmd_run(int argc, char **argv)
 	struct datapath dp;
 	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metrics_server *metrics = NULL;
+	struct metrics_scan scan = {};
 	sigset_t sigs;
 	int ret, daemon_lock, other_pid = 0, ctl = -1;
 	char err[POLICY_ERROR_MAX];
@@ -333,8 +335,11 @@ int cmd_run(int argc, char **argv)
 		struct metrics_source src = {
 			.dests_fd = dp.dests_fd, .totals_fd = dp.totals_fd, .ifaces_fd = dp.ifaces_fd,
 			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
-			.policy = &d.published,
+			.policy = &d.published, .scan = &scan,
 		};
+
+		/* Without the iterator (older kernels), scrapes copy every entry out instead. */
+		scan.scan = dest_scan_open(dp.dests_fd);
 
 		metrics = metrics_start(&o.metrics_addr, o.metrics_len, &src);
 		if (!metrics)
@@ -342,6 +347,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (ret) {
 		metrics_stop(metrics);
+		dest_scan_close(scan.scan);
 		control_close(ctl, cli.state_dir);
 		policy_live_free(&d.live);
 		datapath_close(&dp);
@@ -351,6 +357,7 @@ int cmd_run(int argc, char **argv)
 	pr_info("ready: enforcing on %d interface(s)", o.nifaces);
 	serve(&d, ctl);
 	metrics_stop(metrics);
+	dest_scan_close(scan.scan);
 	control_close(ctl, cli.state_dir);
 	policy_live_free(&d.live);
 	datapath_close(&dp);

@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <microhttpd.h>
 
+#include "dest_scan.h"
 #include "ifslots.h"
 #include "log.h"
 #include "metrics.h"
@@ -93,6 +94,28 @@ static int top_add(const struct dest_row *row, void *ctx)
 	return 0;
 }
 
+/* Fill top with the N destinations with the most bytes; top->seen = entries in the table. */
+static int find_top(const struct metrics_source *src, struct top *top)
+{
+	struct metrics_scan *sc = src->scan;
+	__u64 entries = 0;
+	int err;
+
+	if (!sc || !sc->scan)
+		return each_destination(src->dests_fd, top_add, top);
+	err = dest_scan_run(sc->scan, sc->min_bytes, top_add, top, &entries);
+	if (!err && top->n < top->cap && top->n < entries && sc->min_bytes) {
+		/* Fewer than N above the old threshold (evictions): everything, once. */
+		top->n = 0;
+		err = dest_scan_run(sc->scan, 0, top_add, top, &entries);
+	}
+	if (err)
+		return err;
+	top->seen = entries;
+	sc->min_bytes = !top->cap ? UINT64_MAX : top->n == top->cap ? top->heap[0].bytes : 0;
+	return 0;
+}
+
 static int cmp_bytes_desc(const void *a, const void *b)
 {
 	const struct dest_row *x = a, *y = b;
@@ -140,7 +163,7 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 		return -ENOMEM;
 	err = read_totals(src->totals_fd, src->ifaces_fd, &totals, &ntotals);
 	if (!err)
-		err = each_destination(src->dests_fd, top_add, &top);
+		err = find_top(src, &top);
 	if (err)
 		goto out;
 	pthread_mutex_lock(&src->policy->lock);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <linux/types.h>
 
 #define METRICS_ADDR_DEFAULT "127.0.0.1:9753"
 #define METRICS_TOP_DEFAULT 100
@@ -26,11 +27,25 @@ struct metrics_policy {
 	uint64_t errors; /* rejected loads and changes */
 };
 
+struct dest_scan;
+
+/*
+ * The in-kernel walk of the destination table (dest_scan.h) and its threshold: the previous
+ * scrape's N-th largest byte count. Counters only grow, so every destination of the top N
+ * now has at least that many bytes (unless the table evicted the previous ones: then the
+ * walk finds fewer than N and is run again without a threshold).
+ */
+struct metrics_scan {
+	struct dest_scan *scan;
+	__u64 min_bytes;
+};
+
 /* The maps a scrape reads. */
 struct metrics_source {
 	int dests_fd, totals_fd, ifaces_fd, policy_fd, ports_fd;
 	unsigned top_n;
 	struct metrics_policy *policy;
+	struct metrics_scan *scan; /* NULL: copy every entry out with batch lookups */
 };
 
 /* Parse "ADDR:PORT", "[V6ADDR]:PORT" or "off" (sets *off). Returns 0 or -EINVAL. */

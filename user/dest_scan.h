@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Walking the destination table in the kernel (a BPF map iterator) and copying out only the
+ * destinations with at least a given number of bytes: how a scrape finds the top N of a
+ * million-entry table without a million copies.
+ */
+#ifndef SLUICE_DEST_SCAN_H
+#define SLUICE_DEST_SCAN_H
+
+#include <linux/types.h>
+#include "output.h"
+
+struct dest_scan;
+
+/* Load the iterator program for dests_fd; NULL (logged at debug) if the kernel refuses. */
+struct dest_scan *dest_scan_open(int dests_fd);
+void dest_scan_close(struct dest_scan *s);
+
+/*
+ * Call cb for every destination with at least min_bytes bytes over all verdicts; *entries
+ * gets the number of entries the walk saw. Not for concurrent use of one dest_scan.
+ */
+int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
+		  int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries);
+
+#endif
