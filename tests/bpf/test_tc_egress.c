@@ -165,11 +165,11 @@ static const struct frame_case cases[] = {
 	{ "three tags: unparseable", "enforce",
 	  { .dst = "198.51.100.13", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } }, DROP, V(DENY),
 	  R(UNPARSEABLE), 0 },
-	{ "ARP passes as non-IP", "enforce", { .ethertype = ETH_P_ARP }, PASS, V(ALLOW), R(NON_IP),
-	  0 },
+	{ "ARP is essential", "enforce", { .ethertype = ETH_P_ARP }, PASS, V(ESSENTIAL),
+	  R(ESSENTIAL), 0 },
 	{ "LLDP passes as non-IP", "enforce", { .ethertype = 0x88cc }, PASS, V(ALLOW), R(NON_IP), 0 },
-	{ "VLAN-tagged ARP passes", "enforce", { .ethertype = ETH_P_ARP, .vlan = { VLAN_Q } }, PASS,
-	  V(ALLOW), R(NON_IP), 0 },
+	{ "VLAN-tagged ARP is essential", "enforce", { .ethertype = ETH_P_ARP, .vlan = { VLAN_Q } },
+	  PASS, V(ESSENTIAL), R(ESSENTIAL), 0 },
 	/*
 	 * Truncated IP headers ride behind a VLAN tag: the kernel's test runner itself rejects
 	 * untagged IPv4/IPv6 frames shorter than an IP header, yet a packet socket can send them.
@@ -306,7 +306,7 @@ static void test_port_rules(void)
 		{ { .dst = "198.51.100.130", .l4 = IPPROTO_TCP, .dport = 443 }, PASS, R(RULE), 2 },
 		{ { .dst = "198.51.100.10", .l4 = IPPROTO_TCP, .dport = 443 }, PASS, R(RULE), 0 },
 		/* A TCP header cut before its ports cannot be matched against port rules. */
-		{ { .dst = "198.51.100.11", .l4 = IPPROTO_TCP, .truncate = 14 + 20 + 2 }, DROP,
+		{ { .dst = "198.51.100.11", .l4 = IPPROTO_TCP, .truncate = 14 + 20 + 2, .ip_len = 22 }, DROP,
 		  R(TRUNCATED), SLUICE_RULE_NONE },
 		/* A later fragment has no ports: only rules without ports can match it. */
 		{ { .dst = "198.51.100.12", .l4 = IPPROTO_TCP, .dport = 443, .frag_off = 100 }, DROP,
