@@ -437,7 +437,7 @@ struct ctx {
 	char dir[PATH_MAX - 64];
 	char policy_path[PATH_MAX], nft_path[PATH_MAX], err_path[PATH_MAX];
 	char self[PATH_MAX];
-	int fds[3]; /* the datapath's policy, config and ports maps, inheritable */
+	int fds[4]; /* the datapath's policy, config, ports and rules maps, inheritable */
 	/* The pinned datapath the CLI works on (with --cli). */
 	bool cli;
 	char bpffs[PATH_MAX - 32], pin_dir[PATH_MAX], state_dir[PATH_MAX];
@@ -445,15 +445,15 @@ struct ctx {
 
 static int run_sluice(const struct ctx *c, struct run *run)
 {
-	char fd_args[3][16];
+	char fd_args[4][16];
 	char *argv[] = { (char *)c->self, "--apply-child", (char *)c->policy_path,
 			 fd_args[0],      fd_args[1],      fd_args[2],
-			 NULL };
+			 fd_args[3],      NULL };
 	char line[256];
 	int pipefd[2], err;
 	ssize_t got;
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		snprintf(fd_args[i], sizeof(fd_args[i]), "%d", c->fds[i]);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
@@ -972,16 +972,17 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path);
 }
 
-/* The hidden child mode: --apply-child FILE POLICY_FD CONFIG_FD PORTS_FD. */
+/* The hidden child mode: --apply-child FILE POLICY_FD CONFIG_FD PORTS_FD RULES_FD. */
 static int child_main(char **argv)
 {
 	struct policy_maps maps;
-	unsigned long long v[3];
+	unsigned long long v[4];
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (!parse_num("--apply-child", argv[3 + i], 0, INT_MAX, &v[i]))
 			return 2;
-	maps = (struct policy_maps){ (int)v[0], (int)v[1], (int)v[2] };
+	maps = (struct policy_maps){ .policy_fd = (int)v[0], .config_fd = (int)v[1],
+				     .ports_fd = (int)v[2], .rules_fd = (int)v[3] };
 	return child_apply(argv[2], &maps);
 }
 
@@ -994,14 +995,14 @@ int main(int argc, char **argv)
 	char no_cli[PATH_MAX + 64] = "";
 	struct bench_rule *rules = NULL;
 	struct options o;
-	struct ctx c = { .o = &o, .fds = { -1, -1, -1 } };
+	struct ctx c = { .o = &o, .fds = { -1, -1, -1, -1 } };
 	double *pool = NULL, *v[M_MAX];
 	size_t elements = 0, n4 = 0;
 	struct run last = { 0 };
 	bool ports, loaded = false, pinned_loaded = false, mounted = false;
 	int err;
 
-	if (argc == 6 && strcmp(argv[1], "--apply-child") == 0)
+	if (argc == 7 && strcmp(argv[1], "--apply-child") == 0)
 		return child_main(argv);
 	err = parse_args(argc, argv, &o);
 	if (err)
@@ -1080,7 +1081,8 @@ int main(int argc, char **argv)
 	c.fds[0] = fcntl(dp.policy_fd, F_DUPFD, 3);
 	c.fds[1] = fcntl(dp.config_fd, F_DUPFD, 3);
 	c.fds[2] = fcntl(dp.ports_fd, F_DUPFD, 3);
-	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0) {
+	c.fds[3] = fcntl(dp.rules_fd, F_DUPFD, 3);
+	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0 || c.fds[3] < 0) {
 		err = -errno;
 		fprintf(stderr, "apply: cannot pass the maps on: %s\n", strerror(-err));
 		goto out;
@@ -1267,7 +1269,7 @@ int main(int argc, char **argv)
 				sizeof(params) / sizeof(params[0]));
 	}
 out:
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		if (c.fds[i] >= 0)
 			close(c.fds[i]);
 	if (loaded)

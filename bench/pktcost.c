@@ -370,6 +370,7 @@ struct sluice_dp {
 	struct bpf_object *obj; /* when loaded from --sluice-obj */
 	bool loaded;
 	int prog_fd, policy_fd, config_fd, dests_fd, ports_fd;
+	int rules_fd; /* -1 for an older --sluice-obj without per-rule counters */
 };
 
 static int map_fd_by_name(struct bpf_object *obj, const char *name)
@@ -399,6 +400,7 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		s->config_fd = s->dp.config_fd;
 		s->dests_fd = s->dp.dests_fd;
 		s->ports_fd = s->dp.ports_fd;
+		s->rules_fd = s->dp.rules_fd;
 		return 0;
 	}
 	s->obj = bpf_object__open_file(obj_path, NULL);
@@ -423,6 +425,9 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 	s->prog_fd = bpf_program__fd(prog);
 	s->policy_fd = map_fd_by_name(s->obj, "sluice_policy");
 	s->config_fd = map_fd_by_name(s->obj, "sluice_config");
+	s->rules_fd = bpf_object__find_map_by_name(s->obj, "sluice_rules")
+			      ? map_fd_by_name(s->obj, "sluice_rules")
+			      : -1;
 	s->dests_fd = map_fd_by_name(s->obj, "sluice_dests");
 	s->ports_fd = map_fd_by_name(s->obj, "sluice_ports");
 	if (s->policy_fd < 0 || s->config_fd < 0 || s->dests_fd < 0 || s->ports_fd < 0) {
@@ -718,7 +723,10 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	fprintf(stderr, "pktcost:   compiled %zu rules into %zu trie entries in %.2f s\n",
 		pol.nrules, cp.n, now_s() - t);
 	t = now_s();
-	err = policy_install(&(struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd },
+	err = policy_install(&(struct policy_maps){ .policy_fd = dp.policy_fd,
+						    .config_fd = dp.config_fd,
+						    .ports_fd = dp.ports_fd,
+						    .rules_fd = dp.rules_fd },
 			     &cp, gen);
 	if (err)
 		goto out;

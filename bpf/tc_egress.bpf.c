@@ -40,6 +40,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 
 	count_destination(entry, d.verdict, packets, bytes);
 	count_total(skb->ifindex, SLUICE_HOOK_TC_EGRESS, d.verdict, d.reason, packets, bytes);
+	count_rule(d.rule_id, d.flags, packets, bytes);
 
 	/*
 	 * TC_ACT_SHOT is the only drop tcx knows: it maps every code other than PASS, DROP

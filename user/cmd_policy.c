@@ -90,7 +90,49 @@ static int open_policy_maps(struct pinned_maps *m, struct policy_maps *maps)
 {
 	if (pinned_maps_open(cli.pin_dir, m))
 		return -ENOENT;
-	*maps = (struct policy_maps){ m->policy_fd, m->config_fd, m->ports_fd };
+	*maps = (struct policy_maps){ .policy_fd = m->policy_fd, .config_fd = m->config_fd,
+				      .ports_fd = m->ports_fd, .rules_fd = m->rules_fd };
+	return 0;
+}
+
+/*
+ * Ask the running daemon to load path (it keeps the per-rule counts of the policy it
+ * replaces, and its in-memory policy for overrides). -ENOENT/-ECONNREFUSED: no daemon.
+ */
+static int load_through_daemon(const char *path, struct apply_result *res)
+{
+	char abs[PATH_MAX];
+	json_t *request, *reply;
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	if (!realpath(path, abs)) {
+		ret = -errno;
+		pr_err("cannot open policy %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	request = json_pack("{s:s,s:s}", "command", "load", "path", abs);
+	ret = request ? control_request(cli.state_dir, request, &reply) : -ENOMEM;
+	json_decref(request);
+	if (ret == -ENOENT || ret == -ECONNREFUSED)
+		return ret;
+	if (ret) {
+		pr_err("cannot reach the daemon: %s", strerror(-ret));
+		return ret;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		pr_err("the daemon did not load %s: %s (see its log)", abs,
+		       json_string_value(json_object_get(reply, "error")) ?: "?");
+		json_decref(reply);
+		return -EINVAL;
+	}
+	snprintf(res->source, sizeof(res->source), "%s",
+		 json_string_value(json_object_get(reply, "source")) ?: abs);
+	res->generation = json_integer_value(json_object_get(reply, "generation"));
+	res->rules = json_integer_value(json_object_get(reply, "rules"));
+	res->prefixes = json_integer_value(json_object_get(reply, "prefixes"));
+	res->overrides = json_integer_value(json_object_get(reply, "overrides"));
+	json_decref(reply);
 	return 0;
 }
 
@@ -116,10 +158,14 @@ static int policy_load(int argc, char **argv)
 		}
 		policy_free(&p);
 	}
-	if (open_policy_maps(&m, &maps)) /* says "sluice is not loaded: ..." */
-		return EXIT_FAIL;
-	ret = policy_apply(cli.state_dir, &maps, argv[0], POLICY_MODE_KEEP, &res);
-	pinned_maps_close(&m);
+	ret = load_through_daemon(argv[0], &res);
+	if (ret == -ENOENT || ret == -ECONNREFUSED) {
+		/* No daemon: install it here. */
+		if (open_policy_maps(&m, &maps)) /* says "sluice is not loaded: ..." */
+			return EXIT_FAIL;
+		ret = policy_apply(cli.state_dir, &maps, argv[0], POLICY_MODE_KEEP, &res);
+		pinned_maps_close(&m);
+	}
 	if (ret)
 		return EXIT_FAIL;
 	if (cli.json)

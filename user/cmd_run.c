@@ -21,6 +21,8 @@
 #include "dest_scan.h"
 #include "ifslots.h"
 #include "metrics.h"
+#include "output.h"
+#include "rule_counts.h"
 #include "log.h"
 #include "pins.h"
 #include "policy.h"
@@ -124,6 +126,8 @@ struct daemon {
 	struct policy_maps maps;
 	struct policy_live live; /* the policy in force, for overrides applied in place */
 	struct metrics_policy published; /* what scrapes report about it */
+	char *names[SLUICE_RULE_COUNTERS]; /* rule names of the install in force, by rule id */
+	size_t nnames;
 };
 
 /* Tell the exporter what is in force now (ok), or count a rejected change. */
@@ -142,24 +146,71 @@ static void publish(struct daemon *d, const struct apply_result *res, bool ok)
 	pthread_mutex_unlock(&d->published.lock);
 }
 
-/* Install the policy (and overrides); on any error the policy in force stays. */
-static int apply_policy(struct daemon *d, const char *path, int mode)
+/* The active install's epoch (SLUICE_POLICY_F_EPOCH or 0); -1 when none is installed. */
+static int active_epoch(const struct daemon *d)
 {
-	struct apply_result res;
-	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, &res);
+	__u32 generation;
+	__u8 flags;
 
-	publish(d, &res, ret == 0);
+	if (read_policy_state(d->maps.policy_fd, d->maps.config_fd, &generation, &flags))
+		return -1;
+	return flags & SLUICE_POLICY_F_EPOCH;
+}
+
+/*
+ * After a change: a full install renumbers rules and counts in the other half of the
+ * per-rule counters, so fold the old half into the daemon's counts by the old names (no
+ * packet uses it once the install returned). Then remember the names now in force.
+ */
+static void after_change(struct daemon *d, int old_epoch)
+{
+	int now = active_epoch(d);
+
+	if (old_epoch >= 0 && now >= 0 && now != old_epoch) {
+		struct rule_counts old = {};
+
+		if (rule_counts_read(&old, d->maps.rules_fd, old_epoch, d->names, d->nnames) == 0) {
+			pthread_mutex_lock(&d->published.lock);
+			if (rule_counts_merge(&d->published.folded, &old))
+				pr_warn("per-rule counts of the previous policy could not all be kept");
+			pthread_mutex_unlock(&d->published.lock);
+		}
+		rule_counts_free(&old);
+	}
+	for (size_t i = 0; i < d->nnames; i++)
+		free(d->names[i]);
+	d->nnames = 0;
+	for (size_t i = 0; d->live.valid && i < d->live.p.nidents && i < SLUICE_RULE_COUNTERS; i++) {
+		d->names[i] = strdup(d->live.p.idents[i].name);
+		if (!d->names[i])
+			break;
+		d->nnames++;
+	}
+}
+
+/* Install the policy (and overrides); on any error the policy in force stays. */
+static int apply_policy(struct daemon *d, const char *path, int mode, struct apply_result *res)
+{
+	int old_epoch = active_epoch(d);
+	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, res);
+
 	if (!ret)
-		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res.source,
-			res.generation, res.rules, res.overrides);
+		after_change(d, old_epoch);
+	publish(d, res, ret == 0);
+	if (!ret)
+		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res->source,
+			res->generation, res->rules, res->overrides);
 	return ret;
 }
 
 /* Bring the kernel to the stored overrides (a command changed them, or one expired). */
 static int sync_overrides(struct daemon *d, struct apply_result *res)
 {
+	int old_epoch = active_epoch(d);
 	int ret = policy_live_sync_overrides(&d->live, cli.state_dir, &d->maps, res);
 
+	if (!ret && res->changed)
+		after_change(d, old_epoch);
 	if (ret || res->changed)
 		publish(d, res, ret == 0);
 	if (!ret && res->changed)
@@ -174,6 +225,20 @@ static json_t *handle_control(json_t *request, void *ctx)
 	struct apply_result res;
 	int ret;
 
+	if (command && strcmp(command, "load") == 0) {
+		/* sluice policy load, so the daemon keeps what it needs across the reload. */
+		const char *path = json_string_value(json_object_get(request, "path"));
+
+		if (!path || path[0] != '/')
+			return json_pack("{s:b,s:s}", "ok", 0, "error", "load needs an absolute path");
+		ret = apply_policy(ctx, path, POLICY_MODE_KEEP, &res);
+		if (ret)
+			return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
+		return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I}", "ok", 1, "source", res.source,
+				 "generation", (json_int_t)res.generation, "rules",
+				 (json_int_t)res.rules, "prefixes", (json_int_t)res.prefixes,
+				 "overrides", (json_int_t)res.overrides);
+	}
 	if (!command || strcmp(command, "sync-overrides") != 0)
 		return json_pack("{s:b,s:s}", "ok", 0, "error", "unknown command");
 	ret = sync_overrides(ctx, &res);
@@ -265,7 +330,7 @@ static void serve(struct daemon *d, int ctl)
 			if (sig == SIGTERM || sig == SIGINT)
 				break;
 			pr_info("SIGHUP: reloading the policy in force");
-			if (apply_policy(d, NULL, POLICY_MODE_KEEP))
+			if (apply_policy(d, NULL, POLICY_MODE_KEEP, &res))
 				pr_warn("reload rejected; the policy in force is unchanged");
 		}
 		expiry = next_expiry();
@@ -284,6 +349,7 @@ int cmd_run(int argc, char **argv)
 	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metrics_server *metrics = NULL;
 	struct metrics_scan scan = {};
+	struct apply_result res;
 	sigset_t sigs;
 	int ret, daemon_lock, other_pid = 0, ctl = -1;
 	char err[POLICY_ERROR_MAX];
@@ -329,8 +395,9 @@ int cmd_run(int argc, char **argv)
 	}
 	/* Policy before attach: a fresh datapath must never run without one. */
 	d.dp = &dp;
-	d.maps = (struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd };
-	ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE);
+	d.maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
+				       .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
+	ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE, &res);
 	if (!ret)
 		ret = attach_all(&dp, &o);
 	if (!ret && (ctl = control_listen(cli.state_dir)) < 0)
@@ -339,6 +406,7 @@ int cmd_run(int argc, char **argv)
 		struct metrics_source src = {
 			.dests_fd = dp.dests_fd, .totals_fd = dp.totals_fd, .ifaces_fd = dp.ifaces_fd,
 			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
+			.config_fd = dp.config_fd, .rules_fd = dp.rules_fd, .state_dir = cli.state_dir,
 			.policy = &d.published, .scan = &scan,
 		};
 
@@ -364,6 +432,8 @@ int cmd_run(int argc, char **argv)
 	dest_scan_close(scan.scan);
 	control_close(ctl, cli.state_dir);
 	policy_live_free(&d.live);
+	after_change(&d, -1); /* frees the names */
+	rule_counts_free(&d.published.folded);
 	datapath_close(&dp);
 	close(daemon_lock);
 	return EXIT_OK;

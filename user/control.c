@@ -173,12 +173,11 @@ answer:
 	return 0;
 }
 
-int control_call(const char *state_dir, const char *command, json_t **reply)
+int control_request(const char *state_dir, json_t *request, json_t **reply)
 {
 	char buf[CONTROL_REQUEST_MAX];
 	struct sockaddr_un sa;
 	json_error_t jerr;
-	json_t *request;
 	int fd, err;
 
 	*reply = NULL;
@@ -193,9 +192,7 @@ int control_call(const char *state_dir, const char *command, json_t **reply)
 		close(fd);
 		return err;
 	}
-	request = json_pack("{s:s}", "command", command);
 	err = send_json(fd, request);
-	json_decref(request);
 	if (!err)
 		err = read_line(fd, buf, sizeof(buf), CONTROL_REPLY_TIMEOUT_MS);
 	close(fd);
@@ -203,4 +200,13 @@ int control_call(const char *state_dir, const char *command, json_t **reply)
 		return err;
 	*reply = json_loads(buf, 0, &jerr);
 	return *reply ? 0 : -EPROTO;
+}
+
+int control_call(const char *state_dir, const char *command, json_t **reply)
+{
+	json_t *request = json_pack("{s:s}", "command", command);
+	int err = request ? control_request(state_dir, request, reply) : -ENOMEM;
+
+	json_decref(request);
+	return err;
 }

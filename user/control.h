@@ -27,5 +27,7 @@ int control_serve_one(int lfd, json_t *(*handler)(json_t *request, void *ctx), v
  * reference in *reply). -ENOENT or -ECONNREFUSED: no daemon is listening.
  */
 int control_call(const char *state_dir, const char *command, json_t **reply);
+/* The same with a whole request object (its "command" and arguments); request is not freed. */
+int control_request(const char *state_dir, json_t *request, json_t **reply);
 
 #endif

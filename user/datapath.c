@@ -20,7 +20,7 @@ static void datapath_reset(struct datapath *dp)
 	memset(dp, 0, sizeof(*dp));
 	dp->egress_prog_fd = dp->ingress_prog_fd = -1;
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
-	dp->ports_fd = dp->frags_fd = dp->flows_fd = -1;
+	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 }
 
 /* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
@@ -107,6 +107,7 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->ports_fd = bpf_map__fd(skel->maps.sluice_ports);
 	dp->frags_fd = bpf_map__fd(skel->maps.sluice_frags);
 	dp->flows_fd = bpf_map__fd(skel->maps.sluice_flows);
+	dp->rules_fd = bpf_map__fd(skel->maps.sluice_rules);
 	return 0;
 fail:
 	sluice_bpf__destroy(skel);
@@ -131,6 +132,7 @@ static const struct {
 	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
 	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
+	{ "sluice_rules", offsetof(struct pinned_maps, rules_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "output.h"
 #include "policy.h"
+#include "state.h"
 
 /* --- rendering ----------------------------------------------------------------------------- */
 
@@ -149,6 +150,43 @@ static void render_totals(FILE *f, const struct total_row *rows, size_t n, bool 
 	}
 }
 
+/*
+ * Per rule: the counts folded from earlier installs plus the active install's half, named
+ * by the rule table. At most SLUICE_RULE_COUNTERS rules have series of their own (abi.h).
+ */
+static int render_rules(const struct metrics_source *src, FILE *f)
+{
+	struct rule_counts all = {};
+	struct rule_table names = {};
+	__u32 generation;
+	__u8 flags;
+	int err;
+
+	pthread_mutex_lock(&src->policy->lock);
+	err = rule_counts_merge(&all, &src->policy->folded);
+	pthread_mutex_unlock(&src->policy->lock);
+	if (!err && read_policy_state(src->policy_fd, src->config_fd, &generation, &flags) == 0 &&
+	    state_read_rules(src->state_dir, &names) == 0)
+		err = rule_counts_read(&all, src->rules_fd, flags & SLUICE_POLICY_F_EPOCH,
+				       names.names, names.n);
+	rule_table_free(&names);
+	for (int bytes = 0; bytes < 2 && !err; bytes++) {
+		family(f, bytes ? "sluice_rule_bytes_total" : "sluice_rule_packets_total", "counter",
+		       bytes ? "Bytes decided by each rule (by name: its `name`, or FILE:LINE)."
+			     : "Packets decided by each rule (by name: its `name`, or FILE:LINE).");
+		for (size_t i = 0; all.slots && i <= all.mask; i++) {
+			if (!all.slots[i].name)
+				continue;
+			fprintf(f, "sluice_rule_%s_total{rule=\"", bytes ? "bytes" : "packets");
+			put_label(f, all.slots[i].name);
+			fprintf(f, "\"} %llu\n", (unsigned long long)(bytes ? all.slots[i].bytes
+									  : all.slots[i].packets));
+		}
+	}
+	rule_counts_free(&all);
+	return err;
+}
+
 int metrics_render(const struct metrics_source *src, FILE *f)
 {
 	struct top top = { .cap = src->top_n };
@@ -249,6 +287,10 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 			for (int s = 1; s < SLUICE_IFSLOTS; s++)
 				slots += slot_ifindex[s] != 0;
 	}
+	err = render_rules(src, f);
+	if (err)
+		goto out;
+
 	family(f, "sluice_map_entries", "gauge", "Entries in each BPF map sluice uses.");
 	fprintf(f, "sluice_map_entries{map=\"destinations\"} %zu\n", top.seen);
 	fprintf(f, "sluice_map_entries{map=\"policy\"} %llu\n", (unsigned long long)pol.trie_entries);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <linux/types.h>
+#include "rule_counts.h"
 
 #define METRICS_ADDR_DEFAULT "127.0.0.1:9753"
 #define METRICS_TOP_DEFAULT 100
@@ -25,6 +26,7 @@ struct metrics_policy {
 	int64_t loaded_at; /* unix seconds of the last successful load or change */
 	uint64_t rules, trie_entries, port_entries;
 	uint64_t errors; /* rejected loads and changes */
+	struct rule_counts folded; /* counts of rules from earlier installs, by name */
 };
 
 struct dest_scan;
@@ -42,7 +44,8 @@ struct metrics_scan {
 
 /* The maps a scrape reads. */
 struct metrics_source {
-	int dests_fd, totals_fd, ifaces_fd, policy_fd, ports_fd;
+	int dests_fd, totals_fd, ifaces_fd, policy_fd, ports_fd, config_fd, rules_fd;
+	const char *state_dir; /* the rule table names the rule counters */
 	unsigned top_n;
 	struct metrics_policy *policy;
 	struct metrics_scan *scan; /* NULL: copy every entry out with batch lookups */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "log.h"
 #include "policy_kernel.h"
@@ -112,7 +113,7 @@ static int fill_map(int fd, const void *keys, size_t key_size, const void *value
 }
 
 /* Copy cp's trie entries with their classes rebased (class k becomes base + k - 1). */
-static int rebased_entries(const struct compiled_policy *cp, __u32 base,
+static int rebased_entries(const struct compiled_policy *cp, __u32 base, __u8 epoch_flag,
 			   struct sluice_lpm_key **keys, struct sluice_policy_entry **values)
 {
 	*keys = calloc(cp->n + 1, sizeof(**keys));
@@ -125,10 +126,55 @@ static int rebased_entries(const struct compiled_policy *cp, __u32 base,
 	for (size_t i = 0; i < cp->n; i++) {
 		(*keys)[i] = cp->entries[i].key;
 		(*values)[i] = cp->entries[i].value;
+		(*values)[i].flags |= epoch_flag;
 		if ((*values)[i].port_class)
 			(*values)[i].port_class = base + (*values)[i].port_class - 1;
 	}
 	return 0;
+}
+
+/* SLUICE_POLICY_F_EPOCH as the active policy has it (0 when none is installed). */
+static __u8 active_epoch(const struct policy_maps *maps)
+{
+	struct sluice_lpm_key any = { .prefixlen = 0 };
+	struct sluice_policy_entry e;
+	__u32 zero = 0, trie_id;
+	__u8 epoch = 0;
+	int fd;
+
+	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
+		return 0;
+	fd = bpf_map_get_fd_by_id(trie_id);
+	if (fd < 0)
+		return 0;
+	if (bpf_map_lookup_elem(fd, &any, &e) == 0)
+		epoch = e.flags & SLUICE_POLICY_F_EPOCH;
+	close(fd);
+	return epoch;
+}
+
+/* Zero the half of the per-rule counters that epoch_flag names, before a policy uses it. */
+static int zero_rule_half(int rules_fd, __u8 epoch_flag)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u32 *keys = calloc(SLUICE_RULE_HALF, sizeof(*keys));
+	struct sluice_counter *zeros;
+	int err;
+
+	if (ncpus < 0) {
+		free(keys);
+		return ncpus;
+	}
+	zeros = calloc((size_t)SLUICE_RULE_HALF * ncpus, sizeof(*zeros));
+	err = keys && zeros ? 0 : -ENOMEM;
+	for (__u32 i = 0; !err && i < SLUICE_RULE_HALF; i++)
+		keys[i] = (epoch_flag ? SLUICE_RULE_HALF : 0) + i;
+	if (!err)
+		err = fill_map(rules_fd, keys, sizeof(*keys), zeros, sizeof(*zeros) * ncpus,
+			       SLUICE_RULE_HALF, "per-rule counters");
+	free(keys);
+	free(zeros);
+	return err;
 }
 
 /* Fresh class numbers, never 0, disjoint from the classes packets may still use. */
@@ -166,11 +212,20 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
 	struct sluice_config cfg;
 	__u32 zero = 0, base;
+	__u8 epoch;
 	int trie_fd, err = 0;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
 	base = fresh_classes(&cfg, cp->nclasses);
+	/*
+	 * Rule ids change meaning with this install: count in the other half of the per-rule
+	 * counters, zeroed first (it last served the install before the current one).
+	 */
+	epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
+	err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, epoch) : 0;
+	if (err)
+		return err;
 	err = add_port_entries(maps->ports_fd, cp, base);
 	if (err)
 		goto drop_new_classes;
@@ -188,7 +243,7 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 		struct sluice_lpm_key *keys;
 		struct sluice_policy_entry *values;
 
-		err = rebased_entries(cp, base, &keys, &values);
+		err = rebased_entries(cp, base, epoch, &keys, &values);
 		if (!err) {
 			err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
 				       "policy trie");
@@ -257,7 +312,7 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_policy *c
 	/* Classes first: an entry may refer to them as soon as it is written. */
 	err = add_port_entries(maps->ports_fd, cp, base);
 	if (!err)
-		err = rebased_entries(cp, base, &keys, &values);
+		err = rebased_entries(cp, base, active_epoch(maps), &keys, &values);
 	if (err)
 		goto out;
 	/*

@@ -16,6 +16,7 @@ struct policy_maps {
 	int policy_fd; /* outer array-of-maps; slot 0 holds the active trie */
 	int config_fd;
 	int ports_fd;
+	int rules_fd; /* per-rule counters (two halves, one per install epoch); -1: none */
 };
 
 /* The generation the next policy should carry (current + 1; never 0). */

@@ -45,4 +45,19 @@ static __always_inline void count_total(__u32 ifindex, __u8 hook, __u8 verdict, 
 	c->bytes += bytes;
 }
 
+/* The rule that decided, in the half of its install's epoch (flags of the decision). */
+static __always_inline void count_rule(__u32 rule_id, __u8 flags, __u64 packets, __u64 bytes)
+{
+	__u32 index = SLUICE_RULE_INDEX(flags & SLUICE_POLICY_F_EPOCH ? 1 : 0, rule_id);
+	struct sluice_counter *c;
+
+	if (rule_id == SLUICE_RULE_NONE)
+		return;
+	c = bpf_map_lookup_elem(&sluice_rules, &index);
+	if (!c)
+		return;
+	c->packets += packets;
+	c->bytes += bytes;
+}
+
 #endif /* SLUICE_BPF_COUNT_H */

@@ -27,6 +27,7 @@ static __always_inline void frag_record(const struct packet_info *pi, const stru
 		.rule_id = d->rule_id,
 		.verdict = d->verdict,
 		.reason = d->reason,
+		.epoch = d->flags & SLUICE_POLICY_F_EPOCH,
 	};
 	struct sluice_frag_key k = {};
 
@@ -51,6 +52,7 @@ static __always_inline void frag_follow(const struct packet_info *pi, struct dec
 		d->rule_id = e->rule_id;
 		d->verdict = e->verdict;
 		d->reason = e->reason;
+		d->flags = (d->flags & ~SLUICE_POLICY_F_EPOCH) | e->epoch;
 		return;
 	}
 	if (decision_denied(d))

@@ -86,6 +86,14 @@ struct {
 	__type(value, struct sluice_counter);
 } sluice_totals SEC(".maps") __weak;
 
+/* Per-rule counters, per CPU, at SLUICE_RULE_INDEX(epoch, rule id). Datapath writes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * SLUICE_RULE_HALF);
+	__type(key, __u32);
+	__type(value, struct sluice_counter);
+} sluice_rules SEC(".maps") __weak;
+
 /*
  * The decision of each fragmented datagram's first fragment, for its later fragments.
  * Written by tc egress on a first fragment, read on later ones. LRU: a flood of fragmented

@@ -99,6 +99,9 @@ static __always_inline void decide_icmp_error(void *data, void *data_end,
 			d->verdict = SLUICE_VERDICT_ALLOW;
 			d->reason = qd.reason;
 			d->rule_id = qd.rule_id;
+			/* The quoted decision's rule id counts in its own install's half. */
+			d->flags = (d->flags & ~SLUICE_POLICY_F_EPOCH) |
+				   (qd.flags & SLUICE_POLICY_F_EPOCH);
 			return;
 		}
 	}

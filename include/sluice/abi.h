@@ -75,6 +75,7 @@ enum sluice_mode {
 #define SLUICE_POLICY_F_AUDIT 0x01        /* audit mode: nothing is dropped */
 #define SLUICE_POLICY_F_NO_ESSENTIAL 0x02 /* `essential off`: essential traffic is policed */
 #define SLUICE_POLICY_F_NO_REPLIES 0x04   /* `replies off`: recorded inbound flows do not pass */
+#define SLUICE_POLICY_F_EPOCH 0x80        /* the half of sluice_rules this install counts into */
 
 /* Rule id of the policy's default verdict (no rule matched). */
 #define SLUICE_RULE_DEFAULT 0xffffffffu
@@ -211,7 +212,8 @@ struct sluice_frag_entry {
 	__u32 rule_id;
 	__u8 verdict;
 	__u8 reason;
-	__u8 pad[2];
+	__u8 epoch; /* SLUICE_POLICY_F_EPOCH of the decision: which install rule_id belongs to */
+	__u8 pad;
 };
 _Static_assert(sizeof(struct sluice_frag_entry) == 8, "sluice_frag_entry is 8 bytes");
 
@@ -243,6 +245,26 @@ struct sluice_flow {
 	__u8 pad[5];
 };
 _Static_assert(sizeof(struct sluice_flow) == 16, "sluice_flow is 16 bytes");
+
+/*
+ * Per-rule counters: a per-CPU array in two halves. Rule ids are positions in one installed
+ * policy and change meaning at the next full install, so each full install counts into the
+ * other half (SLUICE_POLICY_F_EPOCH in its entries, cached with the decision): the daemon
+ * reads the old half by the old rule names once the switch is done, and the installer zeroes
+ * a half before reusing it. Rule ids beyond SLUICE_RULE_COUNTERS share one "other" slot, so
+ * the series stay bounded whatever the policy's size.
+ */
+#ifndef SLUICE_RULE_COUNTERS
+#define SLUICE_RULE_COUNTERS 4096
+#endif
+#define SLUICE_RULE_SLOT_DEFAULT SLUICE_RULE_COUNTERS
+#define SLUICE_RULE_SLOT_OTHER (SLUICE_RULE_COUNTERS + 1)
+#define SLUICE_RULE_HALF (SLUICE_RULE_COUNTERS + 2)
+#define SLUICE_RULE_SLOT(rule_id)                                                                  \
+	((rule_id) == SLUICE_RULE_DEFAULT       ? SLUICE_RULE_SLOT_DEFAULT                      \
+	 : (rule_id) < SLUICE_RULE_COUNTERS ? (rule_id)                                     \
+					    : SLUICE_RULE_SLOT_OTHER)
+#define SLUICE_RULE_INDEX(epoch, rule_id) ((epoch)*SLUICE_RULE_HALF + SLUICE_RULE_SLOT(rule_id))
 
 /* The single entry of the config array: state the daemon changes while programs run. */
 struct sluice_config {

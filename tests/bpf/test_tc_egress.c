@@ -665,7 +665,8 @@ int main(void)
 		fprintf(stderr, "cannot load the datapath (root needed)\n");
 		return 1;
 	}
-	maps = (struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd };
+	maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
+				     .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
 	test_no_policy();
 	test_frames();
 	test_policy_switch();

@@ -76,11 +76,33 @@ check "PromQL: bytes to $DENIED (deny)" \
 	"$(promql "sluice_destination_bytes_total{destination=\"$DENIED\",verdict=\"deny\"}")" "$want_db"
 check "PromQL: node packets denied on $SL_NODE_IF" \
 	"$(promql "sum(sluice_packets_total{iface=\"$SL_NODE_IF\",verdict=\"deny\"})")" "$want_dp"
+check "PromQL: packets decided by rule allowed-net" \
+	"$(promql 'sluice_rule_packets_total{rule="allowed-net"}')" "$want_ap"
+check "PromQL: bytes decided by rule allowed-net" \
+	"$(promql 'sluice_rule_bytes_total{rule="allowed-net"}')" "$want_ab"
+check "PromQL: packets decided by rule denied-net" \
+	"$(promql 'sluice_rule_packets_total{rule="denied-net"}')" "$want_dp"
+check "PromQL: bytes decided by rule denied-net" \
+	"$(promql 'sluice_rule_bytes_total{rule="denied-net"}')" "$want_db"
 check "PromQL: the policy generation is the one in force" \
 	"$(promql sluice_policy_generation)" "$(sl stats --json | jq -r .generation)"
 check "PromQL: rules of the policy" "$(promql sluice_policy_rules)" 3
 check "PromQL: no policy errors" "$(promql sluice_policy_errors_total)" 0
 check "PromQL: build info" "$(promql 'count(sluice_build_info)')" 1
+
+# A reload renumbers the rules (the kernel counts in its other half): the counts stay.
+gen0=$(sl stats --json | jq -r .generation)
+kill -HUP "$SL_SLUICE_PID"
+reloaded() { [ "$(sl stats --json | jq -r .generation)" != "$gen0" ]; }
+wait_for 10 reloaded || sl_die "SIGHUP did not reload the policy"
+rule_value() { scrape | awk -v m="$1" -v r="rule=\"$2\"" 'index($0, m "{") == 1 && index($0, r) { print $2 }'; }
+check "after SIGHUP: packets of allowed-net kept" \
+	"$(rule_value sluice_rule_packets_total allowed-net)" "$want_ap"
+check "after SIGHUP: bytes of denied-net kept" \
+	"$(rule_value sluice_rule_bytes_total denied-net)" "$want_db"
+sl_icmp_send "$DENIED" 2
+check "after SIGHUP: new packets add to denied-net" \
+	"$(rule_value sluice_rule_packets_total denied-net)" "$((want_dp + 2))"
 
 # --- the exposition format -------------------------------------------------------------------
 scrape >"$SL_TMP/scrape1.txt"
