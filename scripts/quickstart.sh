@@ -91,6 +91,11 @@ cat <<'EOF'
    that tried to leave.)
 EOF
 
+say "Prometheus metrics: curl http://127.0.0.1:9753/metrics   (in $SL_NODE_NS; excerpt)"
+in_node curl -sf -m 5 http://127.0.0.1:9753/metrics |
+	grep -E '^sluice_(packets_total|destination_packets_total|rule_packets_total|policy_generation)' |
+	sed 's/^/  /' || echo "  (no metrics: is curl installed?)"
+
 say "sluice run stops (SIGTERM); enforcement stays until 'sluice detach'"
 sluice_stop
 printf '  ping 203.0.113.10 with the daemon gone: %s/3 replies\n' "$(sl_ping 203.0.113.10 3 2)"
