@@ -19,8 +19,7 @@ int sluice_tc_ingress(struct __sk_buff *skb)
 	struct packet_info pi = {};
 
 	/* A packet the parser cannot read starts or refreshes nothing; egress decides it. */
-	if (parse_packet(skb, &pi) == 0 &&
-	    pi.frag != PKT_FRAG_LATER)
+	if (parse_packet(skb, &pi) == 0 && pi.frag != PKT_FRAG_LATER)
 		flow_inbound(skb, &pi);
 	return TC_ACT_UNSPEC;
 }

@@ -196,7 +196,7 @@ static __always_inline void flow_inbound(struct __sk_buff *ctx, const struct pac
 	if (flags < 0)
 		return;
 	if ((flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN) {
-		/* A retransmitted SYN of a live flow changes nothing; else a listener must exist. */
+		/* A retransmitted SYN of a live flow changes nothing; else ask for a listener. */
 		if ((!f || f->closing) && flow_local_socket(ctx, pi))
 			flow_record(&k, now, FLOW_TCP_IDLE_NS);
 		return;

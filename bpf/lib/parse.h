@@ -251,7 +251,8 @@ static __always_inline int parse_ipv6_ext(struct __sk_buff *ctx, __u32 off, __u8
 		} else {
 			struct ipv6_ext *ext = (void *)&h;
 
-			if (off + sizeof(*ext) > pi->l3_end || ctx_load(ctx, off, ext, sizeof(*ext)))
+			if (off + sizeof(*ext) > pi->l3_end ||
+			    ctx_load(ctx, off, ext, sizeof(*ext)))
 				return -SLUICE_REASON_TRUNCATED;
 			if (nexthdr == IPPROTO_AH)
 				len = (ext->hdrlen + 2) * 4;
@@ -445,9 +446,11 @@ static __always_inline __u32 gso_header_len(struct __sk_buff *ctx, const struct 
 {
 	struct tcphdr th;
 
-	if (pi->l4_proto == IPPROTO_TCP)
-		return pkt_load(ctx, pi, pi->l4_offset, &th, sizeof(th)) ? 0
-									 : pi->l4_offset + th.doff * 4;
+	if (pi->l4_proto == IPPROTO_TCP) {
+		if (pkt_load(ctx, pi, pi->l4_offset, &th, sizeof(th)))
+			return 0;
+		return pi->l4_offset + th.doff * 4;
+	}
 	if (pi->l4_proto == IPPROTO_UDP)
 		return pi->l4_offset + 8;
 	return 0;

@@ -125,9 +125,8 @@ static __always_inline void decide_icmp_error(struct __sk_buff *ctx, const struc
  * Decide an IP packet. Returns the destination's entry for the counters (NULL only when
  * the table refused one).
  */
-static __always_inline struct sluice_dest_stats *decide_ip(struct __sk_buff *ctx,
-							   const struct packet_info *pi,
-							   struct decision *d)
+static __always_inline struct sluice_dest_stats *
+decide_ip(struct __sk_buff *ctx, const struct packet_info *pi, struct decision *d)
 {
 	struct sluice_dest_stats *entry = decide_destination(pi, d);
 

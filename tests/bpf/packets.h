@@ -50,7 +50,7 @@ struct pkt_spec {
 	/* Added for the packet-shape table. */
 	const char *src;         /* source address (default PKT_SRC4 / PKT_SRC6) */
 	__u16 sport;             /* source port (default PKT_SPORT) */
-	__u8 body;               /* shape of the transport bytes if not that of l4: TCP, UDP, ICMP */
+	__u8 body;               /* shape of the transport bytes, if not l4's: TCP, UDP, ICMP */
 	__u8 tcp_flags;          /* TCP flags byte (default ACK) */
 	bool more_frags;         /* MF (IPv4) / M (IPv6 fragment header) */
 	__u32 frag_id;           /* IPv4 identification / IPv6 fragment identification */
@@ -149,7 +149,9 @@ static inline unsigned pkt_ext_build(const struct pkt_spec *s, __u8 proto, __u8 
 
 		p[off] = i + 1 < s->next ? s->ext[i + 1] : proto;
 		if (t == IPPROTO_FRAGMENT) {
-			*(__be16 *)(p + off + 2) = htons(s->frag_off << 3 | (s->more_frags ? 1 : 0));
+			__u16 fo = s->frag_off << 3 | (s->more_frags ? 1 : 0);
+
+			*(__be16 *)(p + off + 2) = htons(fo);
 			*(__be32 *)(p + off + 4) = htonl(s->frag_id);
 		} else if (t == IPPROTO_AH) {
 			p[off + 1] = len / 4 - 2;

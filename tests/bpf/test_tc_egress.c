@@ -628,7 +628,8 @@ static const struct shape_case shape_cases[] = {
 	/* IPv6 extension headers; 2001:db8:c::/48 allows tcp 443 only (a port class). */
 	{ "v6 ext: none, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP }, PASS, V(ALLOW),
 	  R(RULE), true },
-	{ "v6 ext: HBH, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH }, .next = 1 },
+	{ "v6 ext: HBH, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH },
+	  .next = 1 },
 	  PASS, V(ALLOW), R(RULE), true },
 	{ "v6 ext: HBH dstopts, tcp 443", SP_BASE,
 	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2 }, PASS, V(ALLOW),
@@ -636,12 +637,14 @@ static const struct shape_case shape_cases[] = {
 	{ "v6 ext: HBH routing dstopts, tcp 443", SP_BASE,
 	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, RTG, DST }, .next = 3 }, PASS,
 	  V(ALLOW), R(RULE), true },
-	{ "v6 ext: 8 headers, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP, .ext = CHAIN8 },
+	{ "v6 ext: 8 headers, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP,
+	  .ext = CHAIN8 },
 	  PASS, V(ALLOW), R(RULE), true },
 	{ "v6 ext: 8 headers, tcp 22", SP_BASE,
 	  { .dst = "2001:db8:c::1", .l4 = TCP, .dport = 22, .ext = CHAIN8 }, DROP, V(DENY),
 	  R(DEFAULT), true },
-	{ "v6 ext: 9 headers (over-long)", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP, .ext = CHAIN9 },
+	{ "v6 ext: 9 headers (over-long)", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP,
+	  .ext = CHAIN9 },
 	  DROP, V(DENY), R(UNPARSEABLE), false },
 	{ "v6 ext: HBH not first", SP_BASE,
 	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { DST, HBH }, .next = 2 }, DROP, V(DENY),
@@ -671,10 +674,12 @@ static const struct shape_case shape_cases[] = {
 	    .ip_len = 80 },
 	  DROP, V(DENY), R(TRUNCATED), false },
 	{ "v6 ext: frame cut inside the chain", SP_BASE,
-	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2, .truncate = 14 + 40 + 12 },
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2,
+	  .truncate = 14 + 40 + 12 },
 	  DROP, V(DENY), R(TRUNCATED), false },
 	{ "v6: payload length beyond the frame", SP_BASE,
-	  { .dst = "2001:db8:c::1", .l4 = TCP, .ip_len = 2000 }, DROP, V(DENY), R(TRUNCATED), false },
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ip_len = 2000 }, DROP, V(DENY), R(TRUNCATED),
+	  false },
 
 	/* IPv4 header. */
 	{ "v4: IHL below 5", SP_BASE, { .dst = "203.0.113.5", .ihl_override = 4 }, DROP, V(DENY),
@@ -705,7 +710,8 @@ static const struct shape_case shape_cases[] = {
 	  { .dst = "203.0.113.5", .l4 = TCP, .frag_off = 9, .frag_id = 101 }, DROP, V(DENY),
 	  R(DEFAULT), true },
 	{ "v4 frag: orphan, port class without a port-less allow", SP_BASE,
-	  { .dst = "203.0.113.5", .frag_off = 9, .frag_id = 999 }, DROP, V(DENY), R(FRAGMENT), true },
+	  { .dst = "203.0.113.5", .frag_off = 9, .frag_id = 999 }, DROP, V(DENY), R(FRAGMENT),
+	  true },
 	{ "v4 frag: orphan, allowed destination", SP_BASE,
 	  { .dst = "198.51.100.5", .frag_off = 9, .frag_id = 999 }, PASS, V(ALLOW), R(RULE), true },
 	{ "v4 frag: orphan, denied destination", SP_BASE,
@@ -718,7 +724,8 @@ static const struct shape_case shape_cases[] = {
 	  { .dst = "203.0.113.5", .more_frags = true, .frag_id = 102, .ip_len = 22 }, DROP, V(DENY),
 	  R(FRAGMENT), true, NONE_RULE },
 	{ "v4 frag: later follows the tiny first", SP_BASE,
-	  { .dst = "203.0.113.5", .frag_off = 1, .frag_id = 102 }, DROP, V(DENY), R(FRAGMENT), true },
+	  { .dst = "203.0.113.5", .frag_off = 1, .frag_id = 102 }, DROP, V(DENY), R(FRAGMENT),
+	  true },
 	{ "v4 frag: same id, other protocol: an orphan", SP_BASE,
 	  { .dst = "203.0.113.5", .l4 = TCP, .frag_off = 9, .frag_id = 100 }, DROP, V(DENY),
 	  R(FRAGMENT), true },
@@ -756,7 +763,8 @@ static const struct shape_case shape_cases[] = {
 	    .frag_id = 99 },
 	  PASS, V(ALLOW), R(RULE), true },
 	{ "v6 frag: atomic fragment is a whole packet, tcp 22", SP_BASE,
-	  { .dst = "2001:db8:e::1", .l4 = TCP, .dport = 22, .ext = { FRG }, .next = 1, .frag_id = 5 },
+	  { .dst = "2001:db8:e::1", .l4 = TCP, .dport = 22, .ext = { FRG }, .next = 1,
+	  .frag_id = 5 },
 	  DROP, V(DENY), R(RULE), true },
 	{ "v6 frag: tiny first fragment, no room for ports", SP_BASE,
 	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { FRG }, .next = 1, .more_frags = true,
@@ -772,7 +780,8 @@ static const struct shape_case shape_cases[] = {
 	 * BPF_PROG_TEST_RUN cannot set skb vlan metadata (the ctx fields must be zero), so an
 	 * offloaded tag is shown the way the program sees it: the frame data carries no tag.
 	 */
-	{ "VLAN offloaded: no tag in the data, tcp 443", SP_BASE, { .dst = "203.0.113.5", .l4 = TCP },
+	{ "VLAN offloaded: no tag in the data, tcp 443", SP_BASE, { .dst = "203.0.113.5",
+	  .l4 = TCP },
 	  PASS, V(ALLOW), R(RULE), true },
 	{ "VLAN in-band, tcp 443", SP_BASE,
 	  { .dst = "203.0.113.5", .l4 = TCP, .vlan = { VLAN_Q } }, PASS, V(ALLOW), R(RULE), true },
@@ -780,9 +789,11 @@ static const struct shape_case shape_cases[] = {
 	  { .dst = "203.0.113.5", .l4 = TCP, .dport = 22, .vlan = { VLAN_Q } }, DROP, V(DENY),
 	  R(DEFAULT), true },
 	{ "QinQ, v6 behind HBH, tcp 443", SP_BASE,
-	  { .dst = "2001:db8:c::1", .l4 = TCP, .vlan = { VLAN_AD, VLAN_Q }, .ext = { HBH }, .next = 1 },
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .vlan = { VLAN_AD, VLAN_Q }, .ext = { HBH },
+	  .next = 1 },
 	  PASS, V(ALLOW), R(RULE), true },
-	{ "three tags", SP_BASE, { .dst = "203.0.113.5", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } }, DROP,
+	{ "three tags", SP_BASE, { .dst = "203.0.113.5", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } },
+	  DROP,
 	  V(DENY), R(UNPARSEABLE), false },
 	/*
 	 * A 9000-byte jumbo frame cannot be run: the test runner copies skb data into one page.
@@ -797,7 +808,8 @@ static const struct shape_case shape_cases[] = {
 	  R(TRUNCATED), false },
 
 	/* Essential traffic. */
-	{ "ARP, essential on", SP_BASE, { .ethertype = ETH_P_ARP }, PASS, V(ESSENTIAL), R(ESSENTIAL),
+	{ "ARP, essential on", SP_BASE, { .ethertype = ETH_P_ARP }, PASS, V(ESSENTIAL),
+	  R(ESSENTIAL),
 	  false },
 	{ "ARP, essential off", SP_NO_ESSENTIAL, { .ethertype = ETH_P_ARP }, PASS, V(ALLOW),
 	  R(NON_IP), false },
@@ -807,7 +819,8 @@ static const struct shape_case shape_cases[] = {
 	{ "NDP neighbour advertisement", SP_BASE,
 	  { .dst = "2001:db8:1::2", .l4 = IPPROTO_ICMPV6, .icmp_type = 136, .payload = 16 }, PASS,
 	  V(ESSENTIAL), R(ESSENTIAL), true },
-	{ "router solicitation", SP_BASE, { .dst = "ff02::2", .l4 = IPPROTO_ICMPV6, .icmp_type = 133 },
+	{ "router solicitation", SP_BASE, { .dst = "ff02::2", .l4 = IPPROTO_ICMPV6,
+	  .icmp_type = 133 },
 	  PASS, V(ESSENTIAL), R(ESSENTIAL), true },
 	{ "MLDv2 report behind a hop-by-hop header", SP_BASE,
 	  { .dst = "ff02::16", .l4 = IPPROTO_ICMPV6, .icmp_type = 143, .ext = { HBH }, .next = 1 },
@@ -837,7 +850,8 @@ static const struct shape_case shape_cases[] = {
 
 	/* ICMP errors; the quoted packet came from the error's destination to the node. */
 	{ "ICMP port unreachable quoting allowed udp 53", SP_BASE,
-	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .icmp_code = 3, .quote = &q_dns },
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .icmp_code = 3,
+	  .quote = &q_dns },
 	  PASS, V(ALLOW), R(RULE), true },
 	{ "ICMP unreachable quoting denied udp 5000", SP_BASE,
 	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_udp_5000 }, DROP,
@@ -861,7 +875,8 @@ static const struct shape_case shape_cases[] = {
 	  { .dst = "203.0.113.9", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_reply }, PASS,
 	  V(REPLY), R(REPLY), true },
 	{ "ICMPv6 unreachable quoting a reply flow", SP_BASE,
-	  { .dst = "2001:db8:c::9", .l4 = IPPROTO_ICMPV6, .icmp_type = 1, .quote = &q6_reply }, PASS,
+	  { .dst = "2001:db8:c::9", .l4 = IPPROTO_ICMPV6, .icmp_type = 1, .quote = &q6_reply },
+	  PASS,
 	  V(REPLY), R(REPLY), true },
 	{ "ICMP error quoting a reply flow, replies off", SP_NO_REPLIES,
 	  { .dst = "203.0.113.9", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_reply }, DROP,
@@ -878,7 +893,8 @@ static const struct shape_case shape_cases[] = {
 
 	/* Replies: flows recorded by setup_shape_flows(). */
 	{ "reply: tcp of a recorded inbound flow", SP_BASE,
-	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY), R(REPLY),
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY),
+	  R(REPLY),
 	  true },
 	{ "reply: udp of a recorded inbound flow", SP_BASE,
 	  { .dst = "203.0.113.9", .sport = 5353, .dport = 50001 }, PASS, V(REPLY), R(REPLY), true },
@@ -897,13 +913,15 @@ static const struct shape_case shape_cases[] = {
 	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, DROP, V(DENY),
 	  R(DEFAULT), true },
 	{ "reply: audit mode", SP_AUDIT,
-	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY), R(REPLY),
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY),
+	  R(REPLY),
 	  true },
 	{ "reply: audit mode, no flow", SP_AUDIT,
 	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 23, .dport = 50000 }, PASS, V(AUDIT),
 	  R(DEFAULT), true },
 	{ "reply: an allowed packet of a flow stays allow", SP_BASE,
-	  { .dst = "198.51.100.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(ALLOW), R(RULE),
+	  { .dst = "198.51.100.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(ALLOW),
+	  R(RULE),
 	  true },
 	{ "reply: first fragment of a reply, then its later fragment", SP_BASE,
 	  { .dst = "203.0.113.9", .sport = 5353, .dport = 50001, .payload = 64, .more_frags = true,
@@ -953,9 +971,10 @@ static void test_packet_shapes(void)
 		ret = run_frame(&c->pkt, &len, 0);
 		tot_after = totals_of(c->verdict, c->reason);
 		CHECK(ret == c->ret, "%s: return code %d, want %d", c->name, ret, c->ret);
-		CHECK(tot_after.packets - tot_before.packets == 1 && tot_after.bytes - tot_before.bytes == len,
-		      "%s: node total %s/%s moved by %llu packets, %llu bytes (want 1, %u)", c->name,
-		      verdict_name(c->verdict), reason_name(c->reason),
+		CHECK(tot_after.packets - tot_before.packets == 1 &&
+			      tot_after.bytes - tot_before.bytes == len,
+		      "%s: node total %s/%s moved by %llu packets, %llu bytes (want 1, %u)",
+		      c->name, verdict_name(c->verdict), reason_name(c->reason),
 		      (unsigned long long)(tot_after.packets - tot_before.packets),
 		      (unsigned long long)(tot_after.bytes - tot_before.bytes), len);
 
@@ -972,8 +991,8 @@ static void test_packet_shapes(void)
 		if (c->pkt.more_frags && c->pkt.frag_off == 0 && c->frag_rule) {
 			struct sluice_frag_entry e;
 
-			CHECK(frag_get(&c->pkt, &e) && e.verdict == c->verdict && e.reason == c->reason &&
-				      e.rule_id == c->frag_rule,
+			CHECK(frag_get(&c->pkt, &e) && e.verdict == c->verdict &&
+				      e.reason == c->reason && e.rule_id == c->frag_rule,
 			      "%s: first fragment recorded as %s/%s rule %d", c->name,
 			      verdict_name(e.verdict), reason_name(e.reason), (int)e.rule_id);
 		}
@@ -1100,7 +1119,8 @@ static void test_ingress(void)
 	t0 = coarse_now();
 	CHECK(run_ingress(&syn) == PASS, "ingress passes the SYN");
 	CHECK(flow_get(TCP, PKT_SRC4, tcp_port, "203.0.113.30", 50000, &f) &&
-		      within(f.expires_ns, t0 + TCP_IDLE_NS, coarse_now() + TCP_IDLE_NS) && !f.closing,
+		      within(f.expires_ns, t0 + TCP_IDLE_NS, coarse_now() + TCP_IDLE_NS) &&
+		      !f.closing,
 	      "SYN to a listening port records a flow for the TCP idle time");
 	CHECK(run_frame(&answer, &len, 0) == PASS, "its answer passes egress");
 
@@ -1127,13 +1147,15 @@ static void test_ingress(void)
 	      "SYN+ACK or a bare ACK to a listening port record nothing");
 
 	/* A SYN whose tuple is an established connection finds no listener: nothing recorded. */
-	int client = -1, server = -1, client_port = connect_loopback(tcp_fd, tcp_port, &client, &server);
+	int client = -1, server = -1;
+	int client_port = connect_loopback(tcp_fd, tcp_port, &client, &server);
 	struct pkt_spec syn_est = { .dst = "127.0.0.1", .src = "127.0.0.1", .l4 = TCP,
 				    .sport = client_port, .dport = tcp_port, .tcp_flags = TCP_SYN };
 
 	CHECK(client_port > 0, "loopback connection: %s", strerror(-client_port));
 	run_ingress(&syn_est);
-	CHECK(client_port > 0 && !flow_get(TCP, "127.0.0.1", tcp_port, "127.0.0.1", client_port, &f),
+	CHECK(client_port > 0 &&
+		      !flow_get(TCP, "127.0.0.1", tcp_port, "127.0.0.1", client_port, &f),
 	      "SYN matching an established socket records nothing");
 	if (client >= 0)
 		close(client);
