@@ -16,15 +16,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("tc")
 int sluice_tc_egress(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
 	struct sluice_dest_stats *entry = NULL;
 	struct packet_info pi = {};
 	struct decision d = {};
 	__u64 packets = 1, bytes = skb->len;
 	int ret;
 
-	ret = parse_packet(data, data_end, skb->len, skb->gso_size != 0, &pi);
+	ret = parse_packet(skb, &pi);
 	if (ret < 0) {
 		decide_unparsed(-ret, &d);
 	} else if (ret == PARSE_NON_IP) {
@@ -33,9 +31,9 @@ int sluice_tc_egress(struct __sk_buff *skb)
 		/* A GSO super-packet leaves as gso_segs wire packets, each with its own headers. */
 		if (skb->gso_segs > 1) {
 			packets = skb->gso_segs;
-			bytes += (packets - 1) * gso_header_len(data, data_end, &pi);
+			bytes += (packets - 1) * gso_header_len(skb, &pi);
 		}
-		entry = decide_ip(data, data_end, &pi, &d);
+		entry = decide_ip(skb, &pi, &d);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);

@@ -16,13 +16,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("tc")
 int sluice_tc_ingress(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
 	struct packet_info pi = {};
 
 	/* A packet the parser cannot read starts or refreshes nothing; egress decides it. */
-	if (parse_packet(data, data_end, skb->len, skb->gso_size != 0, &pi) == 0 &&
-	    pi.frag != PKT_FRAG_LATER)
-		flow_inbound(skb, data, data_end, &pi);
+	if (parse_packet(skb, &pi) == 0 && pi.frag != PKT_FRAG_LATER)
+		flow_inbound(skb, &pi);
 	return TC_ACT_UNSPEC;
 }

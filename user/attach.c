@@ -107,8 +107,10 @@ static int attach_one(const char *pin_dir, int prog_fd, const char *ifname, unsi
 	}
 
 	/* SLUICE_FORCE_CLSACT lets the tests exercise the fallback on a kernel with tcx. */
-	link_fd = getenv("SLUICE_FORCE_CLSACT") ? -EINVAL
-						: bpf_link_create(prog_fd, ifindex, hooks[dir].tcx, NULL);
+	if (getenv("SLUICE_FORCE_CLSACT"))
+		link_fd = -EINVAL;
+	else
+		link_fd = bpf_link_create(prog_fd, ifindex, hooks[dir].tcx, NULL);
 	if (link_fd < 0) {
 		err = link_fd; /* libbpf >= 1.0 returns -errno */
 		if (!tcx_unsupported(err)) {
@@ -117,7 +119,8 @@ static int attach_one(const char *pin_dir, int prog_fd, const char *ifname, unsi
 		}
 		err = attach_clsact(prog_fd, ifindex, dir);
 		if (err) {
-			pr_err("cannot attach to %s %s (clsact): %s", ifname, where, strerror(-err));
+			pr_err("cannot attach to %s %s (clsact): %s", ifname, where,
+			       strerror(-err));
 			return err;
 		}
 		*kind = ATTACH_CLSACT;
@@ -147,7 +150,8 @@ int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char 
 	/* Enforcement first: if recording replies fails, the interface is still policed. */
 	err = attach_one(pin_dir, egress_fd, ifname, ifindex, ATTACH_EGRESS, egress_kind);
 	if (!err)
-		err = attach_one(pin_dir, ingress_fd, ifname, ifindex, ATTACH_INGRESS, ingress_kind);
+		err = attach_one(pin_dir, ingress_fd, ifname, ifindex, ATTACH_INGRESS,
+				 ingress_kind);
 	return err;
 }
 

@@ -110,11 +110,11 @@ int cmd_stats(int argc, char **argv)
 						      (json_int_t)by_verdict[v].packets, "bytes",
 						      (json_int_t)by_verdict[v].bytes));
 		json_object_set_new(doc, "verdicts", verdicts);
-		json_object_set_new(doc, "maps",
-				    json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "destinations", "entries",
-					      (json_int_t)ndests, "capacity", (json_int_t)capacity,
-					      "reply_flows", "entries", (json_int_t)flows, "capacity",
-					      (json_int_t)flow_capacity));
+		json_object_set_new(
+			doc, "maps",
+			json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "destinations", "entries",
+				  (json_int_t)ndests, "capacity", (json_int_t)capacity, "reply_flows",
+				  "entries", (json_int_t)flows, "capacity", (json_int_t)flow_capacity));
 		json_print(doc);
 	} else {
 		printf("policy generation %u, mode %s\n\n", generation, mode);

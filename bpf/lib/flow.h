@@ -86,7 +86,7 @@ static __always_inline void flow_refresh(struct sluice_flow *f, __u64 now, __u64
  * Egress, for a TCP/UDP packet the policy denies: if it belongs to a live inbound flow it
  * passes as a reply. The node's FIN and RST end the flow.
  */
-static __always_inline void decide_reply(void *data, void *data_end, const struct packet_info *pi,
+static __always_inline void decide_reply(struct __sk_buff *ctx, const struct packet_info *pi,
 					 struct decision *d)
 {
 	struct sluice_flow_key k = {};
@@ -104,7 +104,7 @@ static __always_inline void decide_reply(void *data, void *data_end, const struc
 	d->verdict = SLUICE_VERDICT_REPLY;
 	d->reason = SLUICE_REASON_REPLY;
 	d->rule_id = SLUICE_RULE_NONE;
-	flags = tcp_flags(data, data_end, pi);
+	flags = tcp_flags(ctx, pi);
 	if (flags < 0)
 		return;
 	if (flags & TCPF_RST) {
@@ -123,7 +123,7 @@ static __always_inline void decide_reply(void *data, void *data_end, const struc
  * socket bound to its port? ctx is the program's context (the lookups run in its netns).
  * Only then is a flow recorded, so spoofed packets to closed ports open nothing.
  */
-static __always_inline int flow_local_socket(void *ctx, const struct packet_info *pi)
+static __always_inline int flow_local_socket(struct __sk_buff *ctx, const struct packet_info *pi)
 {
 	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
@@ -172,8 +172,7 @@ static __always_inline void flow_record(const struct sluice_flow_key *k, __u64 n
  * An arriving TCP or UDP packet (not a later fragment): start a flow initiated from
  * outside, keep a live one alive, or note its end.
  */
-static __always_inline void flow_inbound(void *ctx, void *data, void *data_end,
-					 const struct packet_info *pi)
+static __always_inline void flow_inbound(struct __sk_buff *ctx, const struct packet_info *pi)
 {
 	struct sluice_flow_key k = {};
 	struct sluice_flow *f;
@@ -193,11 +192,11 @@ static __always_inline void flow_inbound(void *ctx, void *data, void *data_end,
 		return;
 	}
 
-	flags = tcp_flags(data, data_end, pi);
+	flags = tcp_flags(ctx, pi);
 	if (flags < 0)
 		return;
 	if ((flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN) {
-		/* A retransmitted SYN of a live flow changes nothing; else a listener must exist. */
+		/* A retransmitted SYN of a live flow changes nothing; else ask for a listener. */
 		if ((!f || f->closing) && flow_local_socket(ctx, pi))
 			flow_record(&k, now, FLOW_TCP_IDLE_NS);
 		return;

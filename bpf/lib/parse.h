@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Packet parsing, cursor style. Include from bpf/ only. Works on a (data, data_end) pair
- * plus the frame's full length, so the same code serves skb and xdp contexts. Each helper
- * checks bounds, advances the cursor, and returns the next protocol (>= 0) or a negative
- * enum sluice_reason. The rules implemented here are docs/design.md, "Packet shapes".
+ * Packet parsing, cursor style. Include from bpf/ only. The fixed headers are read in place
+ * through a (pos, end) cursor; each helper checks bounds, advances the cursor, and returns
+ * the next protocol (>= 0) or a negative enum sluice_reason. What lies at a variable depth
+ * (IPv6 extension headers, later reads at the transport offset) is copied out with
+ * ctx_load, the one context-specific helper, so an XDP variant needs only another
+ * ctx_load. The rules implemented here are docs/design.md, "Packet shapes".
  */
 #ifndef SLUICE_BPF_PARSE_H
 #define SLUICE_BPF_PARSE_H
@@ -27,12 +29,6 @@
 #ifndef IPV6_EXT_MAX
 #define IPV6_EXT_MAX 8
 #endif
-
-/*
- * Offsets from the frame start that later reads (GSO headers, TCP flags, ICMP quotes) may
- * use: a mask, 2^n - 1. It covers the longest walkable chain (8 x 2048 bytes) with room.
- */
-#define L4_OFFSET_MAX 0x7fff
 
 /* IPv4 fragment field bits (host order). */
 #define IP4_MF 0x2000
@@ -216,43 +212,63 @@ static __always_inline int ipv6_fragment(struct ipv6_frag *fh, struct packet_inf
 }
 
 /*
- * Walk the extension-header chain from the cursor: at most IPV6_EXT_MAX headers, hop-by-hop
- * only first, each wholly inside the packet. Returns the header after the chain.
+ * The one context-specific piece of parsing: copy len bytes at offset off of the frame,
+ * wherever they are (a non-linear skb's pages included). An XDP variant would use
+ * bpf_xdp_load_bytes.
  */
-static __always_inline int parse_ipv6_ext(struct cursor *c, void *frame, __u8 nexthdr,
+static __always_inline int ctx_load(struct __sk_buff *ctx, __u32 off, void *to, __u32 len)
+{
+	return bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+/*
+ * Walk the extension-header chain at offset off: at most IPV6_EXT_MAX headers, hop-by-hop
+ * only first, each wholly inside the packet. Returns the header after the chain and sets
+ * pi->l4_offset.
+ *
+ * Offsets and copies, not packet pointers: a pointer's range differs on every way through
+ * each header (three header lengths, eight headers), and the verifier would walk each
+ * combination separately; a scalar offset handed only to a helper stays imprecise, so the
+ * ways merge at every iteration.
+ */
+static __always_inline int parse_ipv6_ext(struct __sk_buff *ctx, __u32 off, __u8 nexthdr,
 					  struct packet_info *pi)
 {
 	for (int i = 0; i < IPV6_EXT_MAX; i++) {
-		struct ipv6_ext *ext = c->pos;
+		struct ipv6_frag h; /* the fragment header; the others' first 2 bytes */
 		int later = 0;
 		__u32 len;
 
 		if (!ipv6_ext_walked(nexthdr))
-			return nexthdr;
+			break;
 		if (nexthdr == IPPROTO_HOPOPTS && i > 0)
 			return -SLUICE_REASON_UNPARSEABLE;
-		if ((void *)(ext + 1) > c->end)
-			return -SLUICE_REASON_TRUNCATED;
 		if (nexthdr == IPPROTO_FRAGMENT) {
-			/* Read it here, under its own bound check: clang merges the general one. */
-			if ((void *)((struct ipv6_frag *)ext + 1) > c->end)
+			len = sizeof(h);
+			if (off + len > pi->l3_end || ctx_load(ctx, off, &h, len))
 				return -SLUICE_REASON_TRUNCATED;
-			later = ipv6_fragment((void *)ext, pi);
-			len = sizeof(struct ipv6_frag);
-		} else if (nexthdr == IPPROTO_AH) {
-			len = (ext->hdrlen + 2) * 4;
+			later = ipv6_fragment(&h, pi);
 		} else {
-			len = (ext->hdrlen + 1) * 8;
+			struct ipv6_ext *ext = (void *)&h;
+
+			if (off + sizeof(*ext) > pi->l3_end ||
+			    ctx_load(ctx, off, ext, sizeof(*ext)))
+				return -SLUICE_REASON_TRUNCATED;
+			if (nexthdr == IPPROTO_AH)
+				len = (ext->hdrlen + 2) * 4;
+			else
+				len = (ext->hdrlen + 1) * 8;
+			if (off + len > pi->l3_end)
+				return -SLUICE_REASON_TRUNCATED;
 		}
-		if (c->pos + len > c->end || (__u32)(c->pos - frame) + len > pi->l3_end)
-			return -SLUICE_REASON_TRUNCATED;
-		c->pos += len;
-		nexthdr = ext->nexthdr;
+		off += len;
+		nexthdr = h.nexthdr;
 		if (later)
-			return nexthdr;
+			break;
 	}
-	if (ipv6_ext_walked(nexthdr))
-		return -SLUICE_REASON_UNPARSEABLE;
+	pi->l4_offset = off;
+	if (pi->frag != PKT_FRAG_LATER && ipv6_ext_walked(nexthdr))
+		return -SLUICE_REASON_UNPARSEABLE; /* a ninth header */
 	return nexthdr;
 }
 
@@ -279,19 +295,23 @@ static __always_inline int parse_ipv6(struct cursor *c, void *frame, __u32 frame
 	__builtin_memcpy(pi->dst.a, &ip6h->daddr, 16);
 	__builtin_memcpy(pi->src.a, &ip6h->saddr, 16);
 	pi->l3_proto = ETH_P_IPV6;
-	return parse_ipv6_ext(c, frame, ip6h->nexthdr, pi);
+	return ip6h->nexthdr;
 }
 
 /*
  * Parse a frame up to the transport header and read that header's first 4 bytes when the
- * packet holds them. frame_len is the whole frame (skb->len: data_end may end earlier in a
- * non-linear skb), gso says whether it is a GSO super-packet. Returns 0 for an IP packet
- * (pi filled in), PARSE_NON_IP with pi->l3_proto = the ethertype, or a negative reason.
+ * packet holds them. Returns 0 for an IP packet (pi filled in), PARSE_NON_IP with
+ * pi->l3_proto = the ethertype, or a negative reason. The frame's length is skb->len
+ * (data_end may end earlier in a non-linear skb); a GSO super-packet's IP length is not
+ * checked.
  */
-static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_len, int gso,
-					struct packet_info *pi)
+static __always_inline int parse_packet(struct __sk_buff *ctx, struct packet_info *pi)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	struct cursor c = { .pos = data, .end = data_end };
+	__u32 frame_len = ctx->len;
+	int gso = ctx->gso_size != 0;
 	__u8 *l4;
 	int proto;
 
@@ -308,41 +328,41 @@ static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_
 	}
 	if (proto < 0)
 		return proto;
-
-	pi->l4_proto = proto;
 	pi->l4_offset = c.pos - data;
+	if (pi->l3_proto == ETH_P_IPV6 && ipv6_ext_walked(proto)) {
+		proto = parse_ipv6_ext(ctx, pi->l4_offset, proto, pi);
+		if (proto < 0)
+			return proto;
+	}
+	pi->l4_proto = proto;
 	/* A later fragment carries payload where the transport header would be. */
 	if (pi->frag == PKT_FRAG_LATER)
 		return 0;
 	pi->opaque = pi->l3_proto == ETH_P_IPV6 && ipv6_ext_opaque(proto);
-	if (pi->opaque)
+	if (pi->opaque || (__u32)pi->l4_offset + 4 > pi->l3_end)
 		return 0;
 	l4 = c.pos;
-	if ((void *)(l4 + 4) > c.end || (__u32)pi->l4_offset + 4 > pi->l3_end)
+	if (l4 == data + pi->l4_offset && (void *)(l4 + 4) <= c.end)
+		__builtin_memcpy(pi->l4, l4, 4); /* no extension headers: read in place */
+	else if (ctx_load(ctx, pi->l4_offset, pi->l4, 4))
 		return 0;
-	__builtin_memcpy(pi->l4, l4, 4);
 	pi->has_l4 = 1;
 	return 0;
 }
 
 /*
- * A pointer to n bytes at offset (from the frame start) that lie inside the IP packet, or
- * NULL. The verifier tracks packet ranges only for offsets it can bound well below 64 KiB:
- * barrier_var stops clang from dropping the mask as redundant after the check, so the
- * bound is on the very register the access uses.
+ * Copy n bytes at offset off (from the frame start) that lie inside the IP packet. Later
+ * reads (TCP flags, ICMP quotes, GSO headers) go through the helper rather than packet
+ * pointers: an offset used in pointer arithmetic becomes precise for the verifier, which
+ * then tells apart every way the parser could have reached it.
  */
-#define PKT_AT(data, data_end, pi, offset, n)                                                      \
-	({                                                                                         \
-		__u32 __off = (offset);                                                            \
-		void *__p = NULL;                                                                  \
-		if (__off <= L4_OFFSET_MAX && __off + (n) <= (pi)->l3_end) {                       \
-			barrier_var(__off);                                                        \
-			__p = (data) + (__off & L4_OFFSET_MAX);                                    \
-			if (__p + (n) > (data_end))                                                \
-				__p = NULL;                                                        \
-		}                                                                                  \
-		__p;                                                                               \
-	})
+static __always_inline int pkt_load(struct __sk_buff *ctx, const struct packet_info *pi, __u32 off,
+				    void *to, __u32 n)
+{
+	if (off + n > pi->l3_end)
+		return -1;
+	return ctx_load(ctx, off, to, n) ? -1 : 0;
+}
 
 /* The TCP flags byte (TCP_FLAG_* >> 16 in host terms: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10). */
 #define TCPF_FIN 0x01
@@ -351,14 +371,13 @@ static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_
 #define TCPF_ACK 0x10
 
 /* The flags of a TCP packet, or -1 when its header does not reach them. */
-static __always_inline int tcp_flags(void *data, void *data_end, const struct packet_info *pi)
+static __always_inline int tcp_flags(struct __sk_buff *ctx, const struct packet_info *pi)
 {
-	__u8 *flags;
+	__u8 flags;
 
 	if (pi->l4_proto != IPPROTO_TCP || pi->frag == PKT_FRAG_LATER || pi->opaque)
 		return -1;
-	flags = PKT_AT(data, data_end, pi, (__u32)pi->l4_offset + 13, 1);
-	return flags ? *flags : -1;
+	return pkt_load(ctx, pi, (__u32)pi->l4_offset + 13, &flags, 1) ? -1 : flags;
 }
 
 /*
@@ -382,37 +401,36 @@ struct quoted_packet {
  * is the protocol. Returns 0, or -1 when the quote is cut short or is not a valid header
  * (it then decides nothing).
  */
-static __always_inline int parse_icmp_quote(void *data, void *data_end,
-					    const struct packet_info *pi, struct quoted_packet *q)
+static __always_inline int parse_icmp_quote(struct __sk_buff *ctx, const struct packet_info *pi,
+					    struct quoted_packet *q)
 {
 	__u32 off = (__u32)pi->l4_offset + ICMP_HDR_LEN, hdr_len;
-	__u8 *ports;
+	__u8 ports[4];
 
 	if (pi->frag == PKT_FRAG_LATER || pi->opaque)
 		return -1;
 	if (pi->l3_proto == ETH_P_IP) {
-		struct iphdr *iph = PKT_AT(data, data_end, pi, off, sizeof(struct iphdr));
+		struct iphdr iph;
 
-		if (!iph || iph->version != 4 || iph->ihl < 5)
+		if (pkt_load(ctx, pi, off, &iph, sizeof(iph)) || iph.version != 4 || iph.ihl < 5)
 			return -1;
-		hdr_len = iph->ihl * 4;
-		map_ipv4(&q->src, iph->saddr);
-		map_ipv4(&q->dst, iph->daddr);
-		q->proto = iph->protocol;
+		hdr_len = iph.ihl * 4;
+		map_ipv4(&q->src, iph.saddr);
+		map_ipv4(&q->dst, iph.daddr);
+		q->proto = iph.protocol;
 	} else {
-		struct ipv6hdr *ip6h = PKT_AT(data, data_end, pi, off, sizeof(struct ipv6hdr));
+		struct ipv6hdr ip6h;
 
-		if (!ip6h || ip6h->version != 6)
+		if (pkt_load(ctx, pi, off, &ip6h, sizeof(ip6h)) || ip6h.version != 6)
 			return -1;
-		hdr_len = sizeof(*ip6h);
-		__builtin_memcpy(q->src.a, &ip6h->saddr, 16);
-		__builtin_memcpy(q->dst.a, &ip6h->daddr, 16);
-		q->proto = ip6h->nexthdr;
+		hdr_len = sizeof(ip6h);
+		__builtin_memcpy(q->src.a, &ip6h.saddr, 16);
+		__builtin_memcpy(q->dst.a, &ip6h.daddr, 16);
+		q->proto = ip6h.nexthdr;
 	}
 	if (!proto_has_ports(q->proto))
 		return 0;
-	ports = PKT_AT(data, data_end, pi, off + hdr_len, 4);
-	if (!ports)
+	if (pkt_load(ctx, pi, off + hdr_len, ports, sizeof(ports)))
 		return -1;
 	__builtin_memcpy(q->sport, ports, 2);
 	__builtin_memcpy(q->dport, ports + 2, 2);
@@ -424,12 +442,14 @@ static __always_inline int parse_icmp_quote(void *data, void *data_end,
  * Length of the headers that a GSO super-packet repeats in each wire segment: everything
  * up to the end of the transport header. Returns 0 when it cannot be read.
  */
-static __always_inline __u32 gso_header_len(void *data, void *data_end, const struct packet_info *pi)
+static __always_inline __u32 gso_header_len(struct __sk_buff *ctx, const struct packet_info *pi)
 {
-	if (pi->l4_proto == IPPROTO_TCP) {
-		struct tcphdr *th = PKT_AT(data, data_end, pi, pi->l4_offset, sizeof(struct tcphdr));
+	struct tcphdr th;
 
-		return th ? pi->l4_offset + th->doff * 4 : 0;
+	if (pi->l4_proto == IPPROTO_TCP) {
+		if (pkt_load(ctx, pi, pi->l4_offset, &th, sizeof(th)))
+			return 0;
+		return pi->l4_offset + th.doff * 4;
 	}
 	if (pi->l4_proto == IPPROTO_UDP)
 		return pi->l4_offset + 8;

@@ -84,13 +84,13 @@ static __always_inline int is_icmp_error(const struct packet_info *pi)
  * source port would be allowed (taking that decision), or, with replies on, when the
  * quoted flow is a live recorded inbound flow. A quote cut short decides nothing.
  */
-static __always_inline void decide_icmp_error(void *data, void *data_end,
-					      const struct packet_info *pi, struct decision *d)
+static __always_inline void decide_icmp_error(struct __sk_buff *ctx, const struct packet_info *pi,
+					      struct decision *d)
 {
 	struct quoted_packet q = {};
 	struct decision qd = {};
 
-	if (parse_icmp_quote(data, data_end, pi, &q))
+	if (parse_icmp_quote(ctx, pi, &q))
 		return;
 	if (policy_lookup(&q.src, 128, &qd) == 0) {
 		if (qd.port_class)
@@ -128,9 +128,8 @@ static __always_inline void decide_icmp_error(void *data, void *data_end,
  * Decide an IP packet. Returns the destination's entry for the counters (NULL only when
  * the table refused one).
  */
-static __always_inline struct sluice_dest_stats *decide_ip(void *data, void *data_end,
-							   const struct packet_info *pi,
-							   struct decision *d)
+static __always_inline struct sluice_dest_stats *
+decide_ip(struct __sk_buff *ctx, const struct packet_info *pi, struct decision *d)
 {
 	struct sluice_dest_stats *entry = decide_destination(pi, d);
 
@@ -147,9 +146,9 @@ static __always_inline struct sluice_dest_stats *decide_ip(void *data, void *dat
 		d->rule_id = SLUICE_RULE_NONE;
 	} else if (decision_denied(d)) {
 		if (!(d->flags & SLUICE_POLICY_F_NO_ESSENTIAL) && is_icmp_error(pi))
-			decide_icmp_error(data, data_end, pi, d);
+			decide_icmp_error(ctx, pi, d);
 		else if (!(d->flags & SLUICE_POLICY_F_NO_REPLIES))
-			decide_reply(data, data_end, pi, d);
+			decide_reply(ctx, pi, d);
 	}
 	if (pi->frag == PKT_FRAG_FIRST)
 		frag_record(pi, d);

@@ -43,7 +43,7 @@ enum sluice_verdict {
 	X(UNPARSEABLE, "unparseable") /* too many VLAN tags, bad IP header length, ... */         \
 	X(NO_POLICY, "no_policy")     /* no policy installed: fail closed */                       \
 	X(REPLY, "reply")             /* part of a connection initiated from outside */            \
-	X(ESSENTIAL, "essential")     /* ARP, neighbour/router discovery, MLD, DHCP(v6) client */   \
+	X(ESSENTIAL, "essential")     /* ARP, neighbour/router discovery, MLD, DHCP clients */     \
 	X(FRAGMENT, "fragment")       /* a fragment that cannot be tied to an allowed datagram */
 
 enum sluice_reason {
@@ -155,7 +155,7 @@ struct sluice_dest_stats {
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
 	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
-	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags << 16 | reason << 8 | verdict) */
+	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags<<16 | reason<<8 | verdict) */
 };
 _Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 32,
 	       "sluice_dest_stats layout");

@@ -4,11 +4,18 @@
  * frame, the policy in force, and the verdict, reason and counters it must produce.
  * Then the program is held to the reference decision on random policies and packets.
  */
+#define _GNU_SOURCE /* unshare */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
@@ -70,8 +77,8 @@ static int install_policy(const char *mode)
 	return install_text(text);
 }
 
-/* Run one frame; returns the program's return code, or -1000 on a harness error. */
-static int run_frame(const struct pkt_spec *s, unsigned *len, unsigned gso_segs)
+/* Run one frame through a program; returns its return code, or -1000 on a harness error. */
+static int run_prog(int prog_fd, const struct pkt_spec *s, unsigned *len, unsigned gso_segs)
 {
 	__u8 buf[PKT_MAX];
 	struct __sk_buff ctx = { .gso_segs = gso_segs, .gso_size = gso_segs ? 1000 : 0 };
@@ -84,12 +91,17 @@ static int run_frame(const struct pkt_spec *s, unsigned *len, unsigned gso_segs)
 		opts.ctx_in = &ctx;
 		opts.ctx_size_in = sizeof(ctx);
 	}
-	err = bpf_prog_test_run_opts(dp.egress_prog_fd, &opts);
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
 	if (err) {
 		fprintf(stderr, "BPF_PROG_TEST_RUN: %s\n", strerror(-err));
 		return -1000;
 	}
 	return (int)opts.retval;
+}
+
+static int run_frame(const struct pkt_spec *s, unsigned *len, unsigned gso_segs)
+{
+	return run_prog(dp.egress_prog_fd, s, len, gso_segs);
 }
 
 static bool dest_get(const char *dst, struct sluice_dest_stats *out)
@@ -658,9 +670,818 @@ out:
 		fprintf(stderr, "cannot remove %s\n", state);
 }
 
+/* --- packet shapes: docs/design.md, "Packet shapes: the verdict and reason each one gets" */
+
+/* The rules of the shape table; the comment is each rule's id (its index). */
+static const char shape_rules[] = "allow 198.51.100.0/24 name v4-allow\n"      /* 0 */
+				  "deny 198.51.100.128/25 name v4-deny\n"      /* 1 */
+				  "allow 203.0.113.0/24 tcp 443 name v4-web\n" /* 2 */
+				  "allow 203.0.113.0/24 udp 53 name v4-dns\n"  /* 3 */
+				  "allow 192.0.2.128/25 name v4-mixed\n"       /* 4 */
+				  "deny 192.0.2.128/25 tcp 22 name v4-no-ssh\n" /* 5 */
+				  "allow 2001:db8:a::/48 name v6-allow\n"      /* 6 */
+				  "deny 2001:db8:a:bad::/64 name v6-deny\n"    /* 7 */
+				  "allow 2001:db8:c::/48 tcp 443 name v6-web\n" /* 8 */
+				  "allow 2001:db8:e::/48 name v6-mixed\n"      /* 9 */
+				  "deny 2001:db8:e::/48 tcp 22 name v6-no-ssh\n"; /* 10 */
+
+/* The policy around shape_rules: default deny, and one switch turned per variant. */
+enum shape_policy { SP_BASE, SP_NO_ESSENTIAL, SP_NO_REPLIES, SP_AUDIT };
+
+static int install_shape_policy(enum shape_policy v)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text), "mode %s\ndefault deny\nessential %s\nreplies %s\n%s",
+		 v == SP_AUDIT ? "audit" : "enforce", v == SP_NO_ESSENTIAL ? "off" : "on",
+		 v == SP_NO_REPLIES ? "off" : "on", shape_rules);
+	return install_text(text);
+}
+
+/* BPF_PROG_TEST_RUN takes at most a page of skb data, less head and tail room. */
+#define TEST_RUN_FRAME_MAX 3500
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define TCP IPPROTO_TCP
+#define UDP IPPROTO_UDP
+#define HBH IPPROTO_HOPOPTS
+#define RTG IPPROTO_ROUTING
+#define FRG IPPROTO_FRAGMENT
+#define DST IPPROTO_DSTOPTS
+#define AH IPPROTO_AH
+#define NONE_RULE SLUICE_RULE_NONE
+#define DEF_RULE SLUICE_RULE_DEFAULT
+
+/* Clock of the flow table (bpf_ktime_get_coarse_ns). */
+static __u64 coarse_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static int flow_key_make(struct sluice_flow_key *k, __u8 proto, const char *local, __u16 lport,
+			 const char *remote, __u16 rport)
+{
+	memset(k, 0, sizeof(*k));
+	if (addr_parse(local, &k->local) || addr_parse(remote, &k->remote))
+		return -EINVAL;
+	*(__be16 *)k->local_port = htons(lport);
+	*(__be16 *)k->remote_port = htons(rport);
+	k->proto = proto;
+	return 0;
+}
+
+/* Record a flow directly (as the ingress program would) that ends at expires_ns. */
+static int flow_put(__u8 proto, const char *local, __u16 lport, const char *remote, __u16 rport,
+		    __u64 expires_ns)
+{
+	struct sluice_flow f = { .expires_ns = expires_ns };
+	struct sluice_flow_key k;
+
+	if (flow_key_make(&k, proto, local, lport, remote, rport))
+		return -EINVAL;
+	return bpf_map_update_elem(dp.flows_fd, &k, &f, BPF_ANY) ? -errno : 0;
+}
+
+static bool flow_get(__u8 proto, const char *local, __u16 lport, const char *remote, __u16 rport,
+		     struct sluice_flow *f)
+{
+	struct sluice_flow_key k;
+
+	memset(f, 0, sizeof(*f));
+	return flow_key_make(&k, proto, local, lport, remote, rport) == 0 &&
+	       bpf_map_lookup_elem(dp.flows_fd, &k, f) == 0;
+}
+
+static bool frag_get(const struct pkt_spec *s, struct sluice_frag_entry *e)
+{
+	bool v6 = strchr(s->dst, ':');
+	struct sluice_frag_key k = { .id = s->frag_id };
+
+	if (addr_parse(s->src ? s->src : v6 ? PKT_SRC6 : PKT_SRC4, &k.src) ||
+	    addr_parse(s->dst, &k.dst))
+		return false;
+	/* IPv6: the fragment header's next header, i.e. what follows it in the spec. */
+	k.proto = s->l4 ? s->l4 : UDP;
+	for (int i = 0; v6 && i + 1 < s->next; i++)
+		if (s->ext[i] == FRG)
+			k.proto = s->ext[i + 1];
+	return bpf_map_lookup_elem(dp.frags_fd, &k, e) == 0;
+}
+
+struct shape_case {
+	const char *name;
+	enum shape_policy policy;
+	struct pkt_spec pkt;
+	int ret;
+	__u8 verdict, reason;
+	bool counted;    /* an IP destination was decided: its counters move */
+	__u32 frag_rule; /* first fragments: the rule recorded for the later ones */
+};
+
+/* Quoted packets of ICMP errors: they came from the error's destination to the node. */
+static const struct pkt_quote q_dns = { "203.0.113.5", PKT_SRC4, UDP, 53, PKT_SPORT };
+static const struct pkt_quote q_udp_5000 = { "203.0.113.5", PKT_SRC4, UDP, 5000, PKT_SPORT };
+static const struct pkt_quote q_web = { "203.0.113.5", PKT_SRC4, TCP, 443, PKT_SPORT };
+static const struct pkt_quote q_dns_cut = { "203.0.113.5", PKT_SRC4, UDP, 53, PKT_SPORT, 12 };
+static const struct pkt_quote q_dns_noports = { "203.0.113.5", PKT_SRC4, UDP, 53, PKT_SPORT, 22 };
+static const struct pkt_quote q6_web = { "2001:db8:c::1", PKT_SRC6, TCP, 443, PKT_SPORT };
+static const struct pkt_quote q6_ssh = { "2001:db8:c::1", PKT_SRC6, TCP, 22, PKT_SPORT };
+static const struct pkt_quote q_reply = { "203.0.113.9", PKT_SRC4, TCP, 50000, 22 };
+static const struct pkt_quote q6_reply = { "2001:db8:c::9", PKT_SRC6, TCP, 50000, 22 };
+
+/* An 8-header chain, as long as the walk goes. */
+#define CHAIN8 { HBH, DST, RTG, DST, DST, DST, DST, DST }, .next = 8
+#define CHAIN9 { HBH, DST, RTG, DST, DST, DST, DST, DST, DST }, .next = 9
+
+static const struct shape_case shape_cases[] = {
+	/* IPv6 extension headers; 2001:db8:c::/48 allows tcp 443 only (a port class). */
+	{ "v6 ext: none, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP }, PASS, V(ALLOW),
+	  R(RULE), true },
+	{ "v6 ext: HBH, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH },
+	  .next = 1 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6 ext: HBH dstopts, tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2 }, PASS, V(ALLOW),
+	  R(RULE), true },
+	{ "v6 ext: HBH routing dstopts, tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, RTG, DST }, .next = 3 }, PASS,
+	  V(ALLOW), R(RULE), true },
+	{ "v6 ext: 8 headers, tcp 443", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP,
+	  .ext = CHAIN8 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6 ext: 8 headers, tcp 22", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .dport = 22, .ext = CHAIN8 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "v6 ext: 9 headers (over-long)", SP_BASE, { .dst = "2001:db8:c::1", .l4 = TCP,
+	  .ext = CHAIN9 },
+	  DROP, V(DENY), R(UNPARSEABLE), false },
+	{ "v6 ext: HBH not first", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { DST, HBH }, .next = 2 }, DROP, V(DENY),
+	  R(UNPARSEABLE), false },
+	{ "v6 ext: AH (4-byte units), tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { AH }, .next = 1 }, PASS, V(ALLOW), R(RULE),
+	  true },
+	{ "v6 ext: HBH AH dstopts, tcp 22", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .dport = 22, .ext = { HBH, AH, DST }, .next = 3 },
+	  DROP, V(DENY), R(DEFAULT), true },
+	{ "v6 ext: two 1 KiB dstopts, tcp 443 beyond 2 KiB", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { DST, DST }, .next = 2, .ext_bytes = 1024 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6: next header 135, forged tcp 443, port class", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = 135, .body = TCP }, DROP, V(DENY), R(UNPARSEABLE), true },
+	{ "v6: HBH then next header 253, forged tcp 443, port class", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = 253, .body = TCP, .ext = { HBH }, .next = 1 }, DROP,
+	  V(DENY), R(UNPARSEABLE), true },
+	{ "v6: next header 253, no port class, allowed", SP_BASE,
+	  { .dst = "2001:db8:a::1", .l4 = 253, .body = TCP }, PASS, V(ALLOW), R(RULE), true },
+	{ "v6: next header 253, no port class, denied", SP_BASE,
+	  { .dst = "2001:db8:a:bad::1", .l4 = 253, .body = TCP }, DROP, V(DENY), R(RULE), true },
+	{ "v6: protocol 200 is a protocol, port class", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = 200, .body = TCP }, DROP, V(DENY), R(DEFAULT), true },
+	{ "v6 ext: chain cut by the payload length", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2, .ext_bytes = 64,
+	    .ip_len = 80 },
+	  DROP, V(DENY), R(TRUNCATED), false },
+	{ "v6 ext: frame cut inside the chain", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { HBH, DST }, .next = 2,
+	  .truncate = 14 + 40 + 12 },
+	  DROP, V(DENY), R(TRUNCATED), false },
+	{ "v6: payload length beyond the frame", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ip_len = 2000 }, DROP, V(DENY), R(TRUNCATED),
+	  false },
+
+	/* IPv4 header. */
+	{ "v4: IHL below 5", SP_BASE, { .dst = "203.0.113.5", .ihl_override = 4 }, DROP, V(DENY),
+	  R(UNPARSEABLE), false },
+	{ "v4: total length beyond the frame", SP_BASE, { .dst = "203.0.113.5", .ip_len = 1500 },
+	  DROP, V(DENY), R(TRUNCATED), false },
+	{ "v4: total length below the header", SP_BASE, { .dst = "203.0.113.5", .ip_len = 12 },
+	  DROP, V(DENY), R(UNPARSEABLE), false },
+	{ "v4: options, then tcp 443 to a port class", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .ipv4_options = 4 }, PASS, V(ALLOW), R(RULE), true },
+	{ "v4: bytes past the total length are no transport header", SP_BASE,
+	  { .dst = "203.0.113.5", .ip_len = 22 }, DROP, V(DENY), R(TRUNCATED), true },
+
+	/* IPv4 fragments: 203.0.113.0/24 allows tcp 443 and udp 53 (a port class). */
+	{ "v4 frag: first, udp 53", SP_BASE,
+	  { .dst = "203.0.113.5", .payload = 64, .more_frags = true, .frag_id = 100 }, PASS,
+	  V(ALLOW), R(RULE), true, 3 },
+	{ "v4 frag: middle follows the first", SP_BASE,
+	  { .dst = "203.0.113.5", .frag_off = 9, .more_frags = true, .frag_id = 100 }, PASS,
+	  V(ALLOW), R(RULE), true },
+	{ "v4 frag: last follows the first", SP_BASE,
+	  { .dst = "203.0.113.5", .frag_off = 18, .frag_id = 100 }, PASS, V(ALLOW), R(RULE), true },
+	{ "v4 frag: first, tcp 22", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .dport = 22, .payload = 64, .more_frags = true,
+	    .frag_id = 101 },
+	  DROP, V(DENY), R(DEFAULT), true, DEF_RULE },
+	{ "v4 frag: later follows the denied first", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .frag_off = 9, .frag_id = 101 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "v4 frag: orphan, port class without a port-less allow", SP_BASE,
+	  { .dst = "203.0.113.5", .frag_off = 9, .frag_id = 999 }, DROP, V(DENY), R(FRAGMENT),
+	  true },
+	{ "v4 frag: orphan, allowed destination", SP_BASE,
+	  { .dst = "198.51.100.5", .frag_off = 9, .frag_id = 999 }, PASS, V(ALLOW), R(RULE), true },
+	{ "v4 frag: orphan, denied destination", SP_BASE,
+	  { .dst = "198.51.100.200", .frag_off = 9, .frag_id = 999 }, DROP, V(DENY), R(FRAGMENT),
+	  true },
+	{ "v4 frag: orphan tcp, class allows tcp without port", SP_BASE,
+	  { .dst = "192.0.2.200", .l4 = TCP, .frag_off = 9, .frag_id = 999 }, PASS, V(ALLOW),
+	  R(RULE), true },
+	{ "v4 frag: tiny first fragment, no room for ports", SP_BASE,
+	  { .dst = "203.0.113.5", .more_frags = true, .frag_id = 102, .ip_len = 22 }, DROP, V(DENY),
+	  R(FRAGMENT), true, NONE_RULE },
+	{ "v4 frag: later follows the tiny first", SP_BASE,
+	  { .dst = "203.0.113.5", .frag_off = 1, .frag_id = 102 }, DROP, V(DENY), R(FRAGMENT),
+	  true },
+	{ "v4 frag: same id, other protocol: an orphan", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .frag_off = 9, .frag_id = 100 }, DROP, V(DENY),
+	  R(FRAGMENT), true },
+	{ "v4 frag: audit, orphan denied", SP_AUDIT,
+	  { .dst = "198.51.100.200", .frag_off = 9, .frag_id = 998 }, PASS, V(AUDIT), R(FRAGMENT),
+	  true },
+
+	/* IPv6 fragments: 2001:db8:c::/48 allows tcp 443 only; 2001:db8:e::/48 all but tcp 22. */
+	{ "v6 frag: first, tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .payload = 64, .ext = { FRG }, .next = 1,
+	    .more_frags = true, .frag_id = 7 },
+	  PASS, V(ALLOW), R(RULE), true, 8 },
+	{ "v6 frag: middle follows the first", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { FRG }, .next = 1, .frag_off = 10,
+	    .more_frags = true, .frag_id = 7 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6 frag: last follows the first", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { FRG }, .next = 1, .frag_off = 20,
+	    .frag_id = 7 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6 frag: first behind HBH, dstopts after, tcp 22", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .dport = 22, .ext = { HBH, FRG, DST }, .next = 3,
+	    .more_frags = true, .frag_id = 8 },
+	  DROP, V(DENY), R(DEFAULT), true, DEF_RULE },
+	{ "v6 frag: later (behind HBH) follows it", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = DST, .ext = { HBH, FRG }, .next = 2, .frag_off = 10,
+	    .frag_id = 8 },
+	  DROP, V(DENY), R(DEFAULT), true },
+	{ "v6 frag: orphan, port class without a port-less allow", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { FRG }, .next = 1, .frag_off = 10,
+	    .frag_id = 99 },
+	  DROP, V(DENY), R(FRAGMENT), true },
+	{ "v6 frag: orphan tcp, class allows tcp without port", SP_BASE,
+	  { .dst = "2001:db8:e::1", .l4 = TCP, .ext = { FRG }, .next = 1, .frag_off = 10,
+	    .frag_id = 99 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "v6 frag: atomic fragment is a whole packet, tcp 22", SP_BASE,
+	  { .dst = "2001:db8:e::1", .l4 = TCP, .dport = 22, .ext = { FRG }, .next = 1,
+	  .frag_id = 5 },
+	  DROP, V(DENY), R(RULE), true },
+	{ "v6 frag: tiny first fragment, no room for ports", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .ext = { FRG }, .next = 1, .more_frags = true,
+	    .frag_id = 9, .ip_len = 8 + 2 },
+	  DROP, V(DENY), R(FRAGMENT), true, NONE_RULE },
+	{ "v6 frag: orphan with next header 253 is still a fragment", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = 253, .ext = { FRG }, .next = 1, .frag_off = 10,
+	    .frag_id = 98 },
+	  DROP, V(DENY), R(FRAGMENT), true },
+
+	/* Link layer and sizes. */
+	/*
+	 * BPF_PROG_TEST_RUN cannot set skb vlan metadata (the ctx fields must be zero), so an
+	 * offloaded tag is shown the way the program sees it: the frame data carries no tag.
+	 */
+	{ "VLAN offloaded: no tag in the data, tcp 443", SP_BASE, { .dst = "203.0.113.5",
+	  .l4 = TCP },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "VLAN in-band, tcp 443", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .vlan = { VLAN_Q } }, PASS, V(ALLOW), R(RULE), true },
+	{ "VLAN in-band, tcp 22", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = TCP, .dport = 22, .vlan = { VLAN_Q } }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "QinQ, v6 behind HBH, tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .vlan = { VLAN_AD, VLAN_Q }, .ext = { HBH },
+	  .next = 1 },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "three tags", SP_BASE, { .dst = "203.0.113.5", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } },
+	  DROP,
+	  V(DENY), R(UNPARSEABLE), false },
+	/*
+	 * A 9000-byte jumbo frame cannot be run: the test runner copies skb data into one page.
+	 * The largest frame it takes stands in for it (nothing in the parser depends on the
+	 * MTU; the real jumbo frame is an e2e case).
+	 */
+	{ "large frame (test runner's limit), udp 53", SP_BASE,
+	  { .dst = "203.0.113.5", .payload = TEST_RUN_FRAME_MAX - 14 - 20 - 8 }, PASS, V(ALLOW),
+	  R(RULE), true },
+	{ "frame cut inside the TCP header", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = TCP, .truncate = 14 + 40 + 2 }, DROP, V(DENY),
+	  R(TRUNCATED), false },
+
+	/* Essential traffic. */
+	{ "ARP, essential on", SP_BASE, { .ethertype = ETH_P_ARP }, PASS, V(ESSENTIAL),
+	  R(ESSENTIAL),
+	  false },
+	{ "ARP, essential off", SP_NO_ESSENTIAL, { .ethertype = ETH_P_ARP }, PASS, V(ALLOW),
+	  R(NON_IP), false },
+	{ "NDP neighbour solicitation", SP_BASE,
+	  { .dst = "ff02::1:ff00:2", .l4 = IPPROTO_ICMPV6, .icmp_type = 135, .payload = 16 }, PASS,
+	  V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "NDP neighbour advertisement", SP_BASE,
+	  { .dst = "2001:db8:1::2", .l4 = IPPROTO_ICMPV6, .icmp_type = 136, .payload = 16 }, PASS,
+	  V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "router solicitation", SP_BASE, { .dst = "ff02::2", .l4 = IPPROTO_ICMPV6,
+	  .icmp_type = 133 },
+	  PASS, V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "MLDv2 report behind a hop-by-hop header", SP_BASE,
+	  { .dst = "ff02::16", .l4 = IPPROTO_ICMPV6, .icmp_type = 143, .ext = { HBH }, .next = 1 },
+	  PASS, V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "DHCPv4 client", SP_BASE,
+	  { .dst = "255.255.255.255", .src = "0.0.0.0", .sport = 68, .dport = 67, .payload = 240 },
+	  PASS, V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "DHCPv6 client", SP_BASE,
+	  { .dst = "ff02::1:2", .src = "fe80::1", .sport = 546, .dport = 547, .payload = 40 }, PASS,
+	  V(ESSENTIAL), R(ESSENTIAL), true },
+	{ "DHCPv4 server ports: not client traffic", SP_BASE,
+	  { .dst = "255.255.255.255", .sport = 67, .dport = 68 }, DROP, V(DENY), R(DEFAULT), true },
+	{ "DHCPv4 ports in IPv6: not essential", SP_BASE,
+	  { .dst = "ff02::1:2", .sport = 68, .dport = 67 }, DROP, V(DENY), R(DEFAULT), true },
+	{ "ICMPv6 echo: not essential", SP_BASE,
+	  { .dst = "ff02::1", .l4 = IPPROTO_ICMPV6, .icmp_type = 128 }, DROP, V(DENY), R(DEFAULT),
+	  true },
+	{ "NDP, essential off", SP_NO_ESSENTIAL,
+	  { .dst = "ff02::1:ff00:2", .l4 = IPPROTO_ICMPV6, .icmp_type = 135, .payload = 16 }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "DHCPv4 client, essential off", SP_NO_ESSENTIAL,
+	  { .dst = "255.255.255.255", .src = "0.0.0.0", .sport = 68, .dport = 67 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "NDP, audit mode", SP_AUDIT,
+	  { .dst = "ff02::1:ff00:2", .l4 = IPPROTO_ICMPV6, .icmp_type = 135, .payload = 16 }, PASS,
+	  V(ESSENTIAL), R(ESSENTIAL), true },
+
+	/* ICMP errors; the quoted packet came from the error's destination to the node. */
+	{ "ICMP port unreachable quoting allowed udp 53", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .icmp_code = 3,
+	  .quote = &q_dns },
+	  PASS, V(ALLOW), R(RULE), true },
+	{ "ICMP unreachable quoting denied udp 5000", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_udp_5000 }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP time exceeded quoting allowed tcp 443", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 11, .quote = &q_web }, PASS,
+	  V(ALLOW), R(RULE), true },
+	{ "ICMP parameter problem, quote cut inside the IP header", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 12, .quote = &q_dns_cut }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP unreachable, quote cut before the ports", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_dns_noports },
+	  DROP, V(DENY), R(DEFAULT), true },
+	{ "ICMPv6 packet too big quoting allowed tcp 443", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = IPPROTO_ICMPV6, .icmp_type = 2, .quote = &q6_web }, PASS,
+	  V(ALLOW), R(RULE), true },
+	{ "ICMPv6 unreachable quoting denied tcp 22", SP_BASE,
+	  { .dst = "2001:db8:c::1", .l4 = IPPROTO_ICMPV6, .icmp_type = 1, .quote = &q6_ssh }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP unreachable quoting a reply flow", SP_BASE,
+	  { .dst = "203.0.113.9", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_reply }, PASS,
+	  V(REPLY), R(REPLY), true },
+	{ "ICMPv6 unreachable quoting a reply flow", SP_BASE,
+	  { .dst = "2001:db8:c::9", .l4 = IPPROTO_ICMPV6, .icmp_type = 1, .quote = &q6_reply },
+	  PASS,
+	  V(REPLY), R(REPLY), true },
+	{ "ICMP error quoting a reply flow, replies off", SP_NO_REPLIES,
+	  { .dst = "203.0.113.9", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_reply }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP error quoting allowed udp 53, essential off", SP_NO_ESSENTIAL,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_dns }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP echo reply: not an error", SP_BASE,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 0, .quote = &q_dns }, DROP,
+	  V(DENY), R(DEFAULT), true },
+	{ "ICMP error quoting a denied flow, audit mode", SP_AUDIT,
+	  { .dst = "203.0.113.5", .l4 = IPPROTO_ICMP, .icmp_type = 3, .quote = &q_udp_5000 }, PASS,
+	  V(AUDIT), R(DEFAULT), true },
+
+	/* Replies: flows recorded by setup_shape_flows(). */
+	{ "reply: tcp of a recorded inbound flow", SP_BASE,
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY),
+	  R(REPLY),
+	  true },
+	{ "reply: udp of a recorded inbound flow", SP_BASE,
+	  { .dst = "203.0.113.9", .sport = 5353, .dport = 50001 }, PASS, V(REPLY), R(REPLY), true },
+	{ "reply: v6 tcp of a recorded inbound flow", SP_BASE,
+	  { .dst = "2001:db8:c::9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY),
+	  R(REPLY), true },
+	{ "reply: another local port is no reply", SP_BASE,
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 23, .dport = 50000 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "reply: udp on a tcp flow is no reply", SP_BASE,
+	  { .dst = "203.0.113.9", .sport = 22, .dport = 50000 }, DROP, V(DENY), R(DEFAULT), true },
+	{ "reply: expired flow", SP_BASE,
+	  { .dst = "203.0.113.10", .l4 = TCP, .sport = 22, .dport = 50000 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "reply: replies off", SP_NO_REPLIES,
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, DROP, V(DENY),
+	  R(DEFAULT), true },
+	{ "reply: audit mode", SP_AUDIT,
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(REPLY),
+	  R(REPLY),
+	  true },
+	{ "reply: audit mode, no flow", SP_AUDIT,
+	  { .dst = "203.0.113.9", .l4 = TCP, .sport = 23, .dport = 50000 }, PASS, V(AUDIT),
+	  R(DEFAULT), true },
+	{ "reply: an allowed packet of a flow stays allow", SP_BASE,
+	  { .dst = "198.51.100.9", .l4 = TCP, .sport = 22, .dport = 50000 }, PASS, V(ALLOW),
+	  R(RULE),
+	  true },
+	{ "reply: first fragment of a reply, then its later fragment", SP_BASE,
+	  { .dst = "203.0.113.9", .sport = 5353, .dport = 50001, .payload = 64, .more_frags = true,
+	    .frag_id = 300 },
+	  PASS, V(REPLY), R(REPLY), true, NONE_RULE },
+	{ "reply: later fragment follows the reply", SP_BASE,
+	  { .dst = "203.0.113.9", .frag_off = 9, .frag_id = 300 }, PASS, V(REPLY), R(REPLY), true },
+};
+
+/* The inbound flows the reply cases rely on, as tc ingress would have recorded them. */
+static int setup_shape_flows(void)
+{
+	__u64 live = coarse_now() + 3600ull * 1000000000ull, past = coarse_now() - 1;
+
+	return flow_put(TCP, PKT_SRC4, 22, "203.0.113.9", 50000, live) ||
+	       flow_put(UDP, PKT_SRC4, 5353, "203.0.113.9", 50001, live) ||
+	       flow_put(TCP, PKT_SRC6, 22, "2001:db8:c::9", 50000, live) ||
+	       flow_put(TCP, PKT_SRC4, 22, "203.0.113.10", 50000, past) ||
+	       flow_put(TCP, PKT_SRC4, 22, "198.51.100.9", 50000, live);
+}
+
+static void test_packet_shapes(void)
+{
+	int policy = -1;
+
+	CHECK(sizeof(shape_cases) / sizeof(shape_cases[0]) >= 40, "at least 40 shapes");
+	if (setup_shape_flows()) {
+		CHECK(0, "cannot record the test flows");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(shape_cases) / sizeof(shape_cases[0]); i++) {
+		const struct shape_case *c = &shape_cases[i];
+		struct sluice_dest_stats before, after;
+		struct sluice_counter tot_before, tot_after;
+		unsigned len;
+		int ret;
+
+		if ((int)c->policy != policy) {
+			policy = c->policy;
+			if (install_shape_policy(c->policy)) {
+				CHECK(0, "cannot install shape policy %d", policy);
+				return;
+			}
+		}
+		dest_get(c->pkt.dst, &before);
+		tot_before = totals_of(c->verdict, c->reason);
+		ret = run_frame(&c->pkt, &len, 0);
+		tot_after = totals_of(c->verdict, c->reason);
+		CHECK(ret == c->ret, "%s: return code %d, want %d", c->name, ret, c->ret);
+		CHECK(tot_after.packets - tot_before.packets == 1 &&
+			      tot_after.bytes - tot_before.bytes == len,
+		      "%s: node total %s/%s moved by %llu packets, %llu bytes (want 1, %u)",
+		      c->name, verdict_name(c->verdict), reason_name(c->reason),
+		      (unsigned long long)(tot_after.packets - tot_before.packets),
+		      (unsigned long long)(tot_after.bytes - tot_before.bytes), len);
+
+		bool have = dest_get(c->pkt.dst, &after);
+		if (c->counted) {
+			CHECK(have && after.packets[c->verdict] - before.packets[c->verdict] == 1 &&
+				      after.bytes[c->verdict] - before.bytes[c->verdict] == len,
+			      "%s: destination counter for %s did not move by 1 packet, %u bytes",
+			      c->name, verdict_name(c->verdict), len);
+		} else {
+			CHECK(!c->pkt.dst || memcmp(&before, &after, sizeof(before)) == 0,
+			      "%s: destination entry changed", c->name);
+		}
+		if (c->pkt.more_frags && c->pkt.frag_off == 0 && c->frag_rule) {
+			struct sluice_frag_entry e;
+
+			CHECK(frag_get(&c->pkt, &e) && e.verdict == c->verdict &&
+				      e.reason == c->reason && e.rule_id == c->frag_rule,
+			      "%s: first fragment recorded as %s/%s rule %d", c->name,
+			      verdict_name(e.verdict), reason_name(e.reason), (int)e.rule_id);
+		}
+	}
+}
+
+/* Chains of every length up to the bound pass by their ports; one more is unparseable. */
+static void test_ext_chain_lengths(void)
+{
+	if (install_shape_policy(SP_BASE)) {
+		CHECK(0, "cannot install the shape policy");
+		return;
+	}
+	for (int n = 0; n <= 9; n++) {
+		struct pkt_spec pkt = { .dst = "2001:db8:c::2", .l4 = TCP, .next = n };
+		unsigned len;
+
+		for (int i = 0; i < n; i++)
+			pkt.ext[i] = i == 0 ? HBH : i % 3 == 1 ? RTG : i % 3 == 2 ? AH : DST;
+		pkt.dport = 443;
+		CHECK(run_frame(&pkt, &len, 0) == (n <= 8 ? PASS : DROP), "%d headers, tcp 443", n);
+		pkt.dport = 22;
+		CHECK(run_frame(&pkt, &len, 0) == DROP, "%d headers, tcp 22", n);
+	}
+}
+
+/* --- flows: the ingress program, and how FIN/RST end a flow --------------------------- */
+
+static int run_ingress(const struct pkt_spec *s)
+{
+	unsigned len;
+
+	return run_prog(dp.ingress_prog_fd, s, &len, 0);
+}
+
+/* A socket of type on the wildcard address and a kernel-chosen port; returns the port. */
+static int open_socket(int family, int type, int *fd)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	struct sockaddr *a = family == AF_INET6 ? (void *)&a6 : (void *)&a4;
+	socklen_t len = family == AF_INET6 ? sizeof(a6) : sizeof(a4);
+	int zero = 0;
+
+	*fd = socket(family, type, 0);
+	if (*fd < 0)
+		return -errno;
+	if (family == AF_INET6)
+		setsockopt(*fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)); /* dual stack */
+	if (bind(*fd, a, len) < 0 || (type == SOCK_STREAM && listen(*fd, 4) < 0) ||
+	    getsockname(*fd, a, &len) < 0)
+		return -errno;
+	return ntohs(family == AF_INET6 ? a6.sin6_port : a4.sin_port);
+}
+
+/* Connect to the listener on port over loopback (brought up here); returns the client port. */
+static int connect_loopback(int listen_fd, int port, int *client, int *server)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct ifreq ifr = { .ifr_name = "lo" };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) {
+		close(fd);
+		return -errno;
+	}
+	close(fd);
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof(a)) < 0)
+		return -errno;
+	*server = accept(listen_fd, NULL, NULL);
+	if (getsockname(*client, (struct sockaddr *)&a, &len) < 0)
+		return -errno;
+	return ntohs(a.sin_port);
+}
+
+static bool within(__u64 value, __u64 lo, __u64 hi)
+{
+	return value >= lo && value <= hi;
+}
+
+#define SEC_NS 1000000000ull
+#define TCP_IDLE_NS (2 * 3600 * SEC_NS)
+#define UDP_IDLE_NS (60 * SEC_NS)
+#define LINGER_NS (10 * SEC_NS)
+
+/*
+ * The ingress program in this process's own network namespace (main unshares one): sk
+ * lookups of BPF_PROG_TEST_RUN run in the caller's namespace, on sockets this test opens.
+ */
+static void test_ingress(void)
+{
+	int tcp_fd = -1, tcp6_fd = -1, udp_fd = -1, tcp_port, tcp6_port, udp_port;
+	struct sluice_flow f;
+	__u64 t0;
+
+	if (install_shape_policy(SP_BASE)) {
+		CHECK(0, "cannot install the shape policy");
+		return;
+	}
+	tcp_port = open_socket(AF_INET, SOCK_STREAM, &tcp_fd);
+	tcp6_port = open_socket(AF_INET6, SOCK_STREAM, &tcp6_fd);
+	udp_port = open_socket(AF_INET, SOCK_DGRAM, &udp_fd);
+	if (tcp_port < 0 || tcp6_port < 0 || udp_port < 0) {
+		CHECK(0, "cannot open test sockets");
+		goto out;
+	}
+
+	struct pkt_spec syn = { .dst = PKT_SRC4, .src = "203.0.113.30", .l4 = TCP,
+				.sport = 50000, .dport = tcp_port, .tcp_flags = TCP_SYN };
+	struct pkt_spec answer = { .dst = "203.0.113.30", .l4 = TCP, .sport = tcp_port,
+				   .dport = 50000 };
+	unsigned len;
+
+	CHECK(run_frame(&answer, &len, 0) == DROP, "before the SYN the answer is denied");
+	t0 = coarse_now();
+	CHECK(run_ingress(&syn) == PASS, "ingress passes the SYN");
+	CHECK(flow_get(TCP, PKT_SRC4, tcp_port, "203.0.113.30", 50000, &f) &&
+		      within(f.expires_ns, t0 + TCP_IDLE_NS, coarse_now() + TCP_IDLE_NS) &&
+		      !f.closing,
+	      "SYN to a listening port records a flow for the TCP idle time");
+	CHECK(run_frame(&answer, &len, 0) == PASS, "its answer passes egress");
+
+	/* Spoofed SYN to a port where nothing listens (port 1 in a fresh namespace). */
+	struct pkt_spec spoof = syn, spoof_answer = answer;
+
+	spoof.src = spoof_answer.dst = "203.0.113.31";
+	spoof.dport = spoof_answer.sport = 1;
+	CHECK(run_ingress(&spoof) == PASS, "ingress passes the spoofed SYN");
+	CHECK(!flow_get(TCP, PKT_SRC4, 1, "203.0.113.31", 50000, &f),
+	      "SYN to a closed port records nothing");
+	CHECK(run_frame(&spoof_answer, &len, 0) == DROP, "later data to that peer is denied");
+
+	struct pkt_spec synack = syn, ack = syn;
+
+	synack.src = "203.0.113.32";
+	synack.tcp_flags = TCP_SYN | TCP_ACK;
+	ack.src = "203.0.113.33";
+	ack.tcp_flags = TCP_ACK;
+	run_ingress(&synack);
+	run_ingress(&ack);
+	CHECK(!flow_get(TCP, PKT_SRC4, tcp_port, "203.0.113.32", 50000, &f) &&
+		      !flow_get(TCP, PKT_SRC4, tcp_port, "203.0.113.33", 50000, &f),
+	      "SYN+ACK or a bare ACK to a listening port record nothing");
+
+	/* A SYN whose tuple is an established connection finds no listener: nothing recorded. */
+	int client = -1, server = -1;
+	int client_port = connect_loopback(tcp_fd, tcp_port, &client, &server);
+	struct pkt_spec syn_est = { .dst = "127.0.0.1", .src = "127.0.0.1", .l4 = TCP,
+				    .sport = client_port, .dport = tcp_port, .tcp_flags = TCP_SYN };
+
+	CHECK(client_port > 0, "loopback connection: %s", strerror(-client_port));
+	run_ingress(&syn_est);
+	CHECK(client_port > 0 &&
+		      !flow_get(TCP, "127.0.0.1", tcp_port, "127.0.0.1", client_port, &f),
+	      "SYN matching an established socket records nothing");
+	if (client >= 0)
+		close(client);
+	if (server >= 0)
+		close(server);
+
+	struct pkt_spec syn6 = { .dst = PKT_SRC6, .src = "2001:db8:c::30", .l4 = TCP,
+				 .sport = 50000, .dport = tcp6_port, .tcp_flags = TCP_SYN };
+	struct pkt_spec syn6_to_v4 = syn;
+
+	syn6_to_v4.src = "203.0.113.34";
+	syn6_to_v4.dport = tcp6_port;
+	run_ingress(&syn6);
+	run_ingress(&syn6_to_v4);
+	CHECK(flow_get(TCP, PKT_SRC6, tcp6_port, "2001:db8:c::30", 50000, &f),
+	      "IPv6 SYN to a listening socket records a flow");
+	CHECK(flow_get(TCP, PKT_SRC4, tcp6_port, "203.0.113.34", 50000, &f),
+	      "IPv4 SYN to a dual-stack listener records a flow");
+
+	struct pkt_spec dgram = { .dst = PKT_SRC4, .src = "203.0.113.35", .sport = 50001,
+				  .dport = udp_port };
+	struct pkt_spec dgram_closed = dgram, dgram_later = dgram;
+
+	dgram_closed.src = "203.0.113.36";
+	dgram_closed.dport = 1;
+	dgram_later.src = "203.0.113.37";
+	dgram_later.frag_off = 9;
+	t0 = coarse_now();
+	run_ingress(&dgram);
+	run_ingress(&dgram_closed);
+	run_ingress(&dgram_later);
+	CHECK(flow_get(UDP, PKT_SRC4, udp_port, "203.0.113.35", 50001, &f) &&
+		      within(f.expires_ns, t0 + UDP_IDLE_NS, coarse_now() + UDP_IDLE_NS),
+	      "datagram to a bound port records a flow for the UDP idle time");
+	CHECK(!flow_get(UDP, PKT_SRC4, 1, "203.0.113.36", 50001, &f),
+	      "datagram to an unbound port records nothing");
+	CHECK(!flow_get(UDP, PKT_SRC4, udp_port, "203.0.113.37", 50001, &f),
+	      "a later fragment records nothing");
+
+	/* Ingress never drops, whatever it is given. */
+	struct pkt_spec junk[] = {
+		{ .dst = PKT_SRC4, .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } },
+		{ .dst = PKT_SRC6, .l4 = TCP, .ext = CHAIN9 },
+		{ .dst = PKT_SRC4, .ihl_override = 3 },
+		{ .ethertype = ETH_P_ARP },
+	};
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+		CHECK(run_ingress(&junk[i]) == PASS, "ingress passes junk frame %zu", i);
+out:
+	if (tcp_fd >= 0)
+		close(tcp_fd);
+	if (tcp6_fd >= 0)
+		close(tcp6_fd);
+	if (udp_fd >= 0)
+		close(udp_fd);
+}
+
+/* Refresh, FIN both ways, RST: what each direction does to a recorded flow. */
+static void test_flow_lifecycle(void)
+{
+	__u64 now = coarse_now(), hour = 3600 * SEC_NS;
+	struct pkt_spec out = { .dst = "203.0.113.40", .l4 = TCP, .sport = 22, .dport = 50000 };
+	struct pkt_spec in = { .dst = PKT_SRC4, .src = "203.0.113.40", .l4 = TCP, .sport = 50000,
+			       .dport = 22, .tcp_flags = TCP_ACK };
+	struct sluice_flow f;
+	unsigned len;
+
+	if (install_shape_policy(SP_BASE) ||
+	    flow_put(TCP, PKT_SRC4, 22, "203.0.113.40", 50000, now + 5 * SEC_NS)) {
+		CHECK(0, "cannot set up the flow");
+		return;
+	}
+	run_ingress(&in);
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.40", 50000, &f) &&
+		      f.expires_ns >= now + TCP_IDLE_NS - 2 * SEC_NS,
+	      "an inbound packet refreshes the flow to the idle time");
+
+	out.tcp_flags = TCP_FIN | TCP_ACK;
+	CHECK(run_frame(&out, &len, 0) == PASS, "the node's FIN passes as a reply");
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.40", 50000, &f) && f.fin_out && !f.closing,
+	      "a FIN one way does not end the flow (half-close)");
+	in.tcp_flags = TCP_ACK;
+	in.payload = 100;
+	run_ingress(&in);
+	out.tcp_flags = TCP_ACK;
+	CHECK(run_frame(&out, &len, 0) == PASS, "half-closed: the node still answers");
+
+	in.tcp_flags = TCP_FIN | TCP_ACK;
+	now = coarse_now();
+	run_ingress(&in);
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.40", 50000, &f) && f.fin_in && f.closing &&
+		      within(f.expires_ns, now + LINGER_NS, coarse_now() + LINGER_NS),
+	      "FIN both ways: the flow lingers %llu s", (unsigned long long)(LINGER_NS / SEC_NS));
+	in.tcp_flags = TCP_ACK;
+	run_ingress(&in);
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.40", 50000, &f) &&
+		      f.expires_ns <= coarse_now() + LINGER_NS,
+	      "a closing flow is not refreshed");
+	CHECK(run_frame(&out, &len, 0) == PASS, "the last ACK passes while it lingers");
+
+	/* RST from either side: the flow ends after the linger. */
+	out.dst = in.src = "203.0.113.41";
+	in.tcp_flags = TCP_RST;
+	flow_put(TCP, PKT_SRC4, 22, "203.0.113.41", 50000, coarse_now() + hour);
+	run_ingress(&in);
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.41", 50000, &f) && f.closing &&
+		      f.expires_ns <= coarse_now() + LINGER_NS,
+	      "inbound RST ends the flow");
+	out.dst = "203.0.113.42";
+	out.tcp_flags = TCP_RST;
+	flow_put(TCP, PKT_SRC4, 22, "203.0.113.42", 50000, coarse_now() + hour);
+	CHECK(run_frame(&out, &len, 0) == PASS, "the node's RST passes as a reply");
+	CHECK(flow_get(TCP, PKT_SRC4, 22, "203.0.113.42", 50000, &f) && f.closing &&
+		      f.expires_ns <= coarse_now() + LINGER_NS,
+	      "outbound RST ends the flow");
+
+	/* An expired flow is dead: its packets are denied and inbound data does not revive it. */
+	out.dst = in.src = "203.0.113.43";
+	out.tcp_flags = in.tcp_flags = TCP_ACK;
+	flow_put(TCP, PKT_SRC4, 22, "203.0.113.43", 50000, coarse_now() - 1);
+	run_ingress(&in);
+	CHECK(run_frame(&out, &len, 0) == DROP, "an expired flow's packets are denied");
+}
+
+/* Under 'default allow', undecidable frames are still denied (fail closed). */
+static void test_unparsed_default_allow(void)
+{
+	struct pkt_spec pkts[] = {
+		{ .dst = "198.51.100.50", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } },
+		{ .dst = "198.51.100.50", .ip_len = 1500 },
+		{ .dst = "2001:db8:a::50", .l4 = TCP, .ext = CHAIN9 },
+	};
+	unsigned len;
+
+	if (install_text("default allow\n")) {
+		CHECK(0, "cannot install default allow");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(pkts) / sizeof(pkts[0]); i++)
+		CHECK(run_frame(&pkts[i], &len, 0) == DROP, "default allow: frame %zu dropped", i);
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
+	/* A network namespace of our own: the ingress tests open sockets and look them up. */
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "cannot create a network namespace: %s (root needed)\n",
+			strerror(errno));
+		return 1;
+	}
 	if (datapath_load(&dp, NULL)) {
 		fprintf(stderr, "cannot load the datapath (root needed)\n");
 		return 1;
@@ -673,6 +1494,11 @@ int main(void)
 	test_port_rules();
 	test_random_against_reference();
 	test_overrides_in_place();
+	test_packet_shapes();
+	test_ext_chain_lengths();
+	test_ingress();
+	test_flow_lifecycle();
+	test_unparsed_default_allow();
 	datapath_close(&dp);
 	return check_summary();
 }

@@ -309,7 +309,10 @@ static void check_trie(const struct policy *p, const struct compiled_policy *cp)
 {
 	static const struct sluice_addr v6_any = { 0 };
 	static const struct sluice_addr v4_any = { .a = { [10] = 0xff, [11] = 0xff } };
-	__u8 flags = p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0;
+	/* Written out here, not taken from the compiler: the invariant checks it. */
+	__u8 flags = (p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0) |
+		     (p->essential ? 0 : SLUICE_POLICY_F_NO_ESSENTIAL) |
+		     (p->replies ? 0 : SLUICE_POLICY_F_NO_REPLIES);
 	struct sluice_lpm_key *keys;
 	char buf[ADDR_STRLEN];
 
