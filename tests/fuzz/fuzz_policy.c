@@ -14,6 +14,8 @@
  *     just outside them, pseudo-random ones) and protocol/port pairs derived from the
  *     rules (edges of their port ranges), a lookup over the compiled entries done the way
  *     the datapath does it agrees with policy_decide (and with compiled_decide);
+ *   - compiling only the part under a prefix (what an in-place override rewrites) gives
+ *     the full compile's entries there, deciding alike;
  *   - parsing the same text twice, and parsing what policy_format writes back, give the
  *     same compiled policy.
  *
@@ -630,6 +632,74 @@ static void check_decisions(const struct policy *p, const struct compiled_policy
 	}
 }
 
+/* --- a change's part of the compile (in-place overrides) ----------------------------------- */
+
+/*
+ * policy_compile_under(x) must emit exactly the full compile's entries at or inside x, and
+ * decide every address inside x that one of them covers as the full compile does (its port
+ * classes are numbered apart, so decisions are compared, not class numbers).
+ */
+static void check_compile_under(const struct policy *p, const struct compiled_policy *cp,
+				const uint8_t *data, size_t size)
+{
+	struct sluice_addr probes[PROBE_MAX];
+	struct l4 l4[PROBE_L4_MAX];
+	struct compiled_policy under;
+	uint64_t h = 0x84222325cbf29ce4ull;
+	struct prefix x;
+	size_t na, nl, inside = 0;
+
+	for (size_t i = 0; i < size; i++)
+		h = (h ^ data[i]) * 0x100000001b3ull;
+	na = probe_addrs(p, &h, probes);
+	nl = probe_l4(p, &h, l4);
+	if (p->nrules && mix(&h) % 2) {
+		x = p->rules[mix(&h) % p->nrules].dst;
+	} else {
+		x.addr = probes[mix(&h) % (na ? na : 1)];
+		x.prefixlen = mix(&h) % 129;
+		for (unsigned bit = x.prefixlen; bit < 128; bit++)
+			x.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+	}
+	if (policy_compile_under(p, &x, FUZZ_GENERATION, &under))
+		return; /* out of memory: nothing to compare */
+	for (size_t i = 0; i < cp->n; i++) {
+		const struct compiled_entry *e = &cp->entries[i];
+		bool found = false;
+
+		if (e->key.prefixlen < x.prefixlen || !prefix_contains(&x, &e->key.addr))
+			continue;
+		inside++;
+		for (size_t k = 0; k < under.n && !found; k++)
+			found = !memcmp(&under.entries[k].key, &e->key, sizeof(e->key));
+		if (!found)
+			die("compile_under(/%u) lacks an entry /%u of the full compile", x.prefixlen,
+			    e->key.prefixlen);
+	}
+	if (inside != under.n)
+		die("compile_under(/%u) has %zu entries, the full compile %zu inside it", x.prefixlen,
+		    under.n, inside);
+	for (size_t i = 0; i < na; i++) {
+		if (!prefix_contains(&x, &probes[i]))
+			continue;
+		for (size_t k = 0; k < nl; k++) {
+			struct sluice_policy_entry full, part;
+
+			datapath_decide(&under, &probes[i], l4[k].proto, l4[k].port, &part);
+			if (part.reason == SLUICE_REASON_NO_POLICY)
+				continue; /* decided by an entry above x, which the change keeps */
+			datapath_decide(cp, &probes[i], l4[k].proto, l4[k].port, &full);
+			if (!same_decision(&part, &full))
+				die("compile_under(/%u) decides %s/%s rule %u where the full compile "
+				    "says %s/%s rule %u",
+				    x.prefixlen, verdict_name(part.verdict), reason_name(part.reason),
+				    part.rule_id, verdict_name(full.verdict), reason_name(full.reason),
+				    full.rule_id);
+		}
+	}
+	compiled_policy_free(&under);
+}
+
 /* --- the same policy again --------------------------------------------------------------- */
 
 static bool same_compiled(const struct compiled_policy *a, const struct compiled_policy *b)
@@ -731,6 +801,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_trie(&p, &cp);
 	check_ports(&p, &cp);
 	check_decisions(&p, &cp, data, size);
+	check_compile_under(&p, &cp, data, size);
 	/* Same text, same result: no state carried over between parses or compiles. */
 	check_same("a second parse of the same text", text, &p, &cp);
 	check_format(&p, &cp);
