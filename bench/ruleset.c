@@ -8,7 +8,7 @@
 #include "policy.h"
 #include "ruleset.h"
 
-const char *const ruleset_set_names[RULESET_SETS] = {"allow", "deny", "ports"};
+const char *const ruleset_set_names[RULESET_SETS] = { "allow", "deny", "ports" };
 
 /* Private space for rulesets loaded where traffic flows: 10.0.0.0/8 and fd00::/8. */
 #define PRIVATE_V4_OCTET 10
@@ -117,7 +117,7 @@ int ruleset_build(const struct ruleset_params *p, bool ports, struct ruleset *rs
 	struct prefix *pfx;
 	__u64 rng = p->seed;
 
-	*rs = (struct ruleset){.params = *p, .ports = ports && p->port_rules > 0};
+	*rs = (struct ruleset){ .params = *p, .ports = ports && p->port_rules > 0 };
 	if (p->nextra > RULESET_EXTRA_MAX || p->port_rules > p->prefixes)
 		return -EINVAL;
 	pfx = calloc(p->prefixes ? p->prefixes : 1, sizeof(*pfx));
@@ -147,7 +147,7 @@ int ruleset_build(const struct ruleset_params *p, bool ports, struct ruleset *rs
 				    ? SLUICE_VERDICT_DENY
 				    : SLUICE_VERDICT_ALLOW;
 		rs->n4 += addr_is_v4(&r->pfx.addr);
-		/* The extra prefixes are allowed whole: nothing generated may cut into them. */
+		/* The extra prefixes are decided by their own rules: none may overlap these. */
 		for (size_t e = 0; e < p->nextra; e++) {
 			if (prefixes_overlap(&r->pfx, &p->extra[e].pfx)) {
 				free(pfx);

@@ -42,7 +42,7 @@
 #define DEFAULT_SEND_CPU 0
 #define DEFAULT_RECV_CPU 1
 #define BATCH_MAX 1024
-#define SIZE_MAX_PAYLOAD 1472 /* one Ethernet frame over IPv4 */
+#define PAYLOAD_MAX 1472 /* one Ethernet frame over IPv4 */
 /* A receive buffer deep enough that a receiver scheduled out briefly loses nothing. */
 #define RCVBUF_BYTES (64 << 20)
 /* The receiver polls its stop flag this often when nothing arrives. */
@@ -114,14 +114,14 @@ static int enter_ns(const char *name)
 static void *receive(void *arg)
 {
 	struct receiver *r = arg;
-	static char bufs[BATCH_MAX][SIZE_MAX_PAYLOAD];
+	static char bufs[BATCH_MAX][PAYLOAD_MAX];
 	struct mmsghdr msgs[BATCH_MAX];
 	struct iovec iovs[BATCH_MAX];
 
 	pin_to(r->cpu);
 	for (unsigned i = 0; i < r->batch; i++) {
-		iovs[i] = (struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i])};
-		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iovs[i], .msg_iovlen = 1}};
+		iovs[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = sizeof(bufs[i]) };
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iovs[i], .msg_iovlen = 1 } };
 	}
 	while (!atomic_load(&r->stop)) {
 		int n = recvmmsg(r->fd, msgs, r->batch, MSG_WAITFORONE, NULL);
@@ -139,7 +139,7 @@ static void *receive(void *arg)
 
 static int open_receiver(const struct options *o)
 {
-	struct timeval tv = {.tv_usec = RECV_TIMEOUT_MS * 1000};
+	struct timeval tv = { .tv_usec = RECV_TIMEOUT_MS * 1000 };
 	int fd, bytes = RCVBUF_BYTES, err;
 
 	err = enter_ns(o->to_ns);
@@ -204,10 +204,10 @@ static long long send_until(int fd, struct mmsghdr *msgs, unsigned batch, double
 
 static int run(const struct options *o)
 {
-	static char payload[SIZE_MAX_PAYLOAD];
+	static char payload[PAYLOAD_MAX];
 	struct mmsghdr msgs[BATCH_MAX];
-	struct iovec iov = {.iov_base = payload, .iov_len = o->size};
-	struct receiver r = {.fd = -1, .cpu = o->recv_cpu, .batch = o->batch};
+	struct iovec iov = { .iov_base = payload, .iov_len = o->size };
+	struct receiver r = { .fd = -1, .cpu = o->recv_cpu, .batch = o->batch };
 	unsigned long long base, received, last;
 	double t0, t1, idle_since;
 	long long sent;
@@ -216,7 +216,7 @@ static int run(const struct options *o)
 
 	memset(payload, 'x', sizeof(payload));
 	for (unsigned i = 0; i < o->batch; i++)
-		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov, .msg_iovlen = 1}};
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov, .msg_iovlen = 1 } };
 	r.fd = open_receiver(o);
 	if (r.fd < 0)
 		return r.fd;
@@ -302,7 +302,7 @@ static void usage(FILE *f)
 		"\n"
 		"Example:\n"
 		"  sluice-bench-udp --from node --to world --dst 198.51.100.10 --seconds 2\n",
-		DEFAULT_PORT, DEFAULT_SECONDS, DEFAULT_SIZE, SIZE_MAX_PAYLOAD, DEFAULT_BATCH,
+		DEFAULT_PORT, DEFAULT_SECONDS, DEFAULT_SIZE, PAYLOAD_MAX, DEFAULT_BATCH,
 		BATCH_MAX, DEFAULT_SEND_CPU, DEFAULT_RECV_CPU);
 }
 
@@ -344,17 +344,17 @@ static int parse_dst(const char *s, long port, struct options *o)
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"from", required_argument, NULL, 'f'},
-		{"to", required_argument, NULL, 't'},
-		{"dst", required_argument, NULL, 'd'},
-		{"port", required_argument, NULL, 'p'},
-		{"seconds", required_argument, NULL, 's'},
-		{"size", required_argument, NULL, 'l'},
-		{"batch", required_argument, NULL, 'b'},
-		{"send-cpu", required_argument, NULL, 'S'},
-		{"recv-cpu", required_argument, NULL, 'R'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "from", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 't' },
+		{ "dst", required_argument, NULL, 'd' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "size", required_argument, NULL, 'l' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "send-cpu", required_argument, NULL, 'S' },
+		{ "recv-cpu", required_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	const char *dst = NULL;
 	long v, port = DEFAULT_PORT;
@@ -396,7 +396,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			}
 			break;
 		case 'l':
-			if (!parse_long("--size", optarg, 1, SIZE_MAX_PAYLOAD, &v))
+			if (!parse_long("--size", optarg, 1, PAYLOAD_MAX, &v))
 				return 2;
 			o->size = (unsigned)v;
 			break;
