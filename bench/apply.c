@@ -1,16 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * sluice-bench-apply: how long it takes to apply a large policy, sluice against nftables.
+ * sluice-bench-apply: how long it takes to apply a large policy, sluice against nftables
+ * and ipset.
  *
- * One generated policy (by default 100 000 prefixes, half IPv6, 1 000 of them with a port
- * list `tcp 443,2811,50000-51000`) is written twice: as a sluice policy file and as an nft
- * ruleset holding the same prefixes in interval sets (`type ipv4_addr; flags interval` and
- * its IPv6 twin) with the same port rule. Then, interleaved, several times:
+ * One generated policy (bench/ruleset.c; by default 100 000 prefixes, half IPv6, 1 000 of
+ * them with a port list `tcp 443,2811,50000-51000`) is written three times: as a sluice
+ * policy file, as an nft ruleset holding the same prefixes in interval sets (`type
+ * ipv4_addr; flags interval` and its IPv6 twin) with the same port rule, and as an
+ * `ipset restore` file filling hash:net sets with them. Then, interleaved, several times:
  *   sluice  a fresh process reads the file, parses, compiles and installs it into a loaded
  *           datapath (policy_parse_file, policy_compile, policy_install), like a reload;
- *   nft     `nft -f FILE` replaces the ruleset (the file starts with `flush ruleset`).
- * Both are whole processes started the same way, so wall time and peak RSS (from wait4)
- * compare like with like; sluice also reports its parse/compile/install phases.
+ *   nft     `nft -f FILE` replaces the ruleset (the file starts with `flush ruleset`);
+ *   ipset   `ipset -exist restore` fills a new set beside each live one and swaps it in.
+ *           The iptables rules that use the sets do not change on a reload and are not
+ *           part of it.
+ * All are whole processes started the same way (through a small wrapper, see spawn_main),
+ * so wall time and peak RSS (from wait4) compare like with like; sluice also reports its
+ * parse/compile/install phases.
  *
  * With --cli PATH (the sluice binary) and a CLI that has runtime overrides, each repetition
  * also times the product's own paths against a pinned datapath: `sluice policy load FILE`
@@ -18,16 +24,17 @@
  * override, in force when the command returns). Then the overrides again with `sluice run`
  * on a veth pair of the private network namespace: with a daemon they are applied in place.
  *
- * The prefixes never overlap one another, so the longest-prefix policy and the nft sets
+ * The prefixes never overlap one another, so the longest-prefix policy and the sets
  * decide alike and nft accepts the interval sets as written. If the policy parser rejects
- * port rules (an older grammar), the port rules are written without ports on both sides,
+ * port rules (an older grammar), the port rules are written without ports everywhere,
  * and the output says so.
  *
- * nft runs in a network namespace private to this process (unshare(CLONE_NEWNET) at start),
- * which the kernel deletes when the process exits, however it exits: no interface and no
- * ruleset of the host is touched, and there is nothing to clean up. Likewise the pinned
- * datapath the CLI works on lives in a bpffs mounted in a mount namespace of our own. The
- * datapaths are loaded but attached nowhere. Needs root. Never part of ctest: timings do
+ * nft and ipset run in a network namespace private to this process (unshare(CLONE_NEWNET)
+ * at start), which the kernel deletes when the process exits, however it exits: no
+ * interface, ruleset or set of the host is touched, and there is nothing to clean up.
+ * Likewise the pinned datapath the CLI works on lives in a bpffs mounted in a mount
+ * namespace of our own. The datapaths are loaded but attached nowhere (the daemon's veth
+ * pair is in the private network namespace). Needs root. Never part of ctest: timings do
  * not pass or fail.
  */
 #define _GNU_SOURCE /* unshare, CLONE_NEWNET */
@@ -58,17 +65,14 @@
 #include "pins.h"
 #include "policy.h"
 #include "policy_kernel.h"
+#include "ruleset.h"
 
 #define DEFAULT_PREFIXES 100000
 #define DEFAULT_PORT_RULES 1000
 #define DEFAULT_REPS 7
 #define DEFAULT_SEED 0x511ceull
 #define DEFAULT_NFT "nft"
-/* Share of rules that deny; the rest allow (default deny). */
-#define DENY_PERCENT 25
-/* The port list of a port rule, in both languages. */
-#define PORT_LIST_SLUICE "tcp 443,2811,50000-51000"
-#define PORT_LIST_NFT "tcp dport { 443, 2811, 50000-51000 }"
+#define DEFAULT_IPSET "ipset"
 /* Decisions read back from the kernel after the warm-up, to check what is being timed. */
 #define CHECK_PROBES 500
 /* The destination of the timed override (TEST-NET-3, as in the SPEC's example). */
@@ -77,6 +81,8 @@
 #define TARGET_MS 200.0
 #define TARGET_RATIO 20.0
 #define TARGET_OVERRIDE_MS 10.0
+/* The longest command line run_process starts. */
+#define SPAWN_ARGS_MAX 12
 
 struct options {
 	size_t prefixes;
@@ -86,30 +92,12 @@ struct options {
 	const char *out;
 	const char *keep; /* keep the generated files in this directory */
 	const char *nft;
+	const char *ipset;
 	const char *cli; /* the sluice binary, for the override latency */
 	bool no_nft;
+	bool no_ipset;
 	bool verbose;
 };
-
-/* --- deterministic randomness (the same policy on every machine for a seed) -------------- */
-
-struct rng {
-	__u64 state;
-};
-
-static __u64 rng_next(struct rng *r)
-{
-	__u64 z = (r->state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static unsigned rng_below(struct rng *r, unsigned n)
-{
-	return (unsigned)(rng_next(r) % n);
-}
 
 static double now_s(void)
 {
@@ -119,219 +107,15 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* --- the policy ----------------------------------------------------------------------- */
-
-struct bench_rule {
-	struct prefix pfx;
-	__u8 action;
-	bool ports;
-};
-
-static void mask_addr(struct sluice_addr *a, unsigned prefixlen)
-{
-	for (unsigned bit = prefixlen; bit < 128; bit++)
-		a->a[bit / 8] &= ~(0x80 >> (bit % 8));
-}
-
-/*
- * Prefix lengths shaped like real allow/deny lists (as in sluice-bench-pktcost): IPv4 half
- * /24, the rest /16../32; IPv6 /32../64 and one in ten a single host, in 2000::/3.
- */
-static void random_prefix(struct rng *r, bool v4, struct prefix *p)
-{
-	__u64 hi = rng_next(r), lo = rng_next(r);
-
-	memcpy(p->addr.a, &hi, 8);
-	memcpy(&p->addr.a[8], &lo, 8);
-	if (v4) {
-		memset(p->addr.a, 0, 10);
-		p->addr.a[10] = p->addr.a[11] = 0xff;
-		p->prefixlen = 96 + (rng_below(r, 2) ? 24 : 16 + rng_below(r, 17));
-	} else {
-		p->addr.a[0] = (p->addr.a[0] & 0x1f) | 0x20;
-		p->prefixlen = rng_below(r, 10) == 0 ? 128 : 32 + rng_below(r, 33);
-	}
-	mask_addr(&p->addr, p->prefixlen);
-}
-
-static int cmp_prefix_start(const void *a, const void *b)
-{
-	const struct prefix *pa = a, *pb = b;
-	int c = memcmp(pa->addr.a, pb->addr.a, 16);
-
-	if (c)
-		return c;
-	return pa->prefixlen < pb->prefixlen ? -1 : pa->prefixlen > pb->prefixlen;
-}
-
-/*
- * n prefixes of one family, none inside another: sorted by first address, a prefix that
- * starts inside the last one kept is inside it (prefixes are aligned) and is dropped;
- * draws continue until there are n.
- */
-static int disjoint_prefixes(struct rng *r, bool v4, size_t n, struct prefix *out)
-{
-	size_t have = 0;
-
-	while (have < n) {
-		size_t kept = 0;
-
-		for (size_t i = have; i < n; i++)
-			random_prefix(r, v4, &out[i]);
-		qsort(out, n, sizeof(*out), cmp_prefix_start);
-		for (size_t i = 0; i < n; i++) {
-			if (kept) {
-				struct sluice_addr last = out[kept - 1].addr;
-
-				for (unsigned bit = out[kept - 1].prefixlen; bit < 128; bit++)
-					last.a[bit / 8] |= 0x80 >> (bit % 8);
-				if (memcmp(out[i].addr.a, last.a, 16) <= 0)
-					continue;
-			}
-			out[kept++] = out[i];
-		}
-		have = kept;
-	}
-	return 0;
-}
-
-/* Half IPv4, half IPv6, shuffled; a quarter deny; port_rules allow rules spread evenly. */
-static int build_rules(const struct options *o, struct bench_rule **out)
-{
-	struct rng rng = { .state = o->seed };
-	size_t n4 = o->prefixes / 2, n6 = o->prefixes - n4;
-	struct prefix *pfx = calloc(o->prefixes ? o->prefixes : 1, sizeof(*pfx));
-	struct bench_rule *rules = calloc(o->prefixes ? o->prefixes : 1, sizeof(*rules));
-	size_t every;
-
-	if (!pfx || !rules) {
-		free(pfx);
-		free(rules);
-		return -ENOMEM;
-	}
-	disjoint_prefixes(&rng, true, n4, pfx);
-	disjoint_prefixes(&rng, false, n6, pfx + n4);
-	/* Fisher-Yates: a real list mixes families and is not sorted the compiler's way. */
-	for (size_t i = o->prefixes; i > 1; i--) {
-		size_t j = rng_next(&rng) % i;
-		struct prefix t = pfx[i - 1];
-
-		pfx[i - 1] = pfx[j];
-		pfx[j] = t;
-	}
-	every = o->port_rules ? o->prefixes / o->port_rules : 0;
-	for (size_t i = 0; i < o->prefixes; i++) {
-		rules[i].pfx = pfx[i];
-		rules[i].ports = every && i % every == 0 && i / every < o->port_rules;
-		rules[i].action = !rules[i].ports && rng_below(&rng, 100) < DENY_PERCENT
-					  ? SLUICE_VERDICT_DENY
-					  : SLUICE_VERDICT_ALLOW;
-	}
-	free(pfx);
-	*out = rules;
-	return 0;
-}
-
 /* Does this sluice accept port rules? If not, err says why. */
 static bool parser_takes_ports(char err[POLICY_ERROR_MAX])
 {
 	struct policy p;
-	int ret = policy_parse_text("probe.conf", "allow 192.0.2.0/24 " PORT_LIST_SLUICE "\n", &p,
-				    err);
+	int ret = policy_parse_text("probe.conf", "allow 192.0.2.0/24 " RULESET_PORTS_SLUICE "\n",
+				    &p, err);
 
 	policy_free(&p);
 	return ret == 0;
-}
-
-static int write_policy(const char *path, const struct options *o, const struct bench_rule *rules,
-			bool ports)
-{
-	FILE *f = fopen(path, "w");
-	char buf[ADDR_STRLEN];
-	int err = 0;
-
-	if (!f) {
-		err = -errno;
-		fprintf(stderr, "apply: cannot write %s: %s\n", path, strerror(-err));
-		return err;
-	}
-	fprintf(f, "# sluice-bench-apply: %zu prefixes, seed %llu\nmode enforce\ndefault deny\n",
-		o->prefixes, (unsigned long long)o->seed);
-	for (size_t i = 0; i < o->prefixes; i++) {
-		prefix_format(&rules[i].pfx, buf, sizeof(buf));
-		fprintf(f, "%s %s%s\n", verdict_name(rules[i].action), buf,
-			rules[i].ports && ports ? " " PORT_LIST_SLUICE : "");
-	}
-	if (fclose(f) != 0) {
-		err = -errno;
-		fprintf(stderr, "apply: cannot write %s: %s\n", path, strerror(-err));
-	}
-	return err;
-}
-
-enum nft_set { NS_ALLOW, NS_DENY, NS_PORTS, NS_MAX };
-static const char *const nft_set_names[NS_MAX] = { "allow", "deny", "ports" };
-
-static enum nft_set nft_set_of(const struct bench_rule *r, bool ports)
-{
-	if (r->action == SLUICE_VERDICT_DENY)
-		return NS_DENY;
-	return r->ports && ports ? NS_PORTS : NS_ALLOW;
-}
-
-/*
- * The same policy for nft: one interval set per family and outcome, and an output chain
- * that decides as sluice does (the prefixes are disjoint, so the order of the rules does
- * not matter; anything else is dropped, as by `default deny`).
- */
-static int write_nft(const char *path, const struct options *o, const struct bench_rule *rules,
-		     bool ports, size_t *elements)
-{
-	FILE *f = fopen(path, "w");
-	char buf[ADDR_STRLEN];
-	int err = 0;
-
-	if (!f) {
-		err = -errno;
-		fprintf(stderr, "apply: cannot write %s: %s\n", path, strerror(-err));
-		return err;
-	}
-	*elements = 0;
-	fprintf(f, "# sluice-bench-apply: %zu prefixes, seed %llu\nflush ruleset\n"
-		   "table inet sluice_bench {\n",
-		o->prefixes, (unsigned long long)o->seed);
-	for (int v4 = 1; v4 >= 0; v4--) {
-		for (int s = 0; s < NS_MAX; s++) {
-			bool first = true;
-
-			fprintf(f, "\tset %s%d {\n\t\ttype %s; flags interval;\n", nft_set_names[s],
-				v4 ? 4 : 6, v4 ? "ipv4_addr" : "ipv6_addr");
-			for (size_t i = 0; i < o->prefixes; i++) {
-				const struct bench_rule *r = &rules[i];
-
-				if (addr_is_v4(&r->pfx.addr) != (bool)v4 ||
-				    nft_set_of(r, ports) != (enum nft_set)s)
-					continue;
-				prefix_format(&r->pfx, buf, sizeof(buf));
-				fprintf(f, "%s%s", first ? "\t\telements = {\n\t\t\t" : ",\n\t\t\t",
-					buf);
-				first = false;
-				(*elements)++;
-			}
-			fprintf(f, "%s\t}\n", first ? "" : "\n\t\t}\n");
-		}
-	}
-	fprintf(f, "\tchain egress {\n\t\ttype filter hook output priority filter; policy drop;\n"
-		   "\t\tip daddr @deny4 drop\n\t\tip6 daddr @deny6 drop\n");
-	if (ports)
-		fprintf(f, "\t\tip daddr @ports4 " PORT_LIST_NFT " accept\n"
-			   "\t\tip6 daddr @ports6 " PORT_LIST_NFT " accept\n");
-	fprintf(f, "\t\tip daddr @allow4 accept\n\t\tip6 daddr @allow6 accept\n\t}\n}\n");
-	if (fclose(f) != 0) {
-		err = -errno;
-		fprintf(stderr, "apply: cannot write %s: %s\n", path, strerror(-err));
-	}
-	return err;
 }
 
 /* --- the child that applies the policy, as a reload would ------------------------------ */
@@ -388,19 +172,83 @@ struct run {
 	unsigned classes, generation;
 };
 
-/* Start argv with stdout to out_fd (-1: /dev/null) and stderr to err_path; wait; measure. */
-static int run_process(char *const argv[], int out_fd, const char *err_path, struct run *run)
+struct ctx {
+	const struct options *o;
+	char dir[PATH_MAX - 64];
+	char policy_path[PATH_MAX], nft_path[PATH_MAX], ipset_path[PATH_MAX], err_path[PATH_MAX];
+	char self[PATH_MAX];
+	int fds[4]; /* the datapath's policy, config, ports and rules maps, inheritable */
+	/* The pinned datapath the CLI works on (with --cli). */
+	bool cli;
+	char bpffs[PATH_MAX - 32], pin_dir[PATH_MAX], state_dir[PATH_MAX];
+};
+
+static bool parse_num(const char *opt, const char *s, unsigned long long min,
+		      unsigned long long max, unsigned long long *out);
+
+/*
+ * The hidden wrapper mode: --spawn REPORT_FD ARGV...: run ARGV, wait, and write its wall
+ * time, peak RSS and wait status to REPORT_FD. A child's ru_maxrss starts at the size of
+ * the process that forked it, so a command forked straight from this benchmark (tens of
+ * MiB with its policy and datapath) would report at least that; forked from this small
+ * freshly executed wrapper, it reports its own peak, as under time(1).
+ */
+static int spawn_main(char **argv)
 {
+	unsigned long long fd;
 	struct rusage ru;
-	double t0 = now_s();
+	double t0;
 	pid_t pid;
 	int status;
 
+	if (!parse_num("--spawn", argv[2], 0, INT_MAX, &fd))
+		return 126;
+	/* The report is ours; the command must not inherit it. */
+	fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+	t0 = now_s();
 	pid = fork();
 	if (pid < 0)
-		return -errno;
+		return 126;
 	if (pid == 0) {
-		int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		execvp(argv[3], &argv[3]);
+		fprintf(stderr, "cannot run %s: %s\n", argv[3], strerror(errno));
+		_exit(127);
+	}
+	if (wait4(pid, &status, 0, &ru) < 0)
+		return 126;
+	dprintf((int)fd, "%.9f %ld %d\n", now_s() - t0, ru.ru_maxrss, status);
+	return 0;
+}
+
+/*
+ * Run argv through the wrapper (spawn_main) with stdout to out_fd (-1: /dev/null) and
+ * stderr to the error file; wait; measure.
+ */
+static int run_process(const struct ctx *c, char *const argv[], int out_fd, struct run *run)
+{
+	char *wargv[SPAWN_ARGS_MAX + 4] = { (char *)c->self, "--spawn", NULL };
+	char report_s[16], line[128] = "";
+	int report[2], status = 0, err = 0;
+	size_t n = 0;
+	ssize_t got;
+	pid_t pid;
+
+	while (argv[n] && n < SPAWN_ARGS_MAX)
+		n++;
+	if (argv[n] || pipe2(report, O_CLOEXEC) < 0)
+		return argv[n] ? -E2BIG : -errno;
+	snprintf(report_s, sizeof(report_s), "%d", report[1]);
+	wargv[2] = report_s;
+	memcpy(&wargv[3], argv, (n + 1) * sizeof(*argv));
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		close(report[0]);
+		close(report[1]);
+		return err;
+	}
+	if (pid == 0) {
+		int err_fd = open(c->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		if (err_fd < 0 || null_fd < 0)
@@ -408,40 +256,35 @@ static int run_process(char *const argv[], int out_fd, const char *err_path, str
 		dup2(null_fd, STDIN_FILENO);
 		dup2(out_fd >= 0 ? out_fd : null_fd, STDOUT_FILENO);
 		dup2(err_fd, STDERR_FILENO);
-		execvp(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+		fcntl(report[1], F_SETFD, 0); /* for the wrapper */
+		execv(wargv[0], wargv);
+		_exit(126);
 	}
-	if (wait4(pid, &status, 0, &ru) < 0)
+	close(report[1]);
+	got = read(report[0], line, sizeof(line) - 1);
+	close(report[0]);
+	if (waitpid(pid, NULL, 0) < 0)
 		return -errno;
-	run->wall_s = now_s() - t0;
-	run->maxrss_kib = ru.ru_maxrss;
+	line[got > 0 ? got : 0] = '\0';
+	if (sscanf(line, "%lf %ld %d", &run->wall_s, &run->maxrss_kib, &status) != 3) {
+		fprintf(stderr, "apply: could not start %s (see %s)\n", argv[0], c->err_path);
+		return -ECHILD;
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		FILE *f = fopen(err_path, "r");
-		char line[512];
+		FILE *f = fopen(c->err_path, "r");
+		char msg[512];
 
 		fprintf(stderr, "apply: %s failed (%s %d):\n", argv[0],
 			WIFEXITED(status) ? "exit status" : "signal",
 			WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-		while (f && fgets(line, sizeof(line), f))
-			fprintf(stderr, "  %s", line);
+		while (f && fgets(msg, sizeof(msg), f))
+			fprintf(stderr, "  %s", msg);
 		if (f)
 			fclose(f);
 		return -ECHILD;
 	}
 	return 0;
 }
-
-struct ctx {
-	const struct options *o;
-	char dir[PATH_MAX - 64];
-	char policy_path[PATH_MAX], nft_path[PATH_MAX], err_path[PATH_MAX];
-	char self[PATH_MAX];
-	int fds[4]; /* the datapath's policy, config, ports and rules maps, inheritable */
-	/* The pinned datapath the CLI works on (with --cli). */
-	bool cli;
-	char bpffs[PATH_MAX - 32], pin_dir[PATH_MAX], state_dir[PATH_MAX];
-};
 
 static int run_sluice(const struct ctx *c, struct run *run)
 {
@@ -457,7 +300,7 @@ static int run_sluice(const struct ctx *c, struct run *run)
 		snprintf(fd_args[i], sizeof(fd_args[i]), "%d", c->fds[i]);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
-	err = run_process(argv, pipefd[1], c->err_path, run);
+	err = run_process(c, argv, pipefd[1], run);
 	close(pipefd[1]);
 	got = err ? 0 : read(pipefd[0], line, sizeof(line) - 1);
 	close(pipefd[0]);
@@ -477,7 +320,45 @@ static int run_nft(const struct ctx *c, struct run *run)
 {
 	char *argv[] = { (char *)c->o->nft, "-f", (char *)c->nft_path, NULL };
 
-	return run_process(argv, -1, c->err_path, run);
+	return run_process(c, argv, -1, run);
+}
+
+/* The sets are replaced one by one, each swapped in whole (see ruleset_write_ipset). */
+static int run_ipset(const struct ctx *c, struct run *run)
+{
+	char *argv[] = { (char *)c->o->ipset, "-exist", "-file", (char *)c->ipset_path, "restore",
+			 NULL };
+
+	return run_process(c, argv, -1, run);
+}
+
+/* After the warm-up: every set holds what the file put there. */
+static int check_ipset(const struct ctx *c, size_t elements[2][RULESET_SETS])
+{
+	for (int v6 = 0; v6 <= 1; v6++) {
+		for (int s = 0; s < RULESET_SETS; s++) {
+			char cmd[PATH_MAX + 64], line[256];
+			long long got = -1;
+			FILE *f;
+
+			snprintf(cmd, sizeof(cmd), "'%s' -terse list " RULESET_IPSET_PREFIX "%s%d",
+				 c->o->ipset, ruleset_set_names[s], v6 ? 6 : 4);
+			f = popen(cmd, "r");
+			if (!f)
+				return -errno;
+			while (fgets(line, sizeof(line), f))
+				sscanf(line, "Number of entries: %lld", &got);
+			pclose(f);
+			if (got != (long long)elements[v6][s]) {
+				fprintf(stderr, "apply: set %s%d holds %lld entries, not %zu\n",
+					ruleset_set_names[s], v6 ? 6 : 4, got,
+					elements[v6][s]);
+				return -EIO;
+			}
+		}
+	}
+	fprintf(stderr, "apply: the ipset sets hold every prefix\n");
+	return 0;
 }
 
 /* sluice --pin-dir P --state-dir S ARGS..., timed. */
@@ -487,7 +368,7 @@ static int run_cli(const struct ctx *c, const char *a1, const char *a2, const ch
 	char *argv[] = { (char *)c->o->cli, "--pin-dir", (char *)c->pin_dir, "--state-dir",
 			 (char *)c->state_dir, (char *)a1, (char *)a2, (char *)a3, NULL };
 
-	return run_process(argv, -1, c->err_path, run);
+	return run_process(c, argv, -1, run);
 }
 
 /* Does the CLI have runtime overrides? If not, why says why. */
@@ -500,7 +381,7 @@ static bool cli_has_overrides(const struct ctx *c, char *why, size_t len)
 		snprintf(why, len, "no --cli given");
 		return false;
 	}
-	if (run_process(argv, -1, c->err_path, &r) != 0) {
+	if (run_process(c, argv, -1, &r) != 0) {
 		snprintf(why, len, "%s has no 'deny' command", c->o->cli);
 		return false;
 	}
@@ -629,10 +510,9 @@ static void stop_daemon(pid_t pid)
  * Destinations inside a port rule's prefix have a port class (decided per port in the
  * datapath); elsewhere the trie's verdict must equal policy_decide's.
  */
-static int check_installed(const struct ctx *c, const struct bench_rule *rules, bool ports,
-			   __u32 generation)
+static int check_installed(const struct ctx *c, const struct ruleset *rs, __u32 generation)
 {
-	struct rng rng = { .state = c->o->seed ^ 0xc0ffee };
+	__u64 rng = c->o->seed ^ 0xc0ffee;
 	char err[POLICY_ERROR_MAX], buf[ADDR_STRLEN];
 	struct sluice_config cfg;
 	struct policy p;
@@ -657,10 +537,10 @@ static int check_installed(const struct ctx *c, const struct bench_rule *rules, 
 		return ret;
 	}
 	for (unsigned i = 0; i < CHECK_PROBES; i++) {
-		const struct bench_rule *r = &rules[rng_next(&rng) % c->o->prefixes];
+		const struct ruleset_rule *r = &rs->rules[ruleset_rng(&rng) % rs->n];
 		struct sluice_lpm_key key = { .prefixlen = 128 };
 		struct sluice_policy_entry got, want;
-		__u64 hi = rng_next(&rng), lo = rng_next(&rng);
+		__u64 hi = ruleset_rng(&rng), lo = ruleset_rng(&rng);
 
 		/* Half inside a rule (random host bits), half anywhere. */
 		memcpy(key.addr.a, &hi, 8);
@@ -680,7 +560,7 @@ static int check_installed(const struct ctx *c, const struct bench_rule *rules, 
 			continue;
 		}
 		policy_decide(&p, &key.addr, IPPROTO_UDP, 9, &want); /* no port rule names UDP */
-		if (i % 2 == 0 && r->ports && ports) {
+		if (i % 2 == 0 && r->ports && rs->ports) {
 			wrong += got.port_class == 0;
 			continue;
 		}
@@ -741,6 +621,8 @@ enum metric {
 	M_SLUICE_RSS,
 	M_NFT_WALL,
 	M_NFT_RSS,
+	M_IPSET_WALL,
+	M_IPSET_RSS,
 	M_CLI_LOAD,
 	M_OVERRIDE,
 	M_REMOVE,
@@ -760,6 +642,8 @@ static const struct {
 	[M_SLUICE_RSS] = { "sluice_peak_rss", "MiB", "sluice: peak RSS" },
 	[M_NFT_WALL] = { "nft_wall", "ms", "nft -f: process, start to exit" },
 	[M_NFT_RSS] = { "nft_peak_rss", "MiB", "nft -f: peak RSS" },
+	[M_IPSET_WALL] = { "ipset_wall", "ms", "ipset restore: process, start to exit" },
+	[M_IPSET_RSS] = { "ipset_peak_rss", "MiB", "ipset restore: peak RSS" },
 	[M_CLI_LOAD] = { "cli_policy_load", "ms", "sluice policy load FILE (CLI)" },
 	[M_OVERRIDE] = { "override_wall", "ms", "sluice deny ADDR (CLI)" },
 	[M_REMOVE] = { "override_remove_wall", "ms", "sluice remove ADDR (CLI)" },
@@ -768,25 +652,32 @@ static const struct {
 			      "sluice remove ADDR (daemon running)" },
 };
 
+/* Who takes part in this run besides sluice itself. */
+struct peers {
+	bool nft, ipset, cli;
+};
+
 /* Which metrics this run has. */
-static bool measured(int m, bool nft, bool cli)
+static bool measured(int m, const struct peers *w)
 {
 	if (m == M_NFT_WALL || m == M_NFT_RSS)
-		return nft;
+		return w->nft;
+	if (m == M_IPSET_WALL || m == M_IPSET_RSS)
+		return w->ipset;
 	if (m == M_CLI_LOAD || m == M_OVERRIDE || m == M_REMOVE || m == M_DAEMON_OVERRIDE ||
 	    m == M_DAEMON_REMOVE)
-		return cli;
+		return w->cli;
 	return true;
 }
 
 static void print_results(FILE *f, const struct options *o, double *const v[M_MAX],
-			  bool nft, bool cli)
+			  const struct peers *w)
 {
 	fprintf(f, "%-36s %10s %10s %10s\n", "", "median", "min", "max");
 	for (int m = 0; m < M_MAX; m++) {
 		struct stat3 s;
 
-		if (!measured(m, nft, cli))
+		if (!measured(m, w))
 			continue;
 		s = summarize(v[m], o->reps);
 		fprintf(f, "%-36s %10.1f %10.1f %10.1f  %s\n", metrics[m].label, s.median, s.min,
@@ -795,7 +686,7 @@ static void print_results(FILE *f, const struct options *o, double *const v[M_MA
 }
 
 static int write_tsv(const char *path, const struct options *o, double *const v[M_MAX],
-		     bool nft, bool cli, const char *const params[][2], size_t nparams)
+		     const struct peers *w, const char *const params[][2], size_t nparams)
 {
 	FILE *f = fopen(path, "w");
 	int err = 0;
@@ -811,7 +702,7 @@ static int write_tsv(const char *path, const struct options *o, double *const v[
 	for (int m = 0; m < M_MAX; m++) {
 		struct stat3 s;
 
-		if (!measured(m, nft, cli))
+		if (!measured(m, w))
 			continue;
 		s = summarize(v[m], o->reps);
 		fprintf(f, "metric\t%s\t%.3f\t%.3f\t%.3f\t%s\n", metrics[m].name, s.median, s.min,
@@ -833,7 +724,8 @@ static void usage(FILE *f)
 		"\n"
 		"Time to apply a large policy: sluice (parse + compile + install into a loaded,\n"
 		"unattached datapath, in a fresh process) against `nft -f` loading the same\n"
-		"prefixes as interval sets in a private network namespace, interleaved.\n"
+		"prefixes as interval sets and `ipset restore` loading them into hash:net sets,\n"
+		"in a private network namespace, interleaved.\n"
 		"\n"
 		"Options:\n"
 		"  --prefixes N     prefixes in the policy, half IPv6 (default %d)\n"
@@ -841,21 +733,24 @@ static void usage(FILE *f)
 		"  --reps N         interleaved repetitions after one warm-up each (default %d)\n"
 		"  --seed N         seed of the generated policy (default %llu)\n"
 		"  --nft PATH       the nft binary (default %s, from PATH)\n"
-		"  --no-nft         measure sluice only\n"
+		"  --no-nft         leave nft out\n"
+		"  --ipset PATH     the ipset binary (default %s, from PATH)\n"
+		"  --no-ipset       leave ipset out\n"
 		"  --cli PATH       the sluice binary: also time 'sluice policy load' and one\n"
 		"                   override ('sluice deny ADDR', 'sluice remove ADDR') against a\n"
 		"                   pinned datapath in a private bpffs\n"
 		"  --out FILE       also write the results as TSV to FILE\n"
-		"  --keep DIR       write the generated policy.conf and policy.nft to DIR and\n"
-		"                   keep them (default: a temporary directory, removed at exit)\n"
+		"  --keep DIR       write the generated policy.conf, policy.nft and\n"
+		"                   policy.ipset to DIR and keep them (default: a temporary\n"
+		"                   directory, removed at exit)\n"
 		"  -v, --verbose    libbpf's messages and every measurement\n"
 		"  -h, --help       this text\n"
 		"\n"
 		"Examples:\n"
 		"  sluice-bench-apply --out /tmp/apply.tsv\n"
 		"  sluice-bench-apply --prefixes 1000000 --port-rules 10000 --reps 3\n",
-		DEFAULT_PREFIXES, PORT_LIST_SLUICE, DEFAULT_PORT_RULES, DEFAULT_REPS,
-		(unsigned long long)DEFAULT_SEED, DEFAULT_NFT);
+		DEFAULT_PREFIXES, RULESET_PORTS_SLUICE, DEFAULT_PORT_RULES, DEFAULT_REPS,
+		(unsigned long long)DEFAULT_SEED, DEFAULT_NFT, DEFAULT_IPSET);
 }
 
 static bool parse_num(const char *opt, const char *s, unsigned long long min,
@@ -885,6 +780,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "seed", required_argument, NULL, 's' },
 		{ "nft", required_argument, NULL, 'n' },
 		{ "no-nft", no_argument, NULL, 'N' },
+		{ "ipset", required_argument, NULL, 'i' },
+		{ "no-ipset", no_argument, NULL, 'I' },
 		{ "cli", required_argument, NULL, 'c' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "keep", required_argument, NULL, 'k' },
@@ -901,6 +798,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		.reps = DEFAULT_REPS,
 		.seed = DEFAULT_SEED,
 		.nft = DEFAULT_NFT,
+		.ipset = DEFAULT_IPSET,
 	};
 	while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -930,6 +828,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'N':
 			o->no_nft = true;
+			break;
+		case 'i':
+			o->ipset = optarg;
+			break;
+		case 'I':
+			o->no_ipset = true;
 			break;
 		case 'c':
 			o->cli = optarg;
@@ -990,20 +894,25 @@ int main(int argc, char **argv)
 {
 	char ports_err[POLICY_ERROR_MAX], elements_s[32], entries_s[32], port_entries_s[32];
 	char classes_s[32], prefixes_s[32], port_rules_s[32], reps_s[32], seed_s[32];
-	char v4_s[32], v6_s[32];
+	char v4_s[32], v6_s[32], ipset_elements_s[32];
 	struct datapath dp = { .skel = NULL }, pinned = { .skel = NULL };
 	char no_cli[PATH_MAX + 64] = "";
-	struct bench_rule *rules = NULL;
+	struct ruleset rs = { .rules = NULL };
+	struct ruleset_params rp;
 	struct options o;
 	struct ctx c = { .o = &o, .fds = { -1, -1, -1, -1 } };
 	double *pool = NULL, *v[M_MAX];
-	size_t elements = 0, n4 = 0;
+	size_t nft_sets[2][RULESET_SETS], ipset_sets[2][RULESET_SETS], elements = 0, n4;
+	size_t ipset_elements = 0;
+	struct peers w;
 	struct run last = { 0 };
 	bool ports, loaded = false, pinned_loaded = false, mounted = false;
 	int err;
 
 	if (argc == 7 && strcmp(argv[1], "--apply-child") == 0)
 		return child_main(argv);
+	if (argc > 3 && strcmp(argv[1], "--spawn") == 0)
+		return spawn_main(argv);
 	err = parse_args(argc, argv, &o);
 	if (err)
 		return err;
@@ -1013,8 +922,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "apply: cannot find my own binary: %s\n", strerror(errno));
 		return 1;
 	}
-	/* Everything below, nft included, lives in a network namespace that dies with us. */
-	if (!o.no_nft && unshare(CLONE_NEWNET) < 0) {
+	/*
+	 * Everything below, nft, ipset and the daemon's veth pair included, lives in a network
+	 * namespace that dies with us.
+	 */
+	if (unshare(CLONE_NEWNET) < 0) {
 		fprintf(stderr,
 			"apply: cannot create a private network namespace: %s (root needed)\n",
 			strerror(errno));
@@ -1034,16 +946,20 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"apply: NOTE: this sluice's policy parser rejects port rules (%s);\n"
 			"apply: NOTE: the %zu port rules are written WITHOUT their port list,\n"
-			"apply: NOTE: for sluice and nft alike: this run measures %zu plain "
+			"apply: NOTE: for sluice, nft and ipset alike: this run measures %zu plain "
 			"prefixes.\n",
 			ports_err, o.port_rules, o.prefixes);
 	}
 
-	err = build_rules(&o, &rules);
+	rp = (struct ruleset_params){
+		.prefixes = o.prefixes,
+		.port_rules = o.port_rules,
+		.seed = o.seed,
+	};
+	err = ruleset_build(&rp, ports, &rs);
 	if (err)
 		goto out;
-	for (size_t i = 0; i < o.prefixes; i++)
-		n4 += addr_is_v4(&rules[i].pfx.addr);
+	n4 = rs.n4;
 
 	if (o.keep) {
 		snprintf(c.dir, sizeof(c.dir), "%s", o.keep);
@@ -1063,12 +979,21 @@ int main(int argc, char **argv)
 	}
 	snprintf(c.policy_path, sizeof(c.policy_path), "%s/policy.conf", c.dir);
 	snprintf(c.nft_path, sizeof(c.nft_path), "%s/policy.nft", c.dir);
+	snprintf(c.ipset_path, sizeof(c.ipset_path), "%s/policy.ipset", c.dir);
 	snprintf(c.err_path, sizeof(c.err_path), "%s/stderr.txt", c.dir);
-	err = write_policy(c.policy_path, &o, rules, ports);
+	err = ruleset_write_sluice(&rs, c.policy_path);
 	if (!err)
-		err = write_nft(c.nft_path, &o, rules, ports, &elements);
+		err = ruleset_write_nft(&rs, c.nft_path, nft_sets);
+	if (!err)
+		err = ruleset_write_ipset(&rs, c.ipset_path, ipset_sets);
 	if (err)
 		goto out;
+	for (int f = 0; f < 2; f++) {
+		for (int s = 0; s < RULESET_SETS; s++) {
+			elements += nft_sets[f][s];
+			ipset_elements += ipset_sets[f][s];
+		}
+	}
 
 	err = datapath_load(&dp, NULL);
 	if (err) {
@@ -1089,6 +1014,7 @@ int main(int argc, char **argv)
 	}
 
 	c.cli = cli_has_overrides(&c, no_cli, sizeof(no_cli));
+	w = (struct peers){ .nft = !o.no_nft, .ipset = !o.no_ipset, .cli = c.cli };
 	if (c.cli) {
 		err = setup_pinned(&c, &pinned);
 		mounted = c.bpffs[0] != '\0';
@@ -1101,15 +1027,19 @@ int main(int argc, char **argv)
 		"apply: %zu prefixes (%zu IPv4, %zu IPv6, disjoint), %zu port rules (%s), "
 		"%u reps + 1 warm-up, seed %llu; files in %s\n",
 		o.prefixes, n4, o.prefixes - n4, o.port_rules,
-		ports ? PORT_LIST_SLUICE : "written without ports", o.reps,
+		ports ? RULESET_PORTS_SLUICE : "written without ports", o.reps,
 		(unsigned long long)o.seed, c.dir);
 
 	/* Warm-up: page cache, the loader, the first trie; then check what got installed. */
 	err = run_sluice(&c, &last);
 	if (!err)
-		err = check_installed(&c, rules, ports, last.generation);
-	if (!err && !o.no_nft)
+		err = check_installed(&c, &rs, last.generation);
+	if (!err && w.nft)
 		err = run_nft(&c, &last);
+	if (!err && w.ipset)
+		err = run_ipset(&c, &last);
+	if (!err && w.ipset)
+		err = check_ipset(&c, ipset_sets);
 	if (!err && c.cli) {
 		struct run r;
 
@@ -1125,17 +1055,21 @@ int main(int argc, char **argv)
 		goto out;
 
 	for (unsigned rep = 0; rep < o.reps; rep++) {
-		struct run s = { 0 }, n = { 0 };
+		struct run s = { 0 }, n = { 0 }, i = { 0 };
 
-		/* Alternate who goes first, so that neither always follows the other. */
-		if (rep % 2 == 0 || o.no_nft) {
-			err = run_sluice(&c, &s);
-			if (!err && !o.no_nft)
-				err = run_nft(&c, &n);
-		} else {
-			err = run_nft(&c, &n);
-			if (!err)
+		/* Rotate who goes first, so that no one always follows the same other. */
+		for (unsigned k = 0; !err && k < 3; k++) {
+			switch ((rep + k) % 3) {
+			case 0:
 				err = run_sluice(&c, &s);
+				break;
+			case 1:
+				err = w.nft ? run_nft(&c, &n) : 0;
+				break;
+			default:
+				err = w.ipset ? run_ipset(&c, &i) : 0;
+				break;
+			}
 		}
 		if (err)
 			goto out;
@@ -1162,13 +1096,15 @@ int main(int argc, char **argv)
 		v[M_SLUICE_RSS][rep] = s.maxrss_kib / 1024.0;
 		v[M_NFT_WALL][rep] = n.wall_s * 1e3;
 		v[M_NFT_RSS][rep] = n.maxrss_kib / 1024.0;
+		v[M_IPSET_WALL][rep] = i.wall_s * 1e3;
+		v[M_IPSET_RSS][rep] = i.maxrss_kib / 1024.0;
 		last = s;
 		if (o.verbose)
 			fprintf(stderr,
 				"apply: rep %u: sluice %.1f ms (%.1f MiB), "
-				"nft %.1f ms (%.1f MiB)\n",
+				"nft %.1f ms (%.1f MiB), ipset %.1f ms (%.1f MiB)\n",
 				rep + 1, s.wall_s * 1e3, s.maxrss_kib / 1024.0, n.wall_s * 1e3,
-				n.maxrss_kib / 1024.0);
+				n.maxrss_kib / 1024.0, i.wall_s * 1e3, i.maxrss_kib / 1024.0);
 	}
 
 	/* Overrides through the running daemon: one warm-up pair, then the repetitions. */
@@ -1194,14 +1130,18 @@ int main(int argc, char **argv)
 	}
 
 	printf("policy: %zu prefixes (%zu IPv4, %zu IPv6), %zu with '%s'%s\n", o.prefixes, n4,
-	       o.prefixes - n4, o.port_rules, PORT_LIST_SLUICE,
+	       o.prefixes - n4, o.port_rules, RULESET_PORTS_SLUICE,
 	       ports ? "" : " -- port lists NOT applied: the parser rejects them");
 	printf("sluice: %zu rules -> %zu trie entries, %zu port entries in %u classes\n",
 	       last.rules, last.entries, last.port_entries, last.classes);
-	if (!o.no_nft)
+	if (w.nft)
 		printf("nft: %zu interval-set elements in 6 sets, one output chain\n", elements);
+	if (w.ipset)
+		printf("ipset: %zu hash:net elements in 6 sets, each filled beside the live one "
+		       "and swapped in\n",
+		       ipset_elements);
 	printf("%u interleaved repetitions after one warm-up each\n\n", o.reps);
-	print_results(stdout, &o, v, !o.no_nft, c.cli);
+	print_results(stdout, &o, v, &w);
 	{
 		struct stat3 sw = summarize(v[M_SLUICE_WALL], o.reps);
 		struct stat3 sa = summarize(v[M_SLUICE_APPLY], o.reps);
@@ -1210,7 +1150,13 @@ int main(int argc, char **argv)
 		       "%.1f ms in-process -- %s\n",
 		       o.prefixes, TARGET_MS, sw.median, sa.median,
 		       sw.median <= TARGET_MS ? "met" : "NOT met");
-		if (!o.no_nft) {
+		if (w.ipset) {
+			struct stat3 iw = summarize(v[M_IPSET_WALL], o.reps);
+
+			printf("ipset restore/sluice = %.1fx (process wall, medians)\n",
+			       iw.median / sw.median);
+		}
+		if (w.nft) {
 			struct stat3 nw = summarize(v[M_NFT_WALL], o.reps);
 			struct stat3 sr = summarize(v[M_SLUICE_RSS], o.reps);
 			struct stat3 nr = summarize(v[M_NFT_RSS], o.reps);
@@ -1245,6 +1191,7 @@ int main(int argc, char **argv)
 		snprintf(port_entries_s, sizeof(port_entries_s), "%zu", last.port_entries);
 		snprintf(classes_s, sizeof(classes_s), "%u", last.classes);
 		snprintf(elements_s, sizeof(elements_s), "%zu", elements);
+		snprintf(ipset_elements_s, sizeof(ipset_elements_s), "%zu", ipset_elements);
 		snprintf(reps_s, sizeof(reps_s), "%u", o.reps);
 		snprintf(seed_s, sizeof(seed_s), "%llu", (unsigned long long)o.seed);
 		const char *const params[][2] = {
@@ -1252,20 +1199,21 @@ int main(int argc, char **argv)
 			{ "ipv4", v4_s },
 			{ "ipv6", v6_s },
 			{ "port_rules", port_rules_s },
-			{ "port_list", PORT_LIST_SLUICE },
+			{ "port_list", RULESET_PORTS_SLUICE },
 			{ "ports_applied", ports ? "yes" : "no" },
 			{ "ports_rejected_because", ports ? "" : ports_err },
 			{ "trie_entries", entries_s },
 			{ "port_entries", port_entries_s },
 			{ "port_classes", classes_s },
-			{ "nft_elements", o.no_nft ? "" : elements_s },
+			{ "nft_elements", w.nft ? elements_s : "" },
+			{ "ipset_elements", w.ipset ? ipset_elements_s : "" },
 			{ "reps", reps_s },
 			{ "seed", seed_s },
 			{ "override", c.cli ? "measured" : no_cli },
 			{ "override_addr", OVERRIDE_ADDR },
 		};
 
-		err = write_tsv(o.out, &o, v, !o.no_nft, c.cli, params,
+		err = write_tsv(o.out, &o, v, &w, params,
 				sizeof(params) / sizeof(params[0]));
 	}
 out:
@@ -1281,7 +1229,7 @@ out:
 		umount2(c.bpffs, MNT_DETACH);
 	if (!o.keep && c.dir[0])
 		nftw(c.dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-	free(rules);
+	ruleset_free(&rs);
 	free(pool);
 	return err ? 1 : 0;
 }

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # sluice's benchmarks: build, run, record the machine, and (for a full run) regenerate the
-# marked blocks of docs/performance.md and the plot docs/img/pktcost.png. Raw results go to
-# bench/results/<UTC time>-<full|quick>/.
-#   pktcost  per-packet cost of the tc egress program (sluice-bench-pktcost)
-#   apply    time and peak RSS to apply a 100 000-prefix policy, against `nft -f` loading
-#            the same prefixes (sluice-bench-apply)
-#   scrape   one /metrics scrape with 1 000 000 tracked destinations (sluice-bench-scrape)
+# marked blocks of docs/performance.md and the plots docs/img/pktcost.png and
+# docs/img/throughput.png. Raw results go to bench/results/<UTC time>-<full|quick>/.
+#   pktcost     per-packet cost of the tc egress program (sluice-bench-pktcost)
+#   apply       time and peak RSS to apply a 100 000-prefix policy, against `nft -f` and
+#               `ipset restore` loading the same prefixes (sluice-bench-apply)
+#   throughput  TCP and small-packet UDP over veth between network namespaces: no filter,
+#               sluice, nftables sets, iptables + ipset, linear iptables rules
+#               (bench/throughput.sh)
+#   scrape      one /metrics scrape with 1 000 000 tracked destinations (sluice-bench-scrape)
 #
 # Usage: bench/run.sh [--quick] [--docs|--no-docs] [--build-dir DIR] [--skip-build]
-#                     [--only pktcost|apply|scrape] [-- ARGS FOR sluice-bench-pktcost]
+#                     [--only pktcost|apply|throughput|scrape] [-- ARGS FOR sluice-bench-pktcost]
 #   --quick        about a minute: pktcost at 10 and 100000 prefixes, fewer repetitions
-#                  everywhere; leaves docs/ alone unless --docs is given (quick numbers are
-#                  too rough to publish)
+#                  and 1-second throughput runs; leaves docs/ alone unless --docs is given
+#                  (quick numbers are too rough to publish)
 #   --docs         update docs/ even for a quick run or one with extra benchmark arguments
 #   --no-docs      never touch docs/
 #   --build-dir    CMake build tree (default: build/ at the top of the repository)
 #   --skip-build   use the benchmark binaries already built
 #   --only NAME    run one benchmark (its docs block alone is updated)
-# Needs root (BPF_PROG_TEST_RUN, BPF maps, a private network namespace for nft); re-executes
-# itself with sudo (building first, as you). No network interface of the host is touched:
-# pktcost runs everything through BPF_PROG_TEST_RUN, apply runs nft in a network namespace
-# of its own that the kernel deletes when it exits.
+# Needs root (BPF_PROG_TEST_RUN, BPF maps, network namespaces); re-executes itself with sudo
+# (building first, as you). No network interface of the host is touched: pktcost runs
+# everything through BPF_PROG_TEST_RUN, apply runs nft and ipset in a network namespace of
+# its own that the kernel deletes when it exits, throughput builds namespace pairs joined
+# by veth (tests/e2e/lib.sh) and deletes them when it exits, however it exits.
 set -euo pipefail
 
 self=$(readlink -f "$0")
@@ -49,8 +53,8 @@ while [ $# -gt 0 ]; do
 	--skip-build) skip_build=1 ;;
 	--only)
 		case ${2:-} in
-		pktcost | apply | scrape) only=$2 ;;
-		*) echo "run.sh: --only needs pktcost, apply or scrape" >&2; exit 2 ;;
+		pktcost | apply | throughput | scrape) only=$2 ;;
+		*) echo "run.sh: --only needs pktcost, apply, throughput or scrape" >&2; exit 2 ;;
 		esac
 		shift
 		;;
@@ -66,8 +70,8 @@ build() {
 		cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	fi
 	# apply also drives the CLI (sluice deny) where it has runtime overrides.
-	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply sluice-bench-scrape sluice \
-		-j "$(nproc)"
+	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply \
+		sluice-bench-udp sluice-bench-rulegen sluice-bench-scrape sluice -j "$(nproc)"
 }
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -89,7 +93,8 @@ fi
 bin=$build_dir/bench/sluice-bench-pktcost
 apply_bin=$build_dir/bench/sluice-bench-apply
 scrape_bin=$build_dir/bench/sluice-bench-scrape
-for b in "$bin" "$apply_bin" "$scrape_bin"; do
+for b in "$bin" "$apply_bin" "$scrape_bin" "$build_dir/bench/sluice-bench-udp" \
+	"$build_dir/bench/sluice-bench-rulegen" "$build_dir/sluice"; do
 	[ -x "$b" ] || { echo "run.sh: $b not built" >&2; exit 1; }
 done
 
@@ -98,12 +103,14 @@ if [ "$quick" -eq 1 ]; then
 	bench_args=(--prefixes 10,100000 --reps 3 --hot-repeat 200000 --spread-passes 2)
 	apply_args=(--reps 3)
 	scrape_args=(--destinations 100000 --reps 3)
+	throughput_args=(--seconds 1 --reps 2)
 else
 	kind=full
 	bench_args=(--prefixes 10,1000,10000,100000,1000000 --reps 7 --hot-repeat 1000000
 		--spread-passes 5)
 	apply_args=(--reps 7)
 	scrape_args=(--destinations 1000000 --reps 7)
+	throughput_args=(--seconds 5 --reps 5)
 fi
 bench_args+=("${extra[@]}")
 # The CLI, for `sluice policy load` and the single-override latency (measured only where
@@ -144,7 +151,9 @@ dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo yes ||
 	printf 'command\t%s\n' "$command"
 	printf 'bench_args\t%s\n' "${bench_args[*]}"
 	printf 'apply_args\t%s\n' "${apply_args[*]}"
+	printf 'throughput_args\t%s\n' "${throughput_args[*]}"
 	printf 'nft\t%s\n' "$(nft --version 2>/dev/null || echo none)"
+	printf 'ipset\t%s\n' "$(ipset --version 2>/dev/null | head -n1 || echo none)"
 } >"$out/meta.tsv"
 
 echo "run.sh: kernel $(uname -r), CPU ${cpu_model:-unknown} x $(nproc); results in $out" >&2
@@ -268,15 +277,14 @@ make_apply_block() {
 	$1 == "metric" { med[$2] = $3; lo[$2] = $4; hi[$2] = $5; unit[$2] = $6 }
 	function row(name, label) {
 		if (!(name in med)) return
-		printf "| %s | %s%.1f%s | %.1f–%.1f | %s |\n", label,
-			name == "sluice_wall" || name == "nft_wall" ? "**" : "", med[name],
-			name == "sluice_wall" || name == "nft_wall" ? "**" : "", lo[name], hi[name],
-			unit[name]
+		bold = name == "sluice_wall" || name == "nft_wall" || name == "ipset_wall" ? "**" : ""
+		printf "| %s | %s%.1f%s | %.1f–%.1f | %s |\n", label, bold, med[name], bold,
+			lo[name], hi[name], unit[name]
 	}
 	END {
-		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), %s, ",
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), %s, %s, ",
 			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
-			meta["nft"]
+			meta["nft"], meta["ipset"]
 		printf "commit `%s`%s.\n", meta["commit"],
 			meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
 		printf "Command: `%s` (benchmark arguments: `%s`).\n", meta["command"], meta["apply_args"]
@@ -284,11 +292,15 @@ make_apply_block() {
 		printf "Policy: %s prefixes (%s IPv4, %s IPv6, disjoint), %s of them with `%s`",
 			param["prefixes"], param["ipv4"], param["ipv6"], param["port_rules"], param["port_list"]
 		if (param["ports_applied"] != "yes")
-			printf " — **port lists NOT applied**: the policy parser rejected them (`%s`), so both sides loaded plain prefixes",
+			printf " — **port lists NOT applied**: the policy parser rejected them (`%s`), so every side loaded plain prefixes",
 				param["ports_rejected_because"]
 		printf ". sluice compiled it into %s trie entries and %s port entries (%s port classes); ",
 			param["trie_entries"], param["port_entries"], param["port_classes"]
-		printf "nft loaded %s elements into 6 interval sets.\n\n", param["nft_elements"]
+		printf "nft loaded %s elements into 6 interval sets", param["nft_elements"]
+		if (param["ipset_elements"] != "")
+			printf "; `ipset restore` loaded %s elements into 6 hash:net sets, each filled beside the live set and swapped in (the iptables rules that use the sets do not change on a reload and are not timed)",
+				param["ipset_elements"]
+		print ".\n"
 		print "| | median | min–max | unit |"
 		print "|:---|---:|---:|:---|"
 		row("sluice_wall", "sluice: whole process (start to exit)")
@@ -299,6 +311,8 @@ make_apply_block() {
 		row("sluice_peak_rss", "sluice: peak RSS")
 		row("nft_wall", "`nft -f`: whole process (start to exit)")
 		row("nft_peak_rss", "`nft -f`: peak RSS")
+		row("ipset_wall", "`ipset restore`: whole process (start to exit)")
+		row("ipset_peak_rss", "`ipset restore`: peak RSS")
 		row("cli_policy_load", "`sluice policy load FILE`: whole command (CLI, state files included)")
 		row("override_wall", "`sluice deny " param["override_addr"] "`: whole command, this policy in force")
 		row("override_remove_wall", "`sluice remove " param["override_addr"] "`: whole command")
@@ -314,6 +328,12 @@ make_apply_block() {
 				(med["sluice_peak_rss"] > 0 ? med["nft_peak_rss"] / med["sluice_peak_rss"] : 0)
 		else
 			print "≥ 20× faster than nft: not measured in this run."
+		if ("ipset_wall" in med && med["sluice_wall"] > 0) {
+			r = med["ipset_wall"] / med["sluice_wall"]
+			printf "Against `ipset restore`: ipset/sluice = %.2f× (%s). Peak RSS: ipset/sluice = %.2f×.\n",
+				r, (r >= 1 ? "sluice is faster" : "**ipset is faster**"),
+				(med["sluice_peak_rss"] > 0 ? med["ipset_peak_rss"] / med["sluice_peak_rss"] : 0)
+		}
 		if ("override_daemon_wall" in med)
 			printf "An override applies in ≤ 10 ms (daemon running): %.1f ms — **%s**.\n",
 				med["override_daemon_wall"], (med["override_daemon_wall"] <= 10 ? "met" : "not met")
@@ -365,6 +385,169 @@ if [ "$only" = all ] || [ "$only" = scrape ]; then
 	fi
 fi
 
+# --- throughput ------------------------------------------------------------------------------
+# Short names for the plot.
+throughput_label() { # CONTENDER
+	case $1 in
+	none) echo "no filter" ;;
+	sluice) echo "sluice" ;;
+	nft) echo "nftables set" ;;
+	ipset) echo "iptables+ipset" ;;
+	iptables-*) echo "iptables ${1#iptables-} rules" ;;
+	esac
+}
+
+run_throughput() {
+	"$root/bench/throughput.sh" --build-dir "$build_dir" --out "$out" "${throughput_args[@]}" \
+		2> >(tee "$out/throughput.log" >&2) | tee "$out/throughput.txt"
+
+	# plot ----------------------------------------------------------------------------------
+	# One data file per test: label, median, min, max (Gbit/s or thousand packets/s), colour.
+	# Bars are medians, the whiskers min-max, the number the median.
+	local test scale t c med lo hi
+	for test in tcp udp; do
+		[ "$test" = tcp ] && scale=1e9 || scale=1e3
+		: >"$out/plot-tp-$test.dat"
+		while IFS=$'\t' read -r t c _ med lo hi _; do
+			[ "$t" = "$test" ] || continue
+			awk -v l="$(throughput_label "$c")" -v m="$med" -v lo="$lo" -v hi="$hi" \
+				-v s="$scale" -v col="$([ "$c" = sluice ] && echo 2 || echo 1)" \
+				'BEGIN { printf "\"%s\" %g %g %g %d\n", l, m / s, lo / s, hi / s, col }' \
+				>>"$out/plot-tp-$test.dat"
+		done <"$out/throughput.tsv"
+	done
+	local tcp_none udp_none prefixes
+	tcp_none=$(awk -F'\t' '$1 == "tcp" && $2 == "none" { print $4 / 1e9 }' "$out/throughput.tsv")
+	udp_none=$(awk -F'\t' '$1 == "udp" && $2 == "none" { print $4 / 1e3 }' "$out/throughput.tsv")
+	prefixes=$(awk -F'\t' '$1 == "prefixes" { print $2 }' "$out/throughput-meta.tsv")
+	gnuplot <<EOF
+set terminal pngcairo size 1200,520 font ",10"
+set output "$out/throughput.png"
+set multiplot layout 1,2 title "Throughput over veth between namespaces, filter on the sender's egress, $prefixes prefixes (kernel $(uname -r), ${cpu_model:-unknown} x $(nproc))" noenhanced
+set style fill solid 0.7 border -1
+set boxwidth 0.6
+set logscale y
+set grid ytics
+set key top right
+set xtics rotate by 25 right noenhanced
+set bmargin 7
+set xrange [-0.6:*]
+set linetype 1 lc rgb "#8c8c8c"
+set linetype 2 lc rgb "#d95f02"
+set title "TCP, one iperf3 stream" noenhanced
+set ylabel "Gbit/s received (median; bars: min-max; log scale)"
+plot "$out/plot-tp-tcp.dat" using 0:2:(0.6):5:xtic(1) with boxes lc variable notitle, \
+     "" using 0:3:(0):(\$4-\$3) with vectors heads size 0.08,90 lc rgb "black" lw 1.5 notitle, \
+     "" using 0:4:(sprintf("%.2f", \$2)) with labels offset 0,0.8 notitle, \
+     ${tcp_none:-0} * 0.98 with lines dt 2 lc rgb "black" title "98 % of no filter (target for sluice)"
+set title "UDP, 64-byte payloads from one CPU (sendmmsg)" noenhanced
+set ylabel "thousand packets/s received (median; bars: min-max; log scale)"
+plot "$out/plot-tp-udp.dat" using 0:2:(0.6):5:xtic(1) with boxes lc variable notitle, \
+     "" using 0:3:(0):(\$4-\$3) with vectors heads size 0.08,90 lc rgb "black" lw 1.5 notitle, \
+     "" using 0:4:(sprintf("%.0f", \$2)) with labels offset 0,0.8 notitle, \
+     ${udp_none:-0} * 0.95 with lines dt 2 lc rgb "black" title "95 % of no filter (target for sluice)"
+unset multiplot
+EOF
+}
+
+# The block: machine, command, policy, targets, one table per test with ratios against the
+# baseline and against sluice.
+make_throughput_block() {
+	awk -F'\t' '
+	FILENAME == ARGV[1] { meta[$1] = $2; next }
+	FILENAME == ARGV[2] { tp[$1] = $2; next }
+	FNR == 1 { next }
+	{
+		k = $1 SUBSEP $2
+		if (!(k in med)) { n[$1]++; order[$1, n[$1]] = $2 }
+		med[k] = $4; lo[k] = $5; hi[k] = $6
+	}
+	function label(c,   s) {
+		if (c == "none") return "no filter"
+		if (c == "sluice") return "**sluice** (`sluice run`, " tp["prefixes"] " prefixes)"
+		if (c == "nft") return "nftables, interval sets, output hook (" tp["prefixes"] " prefixes)"
+		if (c == "ipset") return "iptables + ipset hash:net (" tp["prefixes"] " prefixes)"
+		s = c; sub(/^iptables-/, "", s)
+		return "iptables, " s " linear rules"
+	}
+	function overlap(t, a, b) {
+		return lo[t, a] <= hi[t, b] && lo[t, b] <= hi[t, a]
+	}
+	function verdict(ok) { return ok ? "met" : "not met" }
+	function table(t, title, scale, fmt,   i, c, base, sl) {
+		printf "\n#### %s\n\n", title
+		if (t == "udp") {
+			print "| filter on the sender | median | min–max | × no filter | added ns/packet | sluice ÷ this |"
+			print "|:---|---:|---:|---:|---:|---:|"
+		} else {
+			print "| filter on the sender | median | min–max | × no filter | sluice ÷ this |"
+			print "|:---|---:|---:|---:|---:|"
+		}
+		base = med[t, "none"]; sl = med[t, "sluice"]
+		for (i = 1; i <= n[t]; i++) {
+			c = order[t, i]
+			printf "| %s | " fmt " | " fmt "–" fmt " | %.3f |", label(c), med[t, c] / scale,
+				lo[t, c] / scale, hi[t, c] / scale, (base > 0 ? med[t, c] / base : 0)
+			if (t == "udp")
+				printf " %+.0f |", (med[t, c] > 0 && base > 0 ? 1e9 / med[t, c] - 1e9 / base : 0)
+			if (sl > 0 && med[t, c] > 0)
+				printf " %.3f |\n", sl / med[t, c]
+			else
+				print " — |"
+		}
+	}
+	END {
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), commit `%s`%s.\n",
+			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
+			meta["commit"], (meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : "")
+		printf "Command: `%s` (throughput arguments: `%s`). Tools: %s, %s, %s, %s.\n",
+			meta["command"], meta["throughput_args"], tp["iperf3"], tp["iptables"], tp["ipset"],
+			tp["nft"]
+		printf "Each figure is the median of %s interleaved runs of %s s (the order of the contenders rotates every repetition); min–max is their range. TCP: client and server on CPU %s; UDP: sender on CPU %s, receiver on CPU %s.\n\n",
+			tp["reps"], tp["seconds"], tp["tcp_cpu"], tp["send_cpu"], tp["recv_cpu"]
+		printf "Policy: %s generated prefixes (half IPv4 in 10.0.0.0/8, half IPv6 in fd00::/8, a quarter denied; no packet goes there), plus allow 198.51.100.0/24 and 203.0.113.0/24, deny 198.51.100.200, default deny. All traffic goes to 198.51.100.10 (allowed); every filter was checked to drop 198.51.100.200 before the runs. The linear iptables rulesets hold the first N IPv4 prefixes, the destinations last.\n\n",
+			tp["prefixes"]
+		if ((("tcp", "sluice") in med) && (("tcp", "none") in med)) {
+			rt = med["tcp", "sluice"] / med["tcp", "none"]
+			ru = med["udp", "sluice"] / med["udp", "none"]
+			printf "**Targets** (issue): TCP with sluice ≥ 98 %% of no filter: %.1f %% — **%s**; ",
+				100 * rt, verdict(rt >= 0.98)
+			printf "small-packet UDP ≥ 95 %%: %.1f %% — **%s**", 100 * ru, verdict(ru >= 0.95)
+			for (p = 1; p <= 2; p++) {
+				peer = p == 1 ? "nft" : "ipset"
+				if (!(("tcp", peer) in med)) continue
+				printf "; sluice ≥ %s: TCP %.2f×, UDP %.2f× — **%s**",
+					(peer == "nft" ? "nftables" : "iptables + ipset"),
+					med["tcp", "sluice"] / med["tcp", peer], med["udp", "sluice"] / med["udp", peer],
+					verdict(med["tcp", "sluice"] >= med["tcp", peer] && med["udp", "sluice"] >= med["udp", peer])
+				same = ""
+				for (t = 1; t <= 2; t++) {
+					test = t == 1 ? "tcp" : "udp"
+					if (overlap(test, "sluice", peer))
+						same = same (same == "" ? "" : " and ") toupper(test)
+				}
+				if (same != "")
+					printf " (%s: the min–max ranges overlap, so this run cannot tell them apart)", same
+			}
+			print "."
+		} else {
+			print "**Targets**: not measured in this run (sluice or the baseline missing)."
+		}
+		table("tcp", "TCP, one iperf3 stream, Gbit/s received", 1e9, "%.2f")
+		table("udp", "UDP, 64-byte payloads from one CPU (sendmmsg), thousand packets/s received", 1e3, "%.1f")
+	}' "$out/meta.tsv" "$out/throughput-meta.tsv" "$out/throughput.tsv"
+}
+
+if [ "$only" = all ] || [ "$only" = throughput ]; then
+	run_throughput
+	make_throughput_block >"$out/throughput-block.md"
+	if [ "$docs" = yes ]; then
+		update_doc throughput "$out/throughput-block.md"
+		mkdir -p "$root/docs/img"
+		cp "$out/throughput.png" "$root/docs/img/throughput.png"
+		updated+=("$root/docs/img/throughput.png")
+	fi
+fi
 ln -sfn "$(basename "$out")" "$results/latest"
 [ "${#updated[@]}" -eq 0 ] || echo "run.sh: updated ${updated[*]#"$root/"}" >&2
 
