@@ -21,7 +21,8 @@ void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decis
 	d->rule_id = SLUICE_CACHE_VALUE(s->cache_rule);
 	d->port_class = SLUICE_CACHE_VALUE(s->cache_class);
 	d->verdict = SLUICE_CACHE_VALUE(s->cache_verdict) & 0xff;
-	d->reason = SLUICE_CACHE_VALUE(s->cache_verdict) >> 8;
+	d->reason = SLUICE_CACHE_VALUE(s->cache_verdict) >> 8 & 0xff;
+	d->flags = SLUICE_CACHE_VALUE(s->cache_verdict) >> 16 & 0xff;
 }
 
 int read_destinations(int dests_fd, struct dest_row **rows, size_t *n)

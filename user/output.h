@@ -16,7 +16,7 @@ struct dest_row {
 /* The decision cached in a destination entry (as last written; its generation may be old). */
 struct cached_decision {
 	__u32 generation, rule_id, port_class;
-	__u8 verdict, reason;
+	__u8 verdict, reason, flags;
 };
 void dest_cached_decision(const struct sluice_dest_stats *s, struct cached_decision *d);
 

@@ -973,6 +973,14 @@ static bool prefix_is_v4(const struct prefix *p)
 	return p->prefixlen >= 96 && addr_is_v4(&p->addr);
 }
 
+/* The policy-wide flags every trie entry carries (the datapath reads them from any entry). */
+static __u8 policy_flags(const struct policy *p)
+{
+	return (p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0) |
+	       (p->essential ? 0 : SLUICE_POLICY_F_NO_ESSENTIAL) |
+	       (p->replies ? 0 : SLUICE_POLICY_F_NO_REPLIES);
+}
+
 static __u8 apply_mode(const struct policy *p, __u8 verdict)
 {
 	return p->mode == SLUICE_MODE_AUDIT && verdict == SLUICE_VERDICT_DENY ? SLUICE_VERDICT_AUDIT
@@ -1029,7 +1037,7 @@ void policy_decide(const struct policy *p, const struct sluice_addr *dst, __u8 p
 		best_i = i;
 	}
 	memset(out, 0, sizeof(*out));
-	out->flags = p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0;
+	out->flags = policy_flags(p);
 	if (best) {
 		out->rule_id = best->ident;
 		out->verdict = apply_mode(p, best->action);
@@ -1395,7 +1403,7 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 		{ .prefixlen = 0 },
 		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
 	};
-	__u8 flags = p->mode == SLUICE_MODE_AUDIT ? SLUICE_POLICY_F_AUDIT : 0;
+	__u8 flags = policy_flags(p);
 	struct compiler c = { .p = p };
 	size_t nodes_cap = p->nrules + 2;
 	int err = -ENOMEM;

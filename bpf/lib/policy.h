@@ -124,7 +124,8 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 			d->rule_id = SLUICE_CACHE_VALUE(rule);
 			d->port_class = SLUICE_CACHE_VALUE(class);
 			d->verdict = SLUICE_CACHE_VALUE(verdict) & 0xff;
-			d->reason = SLUICE_CACHE_VALUE(verdict) >> 8;
+			d->reason = SLUICE_CACHE_VALUE(verdict) >> 8 & 0xff;
+			d->flags = SLUICE_CACHE_VALUE(verdict) >> 16 & 0xff;
 			if (d->port_class)
 				decide_port_class(pi, d);
 			return entry;
@@ -141,7 +142,8 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 
 	__u64 rule = SLUICE_CACHE_WORD(d->generation, d->rule_id);
 	__u64 class = SLUICE_CACHE_WORD(d->generation, d->port_class);
-	__u64 verdict = SLUICE_CACHE_WORD(d->generation, (__u32)d->reason << 8 | d->verdict);
+	__u64 verdict = SLUICE_CACHE_WORD(d->generation, (__u32)d->flags << 16 |
+								  (__u32)d->reason << 8 | d->verdict);
 
 	if (entry) {
 		WRITE_ONCE_U64(entry->cache_rule, rule);

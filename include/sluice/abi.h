@@ -41,7 +41,10 @@ enum sluice_verdict {
 	X(NON_IP, "non_ip")           /* not IPv4/IPv6: passes, counted on its own */              \
 	X(TRUNCATED, "truncated")     /* headers end before the destination address */            \
 	X(UNPARSEABLE, "unparseable") /* too many VLAN tags, bad IP header length, ... */         \
-	X(NO_POLICY, "no_policy")     /* no policy installed: fail closed */
+	X(NO_POLICY, "no_policy")     /* no policy installed: fail closed */                       \
+	X(REPLY, "reply")             /* part of a connection initiated from outside */            \
+	X(ESSENTIAL, "essential")     /* ARP, neighbour/router discovery, MLD, DHCP(v6) client */   \
+	X(FRAGMENT, "fragment")       /* a fragment that cannot be tied to an allowed datagram */
 
 enum sluice_reason {
 #define SLUICE_ENUM_REASON(id, name) SLUICE_REASON_##id,
@@ -65,8 +68,13 @@ enum sluice_mode {
 	SLUICE_MODE_AUDIT = 1,
 };
 
-/* Policy-wide flags, repeated in every trie entry so the datapath can read them from ::/0. */
-#define SLUICE_POLICY_F_AUDIT 0x01 /* audit mode: nothing is dropped */
+/*
+ * Policy-wide flags, repeated in every trie entry so the datapath can read them from ::/0
+ * (and from a destination's cached decision). A set bit departs from the default policy.
+ */
+#define SLUICE_POLICY_F_AUDIT 0x01        /* audit mode: nothing is dropped */
+#define SLUICE_POLICY_F_NO_ESSENTIAL 0x02 /* `essential off`: essential traffic is policed */
+#define SLUICE_POLICY_F_NO_REPLIES 0x04   /* `replies off`: recorded inbound flows do not pass */
 
 /* Rule id of the policy's default verdict (no rule matched). */
 #define SLUICE_RULE_DEFAULT 0xffffffffu
@@ -146,7 +154,7 @@ struct sluice_dest_stats {
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
 	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
-	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, reason << 8 | verdict) */
+	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags << 16 | reason << 8 | verdict) */
 };
 _Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 32,
 	       "sluice_dest_stats layout");
@@ -185,6 +193,57 @@ struct sluice_counter {
 };
 _Static_assert(sizeof(struct sluice_counter) == 16, "sluice_counter is 16 bytes");
 
+/*
+ * Key of the fragment table (LRU hash): what identifies one datagram's fragments. For IPv6,
+ * proto is the fragment header's next header, the same in every fragment of a datagram.
+ */
+struct sluice_frag_key {
+	struct sluice_addr src;
+	struct sluice_addr dst;
+	__u32 id; /* IPv4 identification (16 bits) or IPv6 fragment identification, host order */
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sluice_frag_key) == 40, "sluice_frag_key is 40 bytes");
+
+/* The decision of a datagram's first fragment, which its later fragments follow. */
+struct sluice_frag_entry {
+	__u32 rule_id;
+	__u8 verdict;
+	__u8 reason;
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct sluice_frag_entry) == 8, "sluice_frag_entry is 8 bytes");
+
+/*
+ * Key of the flow table (LRU hash): a connection initiated from outside, seen from the
+ * node. The ingress program writes it from an arriving packet (local = its destination);
+ * egress looks it up from a departing one (local = its source).
+ */
+struct sluice_flow_key {
+	struct sluice_addr local;
+	struct sluice_addr remote;
+	__u8 local_port[2];  /* network order */
+	__u8 remote_port[2]; /* network order */
+	__u8 proto;          /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sluice_flow_key) == 40, "sluice_flow_key is 40 bytes");
+
+/*
+ * A recorded inbound flow. Live while the clock (bpf_ktime_get_coarse_ns) is below
+ * expires_ns. fin_in is written by the ingress program only and fin_out by egress only, so
+ * neither side overwrites the other's; closing, once set, stops refreshes from extending it.
+ */
+struct sluice_flow {
+	__u64 expires_ns;
+	__u8 fin_in;  /* the remote end sent a FIN */
+	__u8 fin_out; /* the node sent a FIN */
+	__u8 closing; /* RST, or FIN both ways: the flow lingers until expires_ns, then ends */
+	__u8 pad[5];
+};
+_Static_assert(sizeof(struct sluice_flow) == 16, "sluice_flow is 16 bytes");
+
 /* The single entry of the config array: state the daemon changes while programs run. */
 struct sluice_config {
 	__u32 generation; /* the active policy generation; 0 = none installed */
@@ -202,6 +261,12 @@ _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 #endif
 #ifndef SLUICE_DEST_MAX
 #define SLUICE_DEST_MAX 131072
+#endif
+#ifndef SLUICE_FRAG_MAX
+#define SLUICE_FRAG_MAX 8192
+#endif
+#ifndef SLUICE_FLOW_MAX
+#define SLUICE_FLOW_MAX 65536
 #endif
 
 /*

@@ -540,6 +540,44 @@ static void test_decision_semantics(void)
 	policy_free(&p);
 }
 
+/* `essential off` and `replies off` reach every compiled entry as flags; on sets none. */
+static void test_policy_flags(void)
+{
+	static const struct {
+		const char *text;
+		__u8 flags;
+	} cases[] = {
+		{ "default deny\nallow 192.0.2.0/24\n", 0 },
+		{ "essential off\nallow 192.0.2.0/24\n", SLUICE_POLICY_F_NO_ESSENTIAL },
+		{ "replies off\nallow 192.0.2.0/24\n", SLUICE_POLICY_F_NO_REPLIES },
+		{ "mode audit\nessential off\nreplies off\nallow 192.0.2.0/24 tcp 22\n",
+		  SLUICE_POLICY_F_AUDIT | SLUICE_POLICY_F_NO_ESSENTIAL | SLUICE_POLICY_F_NO_REPLIES },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char err[POLICY_ERROR_MAX];
+		struct compiled_policy cp;
+		struct sluice_policy_entry d;
+		struct sluice_addr a;
+		struct policy p;
+		bool all = true;
+
+		if (policy_parse_text("f.conf", cases[i].text, &p, err) ||
+		    policy_compile(&p, 1, &cp)) {
+			CHECK(0, "case %zu: %s", i, err);
+			continue;
+		}
+		for (size_t k = 0; k < cp.n; k++)
+			all &= cp.entries[k].value.flags == cases[i].flags;
+		CHECK(all && cp.n > 0, "case %zu: every entry carries flags %#x", i, cases[i].flags);
+		addr_parse("192.0.2.1", &a);
+		policy_decide(&p, &a, IPPROTO_TCP, 22, &d);
+		CHECK(d.flags == cases[i].flags, "case %zu: reference flags %#x", i, d.flags);
+		compiled_policy_free(&cp);
+		policy_free(&p);
+	}
+}
+
 int main(void)
 {
 	test_prefix_parse();
@@ -551,5 +589,6 @@ int main(void)
 	test_huge_file();
 	test_decision_semantics();
 	test_compile_matches_reference();
+	test_policy_flags();
 	return check_summary();
 }
