@@ -24,10 +24,10 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	__u64 packets = 1, bytes = skb->len;
 	int ret;
 
-	ret = parse_packet(data, data_end, &pi);
+	ret = parse_packet(data, data_end, skb->len, skb->gso_size != 0, &pi);
 	if (ret < 0) {
 		decide_unparsed(-ret, &d);
-	} else if (ret == 1) {
+	} else if (ret == PARSE_NON_IP) {
 		d.verdict = SLUICE_VERDICT_ALLOW;
 		d.reason = SLUICE_REASON_NON_IP;
 	} else {
@@ -36,7 +36,6 @@ int sluice_tc_egress(struct __sk_buff *skb)
 			packets = skb->gso_segs;
 			bytes += (packets - 1) * gso_header_len(data, data_end, &pi);
 		}
-		parse_ports(data, data_end, &pi);
 		entry = decide_destination(&pi, &d);
 	}
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Packet parsing, cursor style. Include from bpf/ only. Works on a (data, data_end) pair,
- * so the same code serves skb and xdp contexts. Each helper checks bounds, advances the
- * cursor, and returns the next protocol (>= 0) or a negative enum sluice_reason.
+ * Packet parsing, cursor style. Include from bpf/ only. Works on a (data, data_end) pair
+ * plus the frame's full length, so the same code serves skb and xdp contexts. Each helper
+ * checks bounds, advances the cursor, and returns the next protocol (>= 0) or a negative
+ * enum sluice_reason. The rules implemented here are docs/design.md, "Packet shapes".
  */
 #ifndef SLUICE_BPF_PARSE_H
 #define SLUICE_BPF_PARSE_H
@@ -22,8 +23,30 @@
 #define VLAN_MAX_DEPTH 2
 #endif
 
-/* Transport headers further into the frame than this are not looked at. */
-#define L4_OFFSET_MAX 1023 /* a mask: 2^n - 1 */
+/* IPv6 extension headers walked before the transport header. A longer chain is unparseable. */
+#ifndef IPV6_EXT_MAX
+#define IPV6_EXT_MAX 8
+#endif
+
+/*
+ * Offsets from the frame start that later reads (GSO headers, TCP flags, ICMP quotes) may
+ * use: a mask, 2^n - 1. It covers the longest walkable chain (8 x 2048 bytes) with room.
+ */
+#define L4_OFFSET_MAX 0x7fff
+
+/* IPv4 fragment field bits (host order). */
+#define IP4_MF 0x2000
+#define IP4_OFFSET 0x1fff
+
+/* The fragment a packet is. */
+enum {
+	PKT_FRAG_NONE,  /* not fragmented (an IPv6 atomic fragment included) */
+	PKT_FRAG_FIRST, /* offset 0, more fragments follow */
+	PKT_FRAG_LATER, /* offset > 0: no transport header, payload follows the IP headers */
+};
+
+/* parse_packet's result for a frame that is not IPv4/IPv6 (ethertype in packet_info). */
+#define PARSE_NON_IP 1
 
 struct cursor {
 	void *pos;
@@ -35,16 +58,38 @@ struct vlan_tag {
 	__be16 encap_proto;
 };
 
+/* The common start of every IPv6 extension header the walk understands. */
+struct ipv6_ext {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
 /* What the decision and the counters need to know about a packet. */
 struct packet_info {
 	struct sluice_addr dst; /* IPv4 mapped into IPv6 */
-	__u16 l3_proto;         /* ETH_P_IP / ETH_P_IPV6, host order */
-	__u8 l4_proto;          /* IPPROTO_*, as found after the fixed IP header */
-	__u8 later_fragment;    /* a non-first fragment: no transport header */
-	__u16 l4_offset;        /* bytes from the frame start to the transport header */
-	__u8 dport[2];          /* destination port, network order, when has_port */
-	__u8 has_port;          /* TCP, UDP or SCTP with its ports inside the frame */
+	struct sluice_addr src;
+	__u32 frag_id;   /* IPv4 identification / IPv6 fragment identification, host order */
+	__u32 l3_end;    /* bytes from the frame start to the end of the IP packet */
+	__u16 l3_proto;  /* ETH_P_IP / ETH_P_IPV6, or the ethertype of a non-IP frame */
+	__u16 l4_offset; /* bytes from the frame start to the transport header */
+	__u8 l4_proto;   /* IPPROTO_*: the header after the IPv4 header or IPv6 chain */
+	__u8 frag;       /* PKT_FRAG_* */
+	__u8 frag_proto; /* protocol of the fragment key: IPv4 protocol, IPv6 fragment nexthdr */
+	__u8 opaque;     /* l4_proto is an extension header sluice does not walk */
+	__u8 has_l4;     /* l4 holds the transport header's first 4 bytes */
+	__u8 l4[4];      /* source and destination port (TCP/UDP/SCTP), or ICMP type and code */
 };
+
+static __always_inline int proto_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/* Both ports of TCP, UDP or SCTP are in the packet (the destination port is at offset 2). */
+static __always_inline int pi_has_port(const struct packet_info *pi)
+{
+	return pi->has_l4 && proto_has_ports(pi->l4_proto);
+}
 
 static __always_inline int parse_eth(struct cursor *c)
 {
@@ -84,89 +129,293 @@ static __always_inline void map_ipv4(struct sluice_addr *dst, __be32 addr)
 	__builtin_memcpy(&dst->a[12], &addr, 4);
 }
 
-static __always_inline int parse_ipv4(struct cursor *c, void *frame, struct packet_info *pi)
+/*
+ * IPv4: everything the fixed header can tell is checked before anything that needs the
+ * rest of the frame. A GSO super-packet's total length describes the whole super-packet
+ * (or is 0 with BIG TCP): it is neither checked nor used, the packet ends with the frame.
+ */
+static __always_inline int parse_ipv4(struct cursor *c, void *frame, __u32 frame_len, int gso,
+				      struct packet_info *pi)
 {
 	struct iphdr *iph = c->pos;
-	__u32 hdr_len;
+	__u32 l3_off = c->pos - frame, hdr_len, tot_len;
+	__u16 frag_off;
 
 	if ((void *)(iph + 1) > c->end)
 		return -SLUICE_REASON_TRUNCATED;
 	hdr_len = iph->ihl * 4;
-	if (iph->version != 4 || hdr_len < sizeof(*iph))
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (iph->version != 4 || hdr_len < sizeof(*iph) || (!gso && tot_len < hdr_len))
 		return -SLUICE_REASON_UNPARSEABLE;
 	/* Options are skipped, not interpreted: the destination is in the fixed header. */
 	if (c->pos + hdr_len > c->end)
 		return -SLUICE_REASON_TRUNCATED;
+	if (gso)
+		pi->l3_end = frame_len;
+	else if (l3_off + tot_len > frame_len)
+		return -SLUICE_REASON_TRUNCATED;
+	else
+		pi->l3_end = l3_off + tot_len; /* Ethernet padding is not part of the packet */
 	c->pos += hdr_len;
 
 	map_ipv4(&pi->dst, iph->daddr);
-	pi->later_fragment = (bpf_ntohs(iph->frag_off) & 0x1fff) != 0;
+	map_ipv4(&pi->src, iph->saddr);
+	frag_off = bpf_ntohs(iph->frag_off);
+	if (frag_off & IP4_OFFSET)
+		pi->frag = PKT_FRAG_LATER;
+	else if (frag_off & IP4_MF)
+		pi->frag = PKT_FRAG_FIRST;
+	pi->frag_id = bpf_ntohs(iph->id);
+	pi->frag_proto = iph->protocol;
 	pi->l3_proto = ETH_P_IP;
-	pi->l4_proto = iph->protocol;
-	pi->l4_offset = c->pos - frame;
 	return iph->protocol;
 }
 
-static __always_inline int parse_ipv6(struct cursor *c, void *frame, struct packet_info *pi)
+/* Extension headers the walk steps over; AH's length counts 4-byte units, the rest 8. */
+static __always_inline int ipv6_ext_walked(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_FRAGMENT || nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_AH;
+}
+
+/*
+ * IANA extension headers that are not walked (mobility, HIP, shim6, experimental): what
+ * follows one cannot be trusted as a transport header.
+ */
+static __always_inline int ipv6_ext_opaque(__u8 nexthdr)
+{
+	return nexthdr == 135 || nexthdr == 139 || nexthdr == 140 || nexthdr == 253 ||
+	       nexthdr == 254;
+}
+
+/* The IPv6 fragment header (struct frag_hdr lives in a kernel-internal header). */
+struct ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-byte units << 3, M flag in bit 0 */
+	__be32 identification;
+};
+
+/*
+ * One IPv6 fragment header: records what the packet is. Returns 1 when the walk must end
+ * here (a later fragment: what follows is payload, not headers), else 0.
+ */
+static __always_inline int ipv6_fragment(struct ipv6_frag *fh, struct packet_info *pi)
+{
+	__u16 frag_off = bpf_ntohs(fh->frag_off);
+
+	pi->frag_id = bpf_ntohl(fh->identification);
+	pi->frag_proto = fh->nexthdr;
+	if (frag_off >> 3) {
+		pi->frag = PKT_FRAG_LATER;
+		return 1;
+	}
+	/* Offset 0 without M is an atomic fragment (RFC 6946): the whole datagram. */
+	pi->frag = frag_off & 1 ? PKT_FRAG_FIRST : PKT_FRAG_NONE;
+	return 0;
+}
+
+/*
+ * Walk the extension-header chain from the cursor: at most IPV6_EXT_MAX headers, hop-by-hop
+ * only first, each wholly inside the packet. Returns the header after the chain.
+ */
+static __always_inline int parse_ipv6_ext(struct cursor *c, void *frame, __u8 nexthdr,
+					  struct packet_info *pi)
+{
+	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+		struct ipv6_ext *ext = c->pos;
+		int later = 0;
+		__u32 len;
+
+		if (!ipv6_ext_walked(nexthdr))
+			return nexthdr;
+		if (nexthdr == IPPROTO_HOPOPTS && i > 0)
+			return -SLUICE_REASON_UNPARSEABLE;
+		if ((void *)(ext + 1) > c->end)
+			return -SLUICE_REASON_TRUNCATED;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			/* Read it here, under its own bound check: clang merges the general one. */
+			if ((void *)((struct ipv6_frag *)ext + 1) > c->end)
+				return -SLUICE_REASON_TRUNCATED;
+			later = ipv6_fragment((void *)ext, pi);
+			len = sizeof(struct ipv6_frag);
+		} else if (nexthdr == IPPROTO_AH) {
+			len = (ext->hdrlen + 2) * 4;
+		} else {
+			len = (ext->hdrlen + 1) * 8;
+		}
+		if (c->pos + len > c->end || (__u32)(c->pos - frame) + len > pi->l3_end)
+			return -SLUICE_REASON_TRUNCATED;
+		c->pos += len;
+		nexthdr = ext->nexthdr;
+		if (later)
+			return nexthdr;
+	}
+	if (ipv6_ext_walked(nexthdr))
+		return -SLUICE_REASON_UNPARSEABLE;
+	return nexthdr;
+}
+
+static __always_inline int parse_ipv6(struct cursor *c, void *frame, __u32 frame_len, int gso,
+				      struct packet_info *pi)
 {
 	struct ipv6hdr *ip6h = c->pos;
+	__u32 l3_off = c->pos - frame, payload;
 
 	if ((void *)(ip6h + 1) > c->end)
 		return -SLUICE_REASON_TRUNCATED;
 	if (ip6h->version != 6)
 		return -SLUICE_REASON_UNPARSEABLE;
+	payload = bpf_ntohs(ip6h->payload_len);
+	/* As IPv4; a payload length of 0 (jumbogram, BIG TCP) also runs to the frame's end. */
+	if (gso || payload == 0)
+		pi->l3_end = frame_len;
+	else if (l3_off + sizeof(*ip6h) + payload > frame_len)
+		return -SLUICE_REASON_TRUNCATED;
+	else
+		pi->l3_end = l3_off + sizeof(*ip6h) + payload;
 	c->pos = ip6h + 1;
 
 	__builtin_memcpy(pi->dst.a, &ip6h->daddr, 16);
+	__builtin_memcpy(pi->src.a, &ip6h->saddr, 16);
 	pi->l3_proto = ETH_P_IPV6;
-	pi->l4_proto = ip6h->nexthdr;
-	pi->l4_offset = c->pos - frame;
-	return ip6h->nexthdr;
+	return parse_ipv6_ext(c, frame, ip6h->nexthdr, pi);
 }
 
 /*
- * Parse a frame up to the transport header. Returns 0 for an IP packet (pi filled in),
- * 1 for a frame that is not IP, or a negative enum sluice_reason.
+ * Parse a frame up to the transport header and read that header's first 4 bytes when the
+ * packet holds them. frame_len is the whole frame (skb->len: data_end may end earlier in a
+ * non-linear skb), gso says whether it is a GSO super-packet. Returns 0 for an IP packet
+ * (pi filled in), PARSE_NON_IP with pi->l3_proto = the ethertype, or a negative reason.
  */
-static __always_inline int parse_packet(void *data, void *data_end, struct packet_info *pi)
+static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_len, int gso,
+					struct packet_info *pi)
 {
 	struct cursor c = { .pos = data, .end = data_end };
+	__u8 *l4;
 	int proto;
 
 	proto = parse_eth(&c);
 	if (proto < 0)
 		return proto;
-	if (proto == ETH_P_IP)
-		proto = parse_ipv4(&c, data, pi);
-	else if (proto == ETH_P_IPV6)
-		proto = parse_ipv6(&c, data, pi);
-	else
-		return 1;
-	return proto < 0 ? proto : 0;
+	if (proto == ETH_P_IP) {
+		proto = parse_ipv4(&c, data, frame_len, gso, pi);
+	} else if (proto == ETH_P_IPV6) {
+		proto = parse_ipv6(&c, data, frame_len, gso, pi);
+	} else {
+		pi->l3_proto = proto;
+		return PARSE_NON_IP;
+	}
+	if (proto < 0)
+		return proto;
+
+	pi->l4_proto = proto;
+	pi->l4_offset = c.pos - data;
+	pi->opaque = pi->l3_proto == ETH_P_IPV6 && ipv6_ext_opaque(proto);
+	/* A later fragment carries payload where the transport header would be. */
+	if (pi->frag == PKT_FRAG_LATER || pi->opaque)
+		return 0;
+	l4 = c.pos;
+	if ((void *)(l4 + 4) > c.end || (__u32)pi->l4_offset + 4 > pi->l3_end)
+		return 0;
+	__builtin_memcpy(pi->l4, l4, 4);
+	pi->has_l4 = 1;
+	return 0;
 }
 
-/* Protocols whose destination port policies can name (it sits at offset 2 in each). */
-static __always_inline int proto_has_ports(__u8 proto)
+/*
+ * A pointer to n bytes at offset (from the frame start) that lie inside the IP packet, or
+ * NULL. The verifier tracks packet ranges only for offsets it can bound well below 64 KiB:
+ * barrier_var stops clang from dropping the mask as redundant after the check, so the
+ * bound is on the very register the access uses.
+ */
+#define PKT_AT(data, data_end, pi, offset, n)                                                      \
+	({                                                                                         \
+		__u32 __off = (offset);                                                            \
+		void *__p = NULL;                                                                  \
+		if (__off <= L4_OFFSET_MAX && __off + (n) <= (pi)->l3_end) {                       \
+			barrier_var(__off);                                                        \
+			__p = (data) + (__off & L4_OFFSET_MAX);                                    \
+			if (__p + (n) > (data_end))                                                \
+				__p = NULL;                                                        \
+		}                                                                                  \
+		__p;                                                                               \
+	})
+
+/* The TCP flags byte (TCP_FLAG_* >> 16 in host terms: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10). */
+#define TCPF_FIN 0x01
+#define TCPF_SYN 0x02
+#define TCPF_RST 0x04
+#define TCPF_ACK 0x10
+
+/* The flags of a TCP packet, or -1 when its header does not reach them. */
+static __always_inline int tcp_flags(void *data, void *data_end, const struct packet_info *pi)
 {
-	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+	__u8 *flags;
+
+	if (pi->l4_proto != IPPROTO_TCP || pi->frag == PKT_FRAG_LATER || pi->opaque)
+		return -1;
+	flags = PKT_AT(data, data_end, pi, (__u32)pi->l4_offset + 13, 1);
+	return flags ? *flags : -1;
 }
 
-/* Read the destination port of TCP, UDP or SCTP; has_port stays 0 if it is not there. */
-static __always_inline void parse_ports(void *data, void *data_end, struct packet_info *pi)
+/*
+ * The packet an ICMP error quotes: it travelled from src to dst (to this node), so the
+ * error goes back towards src.
+ */
+struct quoted_packet {
+	struct sluice_addr src;
+	struct sluice_addr dst;
+	__u8 proto;
+	__u8 has_port; /* TCP/UDP/SCTP with both ports in the quote */
+	__u8 sport[2];
+	__u8 dport[2];
+};
+
+#define ICMP_HDR_LEN 8
+
+/*
+ * Read the IP header an ICMP error quotes (after the 8-byte ICMP header), of the same
+ * family as the error. Quoted IPv6 extension headers are not walked: the quoted next header
+ * is the protocol. Returns 0, or -1 when the quote is cut short or is not a valid header
+ * (it then decides nothing).
+ */
+static __always_inline int parse_icmp_quote(void *data, void *data_end,
+					    const struct packet_info *pi, struct quoted_packet *q)
 {
-	__u32 offset = pi->l4_offset;
+	__u32 off = (__u32)pi->l4_offset + ICMP_HDR_LEN, hdr_len;
 	__u8 *ports;
 
-	if (pi->later_fragment || !proto_has_ports(pi->l4_proto) || offset > L4_OFFSET_MAX)
-		return;
-	/* Same bound-on-the-accessing-register technique as gso_header_len below. */
-	barrier_var(offset);
-	ports = data + (offset & L4_OFFSET_MAX);
-	if ((void *)(ports + 4) > data_end)
-		return;
-	pi->dport[0] = ports[2];
-	pi->dport[1] = ports[3];
-	pi->has_port = 1;
+	if (pi->frag == PKT_FRAG_LATER || pi->opaque)
+		return -1;
+	if (pi->l3_proto == ETH_P_IP) {
+		struct iphdr *iph = PKT_AT(data, data_end, pi, off, sizeof(struct iphdr));
+
+		if (!iph || iph->version != 4 || iph->ihl < 5)
+			return -1;
+		hdr_len = iph->ihl * 4;
+		map_ipv4(&q->src, iph->saddr);
+		map_ipv4(&q->dst, iph->daddr);
+		q->proto = iph->protocol;
+	} else {
+		struct ipv6hdr *ip6h = PKT_AT(data, data_end, pi, off, sizeof(struct ipv6hdr));
+
+		if (!ip6h || ip6h->version != 6)
+			return -1;
+		hdr_len = sizeof(*ip6h);
+		__builtin_memcpy(q->src.a, &ip6h->saddr, 16);
+		__builtin_memcpy(q->dst.a, &ip6h->daddr, 16);
+		q->proto = ip6h->nexthdr;
+	}
+	if (!proto_has_ports(q->proto))
+		return 0;
+	ports = PKT_AT(data, data_end, pi, off + hdr_len, 4);
+	if (!ports)
+		return -1;
+	__builtin_memcpy(q->sport, ports, 2);
+	__builtin_memcpy(q->dport, ports + 2, 2);
+	q->has_port = 1;
+	return 0;
 }
 
 /*
@@ -175,25 +424,10 @@ static __always_inline void parse_ports(void *data, void *data_end, struct packe
  */
 static __always_inline __u32 gso_header_len(void *data, void *data_end, const struct packet_info *pi)
 {
-	__u32 offset = pi->l4_offset;
-	void *l4;
-
-	/*
-	 * The verifier tracks packet ranges only for offsets it can bound well below 64 KiB.
-	 * barrier_var stops clang from dropping the mask as redundant after the check, so the
-	 * bound is on the very register the access uses.
-	 */
-	if (offset > L4_OFFSET_MAX)
-		return 0;
-	barrier_var(offset);
-	l4 = data + (offset & L4_OFFSET_MAX);
-
 	if (pi->l4_proto == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
+		struct tcphdr *th = PKT_AT(data, data_end, pi, pi->l4_offset, sizeof(struct tcphdr));
 
-		if ((void *)(th + 1) > data_end)
-			return 0;
-		return pi->l4_offset + th->doff * 4;
+		return th ? pi->l4_offset + th->doff * 4 : 0;
 	}
 	if (pi->l4_proto == IPPROTO_UDP)
 		return pi->l4_offset + 8;

@@ -78,14 +78,14 @@ static __always_inline void decide_unparsed(int reason, struct decision *d)
 static __always_inline void decide_port_class(const struct packet_info *pi, struct decision *d)
 {
 	struct sluice_port_key key = {
-		.prefixlen = pi->has_port ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
+		.prefixlen = pi_has_port(pi) ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
 		.port_class = d->port_class,
 		.proto = pi->l4_proto,
-		.port = { pi->dport[0], pi->dport[1] },
+		.port = { pi->l4[2], pi->l4[3] },
 	};
 	struct sluice_port_entry *e;
 
-	if (!pi->has_port && !pi->later_fragment && proto_has_ports(pi->l4_proto)) {
+	if (!pi_has_port(pi) && pi->frag != PKT_FRAG_LATER && proto_has_ports(pi->l4_proto)) {
 		decide_unparsed(SLUICE_REASON_TRUNCATED, d);
 		return;
 	}

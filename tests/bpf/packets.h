@@ -28,6 +28,7 @@ struct pkt_spec {
 	unsigned payload;        /* transport payload bytes */
 	__u16 dport;             /* destination port (default: 443 for TCP, 53 otherwise) */
 	__u16 frag_off;          /* IPv4 fragment offset in 8-byte units (0 = first/unfragmented) */
+	__u16 ip_len;            /* IPv4 total length / IPv6 payload length, if not the real one */
 };
 
 /* Build the frame into buf; returns its length. */
@@ -59,7 +60,7 @@ static inline unsigned pkt_build(const struct pkt_spec *s, __u8 *buf)
 
 		inet_pton(AF_INET6, s->dst, &d6);
 		ip6->version = 6;
-		ip6->payload_len = htons(l4_len);
+		ip6->payload_len = htons(s->ip_len ? s->ip_len : l4_len);
 		ip6->nexthdr = proto;
 		ip6->hop_limit = 64;
 		inet_pton(AF_INET6, "2001:db8:1::1", &ip6->saddr);
@@ -72,7 +73,7 @@ static inline unsigned pkt_build(const struct pkt_spec *s, __u8 *buf)
 		inet_pton(AF_INET, s->dst, &d4);
 		ip->version = 4;
 		ip->ihl = s->ihl_override ? s->ihl_override : hl / 4;
-		ip->tot_len = htons(hl + l4_len);
+		ip->tot_len = htons(s->ip_len ? s->ip_len : hl + l4_len);
 		ip->ttl = 64;
 		ip->protocol = proto;
 		ip->saddr = htonl(0xc0000201); /* 192.0.2.1 */

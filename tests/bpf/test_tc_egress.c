@@ -304,7 +304,7 @@ static void test_port_rules(void)
 		{ { .dst = "198.51.100.130", .l4 = IPPROTO_TCP, .dport = 443 }, PASS, R(RULE), 2 },
 		{ { .dst = "198.51.100.10", .l4 = IPPROTO_TCP, .dport = 443 }, PASS, R(RULE), 0 },
 		/* A TCP header cut before its ports cannot be matched against port rules. */
-		{ { .dst = "198.51.100.11", .l4 = IPPROTO_TCP, .truncate = 14 + 20 + 2 }, DROP,
+		{ { .dst = "198.51.100.11", .l4 = IPPROTO_TCP, .truncate = 14 + 20 + 2, .ip_len = 22 }, DROP,
 		  R(TRUNCATED), SLUICE_RULE_NONE },
 		/* A later fragment has no ports: only rules without ports can match it. */
 		{ { .dst = "198.51.100.12", .l4 = IPPROTO_TCP, .dport = 443, .frag_off = 100 }, DROP,
