@@ -186,6 +186,7 @@ struct ip_facts {
 	struct sluice_addr src, dst;
 	__u8 proto;       /* the header after the IPv6 chain; IPv4: the protocol field */
 	size_t l4;        /* where that header starts */
+	size_t end;       /* where the packet ends: its IP length, else the frame's end */
 	bool fragment;    /* part of a fragmented datagram */
 	bool later;       /* a non-first fragment: no transport header in it */
 	struct oracle_frag_key frag_key;
@@ -220,6 +221,9 @@ static int link_layer(const __u8 *f, size_t len, size_t *l3)
 /*
  * Step 2: the IPv4 header. All checks that need only the fixed header (version, IHL,
  * total length shorter than the header) come before the checks against the frame's end.
+ * The packet ends where its total length says (bytes after it are Ethernet padding); a
+ * GSO super-packet's total length describes the whole of it, or is 0 (BIG TCP): it ends
+ * with the frame.
  */
 static int ipv4_header(const __u8 *f, size_t len, size_t l3, bool gso, struct ip_facts *ip)
 {
@@ -231,8 +235,7 @@ static int ipv4_header(const __u8 *f, size_t len, size_t l3, bool gso, struct ip
 		return -SLUICE_REASON_TRUNCATED;
 	ihl_bytes = (h[0] & 0x0f) * 4u;
 	tot_len = be16(h + 2);
-	/* A GSO super-packet's total length may be 0 (BIG TCP). */
-	if (h[0] >> 4 != 4 || ihl_bytes < 20 || (tot_len < ihl_bytes && !(gso && tot_len == 0)))
+	if (h[0] >> 4 != 4 || ihl_bytes < 20 || (!gso && tot_len < ihl_bytes))
 		return -SLUICE_REASON_UNPARSEABLE;
 	if (l3 + ihl_bytes > len)
 		return -SLUICE_REASON_TRUNCATED;
@@ -244,6 +247,7 @@ static int ipv4_header(const __u8 *f, size_t len, size_t l3, bool gso, struct ip
 	map_v4(&ip->dst, h + 16);
 	ip->proto = h[9];
 	ip->l4 = l3 + ihl_bytes;
+	ip->end = gso ? len : l3 + tot_len;
 	frag = be16(h + 6);
 	ip->fragment = (frag & 0x2000) || (frag & 0x1fff);
 	ip->later = (frag & 0x1fff) != 0;
@@ -266,21 +270,28 @@ static bool unwalked_ext(unsigned nh)
 }
 
 /*
- * Step 3: the IPv6 header and its extension-header chain. A non-first fragment ends the
- * walk at its fragment header: what follows is the middle of the datagram, and the
- * fragment header's next header is the packet's protocol. An atomic fragment (offset 0,
- * no more fragments) is a whole datagram, not part of a fragmented one.
+ * Step 3: the IPv6 header and its extension-header chain. The packet ends where its
+ * payload length says; a payload length of 0 (jumbogram, BIG TCP) or a GSO super-packet
+ * runs to the frame's end. A non-first fragment ends the walk at its fragment header: what
+ * follows is the middle of the datagram, and the fragment header's next header is the
+ * packet's protocol. An atomic fragment (offset 0, no more fragments) is a whole datagram,
+ * not part of a fragmented one.
  */
-static int ipv6_header(const __u8 *f, size_t len, size_t l3, struct ip_facts *ip)
+static int ipv6_header(const __u8 *f, size_t len, size_t l3, bool gso, struct ip_facts *ip)
 {
 	const __u8 *h = f + l3;
-	size_t off = l3 + 40;
+	size_t off = l3 + 40, plen;
 	unsigned nh, n = 0;
 
 	if (l3 + 40 > len)
 		return -SLUICE_REASON_TRUNCATED;
 	if (h[0] >> 4 != 6)
 		return -SLUICE_REASON_UNPARSEABLE;
+	plen = be16(h + 4);
+	if (!gso && l3 + 40 + plen > len)
+		return -SLUICE_REASON_TRUNCATED;
+	ip->end = gso || plen == 0 ? len : l3 + 40 + plen;
+	len = ip->end; /* the chain is read within the packet */
 	ip->v6 = true;
 	memcpy(ip->src.a, h + 8, 16);
 	memcpy(ip->dst.a, h + 24, 16);
@@ -506,7 +517,7 @@ int oracle_decide(const struct policy *p, struct oracle_state *st, const __u8 *f
 {
 	bool gso = skb && skb->gso_segs > 1;
 	struct ip_facts ip = {};
-	size_t l3 = 0;
+	size_t l3 = 0, end;
 	unsigned sport, dport;
 	bool port_class;
 	int type, ret;
@@ -531,19 +542,21 @@ int oracle_decide(const struct policy *p, struct oracle_state *st, const __u8 *f
 
 	/* Steps 2 and 3. */
 	ret = type == ETH_P_IP ? ipv4_header(frame, len, l3, gso, &ip)
-			       : ipv6_header(frame, len, l3, &ip);
+			       : ipv6_header(frame, len, l3, gso, &ip);
 	if (ret < 0) {
 		set(r, denied(p), -ret, SLUICE_RULE_NONE);
 		return 0;
 	}
+	/* From here on, nothing past the packet's own end is read. */
+	end = ip.end;
 	r->has_dst = true;
 	r->dst = ip.dst;
 	if (gso) {
 		r->packets = skb->gso_segs;
-		r->bytes = len + (__u64)(skb->gso_segs - 1) * gso_header_len(frame, len, &ip);
+		r->bytes = len + (__u64)(skb->gso_segs - 1) * gso_header_len(frame, end, &ip);
 	}
 	if (!ip.later && (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP) &&
-	    read_ports(frame, len, ip.l4, &sport, &dport)) {
+	    read_ports(frame, end, ip.l4, &sport, &dport)) {
 		r->flow_key_valid = true;
 		r->flow_key = (struct oracle_flow_key){ .local = ip.src, .remote = ip.dst,
 							.local_port = sport, .remote_port = dport,
@@ -560,7 +573,7 @@ int oracle_decide(const struct policy *p, struct oracle_state *st, const __u8 *f
 		decide_later_fragment(p, st, &ip, r);
 		return 0;
 	}
-	decide_whole(p, st, frame, len, &ip, port_class, r);
+	decide_whole(p, st, frame, end, &ip, port_class, r);
 	if (ip.fragment) {
 		r->recorded_frag = true;
 		return frag_record(st, &ip.frag_key, r);

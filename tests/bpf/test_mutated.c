@@ -691,6 +691,34 @@ struct item {
 };
 
 static unsigned long long runs, disagreements, run_errors, refused, reported;
+
+/* Disagreements by kind: (wanted verdict, reason) -> (actual verdict, reason). */
+#define KIND_NONE SLUICE_VERDICT_MAX /* no counter moved */
+static unsigned long long kinds[SLUICE_VERDICT_MAX][SLUICE_REASON_MAX][SLUICE_VERDICT_MAX + 1]
+			       [SLUICE_REASON_MAX];
+
+static void print_kinds(void)
+{
+	for (int shown = 0; shown < 12; shown++) {
+		unsigned long long best = 0;
+		unsigned bw = 0, br = 0, bv = 0, bg = 0;
+
+		for (unsigned w = 0; w < SLUICE_VERDICT_MAX; w++)
+			for (unsigned r = 0; r < SLUICE_REASON_MAX; r++)
+				for (unsigned v = 0; v <= SLUICE_VERDICT_MAX; v++)
+					for (unsigned g = 0; g < SLUICE_REASON_MAX; g++)
+						if (kinds[w][r][v][g] > best) {
+							best = kinds[w][r][v][g];
+							bw = w, br = r, bv = v, bg = g;
+						}
+		if (!best)
+			return;
+		fprintf(stderr, "  %10llu x want %s/%s, got %s/%s\n", best, verdict_name(bw),
+			reason_name(br), bv == KIND_NONE ? "nothing" : verdict_name(bv),
+			bv == KIND_NONE ? "-" : reason_name(bg));
+		kinds[bw][br][bv][bg] = 0;
+	}
+}
 static double run_seconds;
 
 static bool runner_refuses(const struct frame *f)
@@ -785,6 +813,7 @@ static void run_batch(struct item *items, size_t n, struct totals *shadow)
 		/* Find the counter that did move, then take the kernel's totals as the baseline. */
 		struct totals now;
 		char actual[160] = "no counter moved";
+		unsigned got_v = KIND_NONE, got_r = 0;
 
 		disagreements++;
 		read_all_totals(&now);
@@ -795,12 +824,16 @@ static void run_batch(struct item *items, size_t n, struct totals *shadow)
 				__u64 dp_ = now.c[v][r].packets - shadow->c[v][r].packets;
 				__u64 db = now.c[v][r].bytes - shadow->c[v][r].bytes;
 
-				if (dp_ || db)
-					snprintf(actual, sizeof(actual), "%s/%s (%llu packets, %llu bytes)",
-						 verdict_name(v), reason_name(r),
-						 (unsigned long long)dp_, (unsigned long long)db);
+				if (!dp_ && !db)
+					continue;
+				snprintf(actual, sizeof(actual), "%s/%s (%llu packets, %llu bytes)",
+					 verdict_name(v), reason_name(r), (unsigned long long)dp_,
+					 (unsigned long long)db);
+				got_v = v;
+				got_r = r;
 			}
 		}
+		kinds[it->want.verdict][it->want.reason][got_v][got_r]++;
 		report(it, (int)opts.retval, actual);
 		*shadow = now;
 	}
@@ -1015,6 +1048,10 @@ int main(void)
 	CHECK(runs >= 1000000, "%llu frames run, want at least 1000000", runs);
 	CHECK(run_errors == 0, "%llu runs returned an error", run_errors);
 	CHECK(disagreements == 0, "%llu of %llu runs disagree with the oracle", disagreements, runs);
+	if (disagreements) {
+		fprintf(stderr, "disagreements by kind (most frequent first):\n");
+		print_kinds();
+	}
 	(void)by_how_total;
 	oracle_state_free(&st);
 	free(items);

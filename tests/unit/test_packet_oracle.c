@@ -228,6 +228,22 @@ static void test_ipv4(void)
 	udp4(&f, "203.0.113.10", 1000, 53);
 	fr_pad(&f, 20); /* Ethernet padding after the datagram */
 	expect("padding after the datagram", &f, V(ALLOW), R(RULE), rule("open4"));
+
+	/* The packet ends at its total length: padding is never read as a transport header. */
+	fr_init(&f);
+	fr_eth(&f, ETH_P_IP);
+	fr_ipv4(&f, "192.0.2.1", "198.51.100.10", IPPROTO_UDP);
+	fr_done(&f);
+	fr_udp(&f, 1000, 9999, 0); /* port bytes in the padding */
+	fr_pad(&f, 10);
+	expect("ports only in the padding, port class", &f, V(DENY), R(TRUNCATED), NONE);
+	f.b[14 + 3] = 20 + 3;
+	expect("total length ends inside the ports", &f, V(DENY), R(TRUNCATED), NONE);
+	f.b[14 + 3] = 20 + 4;
+	expect("total length ends right after the ports", &f, V(ALLOW), R(RULE), rule("udp4"));
+	f.b[14 + 3] = 10;
+	expect_skb("GSO: a total length below the header is not checked", &f, &gso, V(ALLOW),
+		   R(RULE), rule("udp4"));
 }
 
 /* IPv6 with a chain of n destination-options headers, then TCP to port 443 or 22. */
@@ -245,6 +261,7 @@ static void chain6(struct frame *f, const char *dst, int n, unsigned dport)
 /* 3. IPv6 header and extension headers. */
 static void test_ipv6(void)
 {
+	struct oracle_skb gso = { .gso_segs = 3 };
 	struct frame f;
 	char name[64];
 
@@ -265,11 +282,29 @@ static void test_ipv6(void)
 
 	chain6(&f, "2001:db8:a::10", 3, 443);
 	f.len = 14 + 40 + 8 + 4;
+	fr_done(&f);
 	expect("chain cut inside a header", &f, V(DENY), R(TRUNCATED), NONE);
 	f.len = 14 + 40 + 8 + 8 + 1;
+	fr_done(&f);
 	expect("chain cut inside a header's first two bytes", &f, V(DENY), R(TRUNCATED), NONE);
+	/* The payload length, not the frame, ends the packet. */
+	chain6(&f, "2001:db8:a::10", 3, 443);
+	f.b[14 + 5] -= 17; /* the TCP header now ends 1 byte into its ports */
+	expect("payload length ends inside the ports", &f, V(DENY), R(TRUNCATED), NONE);
+	f.b[14 + 5] -= 8;
+	expect("payload length ends inside the chain", &f, V(DENY), R(TRUNCATED), NONE);
+	f.b[14 + 4] = f.b[14 + 5] = 0;
+	expect("payload length 0: the packet runs to the frame's end", &f, V(ALLOW), R(RULE),
+	       rule("web6"));
+	chain6(&f, "2001:db8:a::10", 1, 443);
+	f.b[14 + 5] += 1;
+	expect("payload length beyond the frame", &f, V(DENY), R(TRUNCATED), NONE);
+	expect_skb("payload length beyond the frame, GSO", &f, &gso, V(ALLOW), R(RULE),
+		   rule("web6"));
+	chain6(&f, "2001:db8:a::10", 3, 443);
 	f.b[14] = 0x40;
 	expect("version 4 in an IPv6 ethertype", &f, V(DENY), R(UNPARSEABLE), NONE);
+	f.b[14] = 0x60;
 	f.len = 14 + 39;
 	expect("IPv6 header cut short", &f, V(DENY), R(TRUNCATED), NONE);
 
