@@ -8,7 +8,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "lib/parse.h"
-#include "lib/policy.h"
+#include "lib/verdict.h"
 #include "lib/count.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -28,15 +28,14 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	if (ret < 0) {
 		decide_unparsed(-ret, &d);
 	} else if (ret == PARSE_NON_IP) {
-		d.verdict = SLUICE_VERDICT_ALLOW;
-		d.reason = SLUICE_REASON_NON_IP;
+		decide_non_ip(pi.l3_proto, &d);
 	} else {
 		/* A GSO super-packet leaves as gso_segs wire packets, each with its own headers. */
 		if (skb->gso_segs > 1) {
 			packets = skb->gso_segs;
 			bytes += (packets - 1) * gso_header_len(data, data_end, &pi);
 		}
-		entry = decide_destination(&pi, &d);
+		entry = decide_ip(data, data_end, &pi, &d);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);

@@ -85,4 +85,28 @@ struct {
 	__type(value, struct sluice_counter);
 } sluice_totals SEC(".maps");
 
+/*
+ * The decision of each fragmented datagram's first fragment, for its later fragments.
+ * Written by tc egress on a first fragment, read on later ones. LRU: a flood of fragmented
+ * datagrams evicts old records, whose later fragments are then decided as orphans.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_FRAG_MAX);
+	__type(key, struct sluice_frag_key);
+	__type(value, struct sluice_frag_entry);
+} sluice_frags SEC(".maps");
+
+/*
+ * Connections initiated from outside, whose replies pass. Written by tc ingress (a SYN to
+ * a listening socket, a datagram to a bound one; refreshed by later inbound packets) and
+ * by tc egress (the node's FIN/RST); read by tc egress for packets the policy denies.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_FLOW_MAX);
+	__type(key, struct sluice_flow_key);
+	__type(value, struct sluice_flow);
+} sluice_flows SEC(".maps");
+
 #endif /* SLUICE_BPF_MAPS_H */

@@ -311,9 +311,11 @@ static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_
 
 	pi->l4_proto = proto;
 	pi->l4_offset = c.pos - data;
-	pi->opaque = pi->l3_proto == ETH_P_IPV6 && ipv6_ext_opaque(proto);
 	/* A later fragment carries payload where the transport header would be. */
-	if (pi->frag == PKT_FRAG_LATER || pi->opaque)
+	if (pi->frag == PKT_FRAG_LATER)
+		return 0;
+	pi->opaque = pi->l3_proto == ETH_P_IPV6 && ipv6_ext_opaque(proto);
+	if (pi->opaque)
 		return 0;
 	l4 = c.pos;
 	if ((void *)(l4 + 4) > c.end || (__u32)pi->l4_offset + 4 > pi->l3_end)

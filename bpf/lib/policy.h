@@ -56,6 +56,14 @@ static __always_inline int policy_lookup(const struct sluice_addr *dst, __u32 pr
 	return 0;
 }
 
+/* Deny for a reason of its own: audit instead when the policy (d->flags) is in audit mode. */
+static __always_inline void decide_deny(int reason, struct decision *d)
+{
+	d->verdict = d->flags & SLUICE_POLICY_F_AUDIT ? SLUICE_VERDICT_AUDIT : SLUICE_VERDICT_DENY;
+	d->reason = reason;
+	d->rule_id = SLUICE_RULE_NONE;
+}
+
 /*
  * The verdict for a packet the parser could not decide: deny, or audit when the active
  * policy is in audit mode. The policy's flags are read from the catch-all entry (::/0).
@@ -63,32 +71,31 @@ static __always_inline int policy_lookup(const struct sluice_addr *dst, __u32 pr
 static __always_inline void decide_unparsed(int reason, struct decision *d)
 {
 	struct sluice_addr any = {};
+	struct decision policy = {};
 
-	d->verdict = SLUICE_VERDICT_DENY;
-	if (policy_lookup(&any, 0, d) == 0 && (d->flags & SLUICE_POLICY_F_AUDIT))
-		d->verdict = SLUICE_VERDICT_AUDIT;
-	d->reason = reason;
-	d->rule_id = SLUICE_RULE_NONE;
+	/* Only the flags: the catch-all's own verdict says nothing about this packet. */
+	d->flags = policy_lookup(&any, 0, &policy) == 0 ? policy.flags : 0;
+	decide_deny(reason, d);
 }
 
-/*
- * The decision of a port class for this packet's protocol and port. A packet whose
- * transport header was cut short cannot be matched against port rules: denied.
- */
-static __always_inline void decide_port_class(const struct packet_info *pi, struct decision *d)
+/* A deny, or the audit that stands for one in audit mode. */
+static __always_inline int decision_denied(const struct decision *d)
+{
+	return d->verdict == SLUICE_VERDICT_DENY || d->verdict == SLUICE_VERDICT_AUDIT;
+}
+
+/* The decision of port class d->port_class for a protocol and port (has_port 0: none). */
+static __always_inline void port_class_lookup(struct decision *d, __u8 proto, int has_port,
+					      __u8 port0, __u8 port1)
 {
 	struct sluice_port_key key = {
-		.prefixlen = pi_has_port(pi) ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
+		.prefixlen = has_port ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
 		.port_class = d->port_class,
-		.proto = pi->l4_proto,
-		.port = { pi->l4[2], pi->l4[3] },
+		.proto = proto,
+		.port = { port0, port1 },
 	};
 	struct sluice_port_entry *e;
 
-	if (!pi_has_port(pi) && pi->frag != PKT_FRAG_LATER && proto_has_ports(pi->l4_proto)) {
-		decide_unparsed(SLUICE_REASON_TRUNCATED, d);
-		return;
-	}
 	e = bpf_map_lookup_elem(&sluice_ports, &key);
 	if (!e) {
 		/* Every class has a catch-all entry; a miss means a broken install: fail closed. */
@@ -100,6 +107,27 @@ static __always_inline void decide_port_class(const struct packet_info *pi, stru
 	d->verdict = e->verdict;
 	d->reason = e->reason;
 	d->rule_id = e->rule_id;
+}
+
+/*
+ * The decision of a port class for this packet's protocol and port. A packet whose
+ * transport header cannot be read cannot be matched against port rules: denied.
+ */
+static __always_inline void decide_port_class(const struct packet_info *pi, struct decision *d)
+{
+	if (pi->opaque) {
+		/* Bytes after an extension header we do not walk are no transport header. */
+		decide_deny(SLUICE_REASON_UNPARSEABLE, d);
+		return;
+	}
+	if (!pi_has_port(pi) && pi->frag != PKT_FRAG_LATER && proto_has_ports(pi->l4_proto)) {
+		/* Cut short: a first fragment too small for its ports, or a truncated packet. */
+		decide_deny(pi->frag == PKT_FRAG_FIRST ? SLUICE_REASON_FRAGMENT
+						       : SLUICE_REASON_TRUNCATED,
+			    d);
+		return;
+	}
+	port_class_lookup(d, pi->l4_proto, pi_has_port(pi), pi->l4[2], pi->l4[3]);
 }
 
 /*

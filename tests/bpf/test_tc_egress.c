@@ -163,11 +163,11 @@ static const struct frame_case cases[] = {
 	{ "three tags: unparseable", "enforce",
 	  { .dst = "198.51.100.13", .vlan = { VLAN_AD, VLAN_Q, VLAN_Q } }, DROP, V(DENY),
 	  R(UNPARSEABLE), 0 },
-	{ "ARP passes as non-IP", "enforce", { .ethertype = ETH_P_ARP }, PASS, V(ALLOW), R(NON_IP),
-	  0 },
+	{ "ARP is essential", "enforce", { .ethertype = ETH_P_ARP }, PASS, V(ESSENTIAL),
+	  R(ESSENTIAL), 0 },
 	{ "LLDP passes as non-IP", "enforce", { .ethertype = 0x88cc }, PASS, V(ALLOW), R(NON_IP), 0 },
-	{ "VLAN-tagged ARP passes", "enforce", { .ethertype = ETH_P_ARP, .vlan = { VLAN_Q } }, PASS,
-	  V(ALLOW), R(NON_IP), 0 },
+	{ "VLAN-tagged ARP is essential", "enforce", { .ethertype = ETH_P_ARP, .vlan = { VLAN_Q } },
+	  PASS, V(ESSENTIAL), R(ESSENTIAL), 0 },
 	/*
 	 * Truncated IP headers ride behind a VLAN tag: the kernel's test runner itself rejects
 	 * untagged IPv4/IPv6 frames shorter than an IP header, yet a packet socket can send them.

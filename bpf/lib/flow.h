@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * Stateful replies: connections initiated from outside, recorded by tc ingress in
+ * sluice_flows, let the node's answers pass egress although the policy denies their
+ * destination. Include from bpf/ entry files after policy.h. The clock is read only on
+ * the paths that need it: a denied TCP/UDP packet on egress, a TCP/UDP packet on ingress.
+ */
+#ifndef SLUICE_BPF_FLOW_H
+#define SLUICE_BPF_FLOW_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+
+#include "maps.h"
+#include "parse.h"
+#include "policy.h"
+
+#define NSEC_PER_SEC 1000000000ull
+
+/* A TCP flow lingers this long after RST, or after FIN was seen both ways. */
+#ifndef FLOW_TCP_LINGER_NS
+#define FLOW_TCP_LINGER_NS (10 * NSEC_PER_SEC)
+#endif
+/* An established TCP flow without inbound packets for this long has ended. */
+#ifndef FLOW_TCP_IDLE_NS
+#define FLOW_TCP_IDLE_NS (2 * 3600 * NSEC_PER_SEC)
+#endif
+/* A UDP flow without inbound datagrams for this long has ended. */
+#ifndef FLOW_UDP_IDLE_NS
+#define FLOW_UDP_IDLE_NS (60 * NSEC_PER_SEC)
+#endif
+/* A refresh writes the shared entry only when it moves the deadline at least this much. */
+#define FLOW_REFRESH_NS NSEC_PER_SEC
+
+/* The flow of a packet leaving the node: it goes from the local end to the remote one. */
+static __always_inline void flow_key_out(const struct packet_info *pi, struct sluice_flow_key *k)
+{
+	k->local = pi->src;
+	k->remote = pi->dst;
+	__builtin_memcpy(k->local_port, &pi->l4[0], 2);
+	__builtin_memcpy(k->remote_port, &pi->l4[2], 2);
+	k->proto = pi->l4_proto;
+}
+
+/* The flow of a packet arriving at the node. */
+static __always_inline void flow_key_in(const struct packet_info *pi, struct sluice_flow_key *k)
+{
+	k->local = pi->dst;
+	k->remote = pi->src;
+	__builtin_memcpy(k->local_port, &pi->l4[2], 2);
+	__builtin_memcpy(k->remote_port, &pi->l4[0], 2);
+	k->proto = pi->l4_proto;
+}
+
+/* The recorded flow for k if it has not ended by now, else NULL. */
+static __always_inline struct sluice_flow *flow_live(const struct sluice_flow_key *k, __u64 now)
+{
+	struct sluice_flow *f = bpf_map_lookup_elem(&sluice_flows, k);
+
+	return f && now < READ_ONCE_U64(f->expires_ns) ? f : NULL;
+}
+
+/* RST, or FIN both ways: the flow ends after the linger (never later than it would have). */
+static __always_inline void flow_close(struct sluice_flow *f, __u64 now)
+{
+	if (f->closing)
+		return;
+	f->closing = 1;
+	if (now + FLOW_TCP_LINGER_NS < f->expires_ns)
+		f->expires_ns = now + FLOW_TCP_LINGER_NS;
+}
+
+/* An inbound packet of a live flow keeps it alive for idle_ns more, unless it is closing. */
+static __always_inline void flow_refresh(struct sluice_flow *f, __u64 now, __u64 idle_ns)
+{
+	/*
+	 * Every inbound packet would otherwise write the entry: write only when the deadline
+	 * moves by FLOW_REFRESH_NS, so a busy flow costs a read per packet, not a shared write.
+	 */
+	if (!f->closing && f->expires_ns + FLOW_REFRESH_NS < now + idle_ns)
+		f->expires_ns = now + idle_ns;
+}
+
+/*
+ * Egress, for a TCP/UDP packet the policy denies: if it belongs to a live inbound flow it
+ * passes as a reply. The node's FIN and RST end the flow.
+ */
+static __always_inline void decide_reply(void *data, void *data_end, const struct packet_info *pi,
+					 struct decision *d)
+{
+	struct sluice_flow_key k = {};
+	struct sluice_flow *f;
+	__u64 now;
+	int flags;
+
+	if (!pi_has_port(pi) || (pi->l4_proto != IPPROTO_TCP && pi->l4_proto != IPPROTO_UDP))
+		return;
+	flow_key_out(pi, &k);
+	now = bpf_ktime_get_coarse_ns();
+	f = flow_live(&k, now);
+	if (!f)
+		return;
+	d->verdict = SLUICE_VERDICT_REPLY;
+	d->reason = SLUICE_REASON_REPLY;
+	d->rule_id = SLUICE_RULE_NONE;
+	flags = tcp_flags(data, data_end, pi);
+	if (flags < 0)
+		return;
+	if (flags & TCPF_RST) {
+		flow_close(f, now);
+	} else if (flags & TCPF_FIN) {
+		f->fin_out = 1;
+		if (f->fin_in)
+			flow_close(f, now);
+	}
+}
+
+#endif /* SLUICE_BPF_FLOW_H */
