@@ -365,7 +365,8 @@ static bool essential_ip(const __u8 *f, size_t len, const struct ip_facts *ip)
 
 	if (ip->proto == IPPROTO_UDP && read_ports(f, len, ip->l4, &sport, &dport))
 		return ip->v6 ? sport == 546 && dport == 547 : sport == 68 && dport == 67;
-	if (ip->v6 && ip->proto == IPPROTO_ICMPV6 && ip->l4 < len) {
+	/* The ICMPv6 header (type, code, checksum) must be whole to say what the message is. */
+	if (ip->v6 && ip->proto == IPPROTO_ICMPV6 && ip->l4 + 4 <= len) {
 		type = f[ip->l4];
 		return (type >= 133 && type <= 137) || type == 130 || type == 131 || type == 132 ||
 		       type == 143;
@@ -384,8 +385,8 @@ static bool icmp_error(const __u8 *f, size_t len, const struct ip_facts *ip)
 {
 	unsigned type;
 
-	if (ip->l4 >= len)
-		return false;
+	if (ip->l4 + 4 > len)
+		return false; /* an ICMP header cut short says nothing */
 	type = f[ip->l4];
 	if (ip->v6)
 		return ip->proto == IPPROTO_ICMPV6 && type >= 1 && type <= 4;
@@ -563,7 +564,8 @@ int oracle_decide(const struct policy *p, struct oracle_state *st, const __u8 *f
 							.proto = ip.proto };
 	}
 	port_class = oracle_port_class(p, &ip.dst);
-	if (ip.v6 && unwalked_ext(ip.proto) && port_class) {
+	/* A later fragment has no transport header to distrust: step 4 decides it alone. */
+	if (ip.v6 && !ip.later && unwalked_ext(ip.proto) && port_class) {
 		set(r, denied(p), SLUICE_REASON_UNPARSEABLE, SLUICE_RULE_NONE);
 		return 0;
 	}

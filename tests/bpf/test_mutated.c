@@ -46,7 +46,7 @@
 #define DEST_POOL 192
 #define FLOW_POOL 24
 #define RULES_MAX 40
-#define REPORT_MAX 8 /* disagreements printed in full */
+#define REPORT_MAX 16 /* disagreements printed in full (the first of each kind) */
 #define PIECES_MAX 32
 #define RUN_FRAME_MAX 3000 /* BPF_PROG_TEST_RUN takes one page minus head and tail room */
 
@@ -833,8 +833,9 @@ static void run_batch(struct item *items, size_t n, struct totals *shadow)
 				got_r = r;
 			}
 		}
-		kinds[it->want.verdict][it->want.reason][got_v][got_r]++;
-		report(it, (int)opts.retval, actual);
+		/* The first frame of each kind of disagreement is printed in full. */
+		if (kinds[it->want.verdict][it->want.reason][got_v][got_r]++ == 0)
+			report(it, (int)opts.retval, actual);
 		*shadow = now;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);

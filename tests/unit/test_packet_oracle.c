@@ -488,6 +488,12 @@ static void test_fragments(void)
 	fr_pad(&f, 40);
 	fr_done(&f);
 	expect("v6 later fragment, next header 60, follows", &f, V(ALLOW), R(RULE), rule("web6"));
+	/* A later fragment naming an unwalked header is an ordinary orphan, not unparseable. */
+	f.b[14 + 40] = 135;
+	expect("v6 orphan naming header 135, port class", &f, V(DENY), R(FRAGMENT), DFLT);
+	memcpy(&f.b[14 + 24], "\x20\x01\x0d\xb8\x00\x0b", 6); /* to 2001:db8:b::10 */
+	expect("v6 orphan naming header 135, open destination", &f, V(ALLOW), R(RULE),
+	       rule("open6"));
 
 	/* Tiny IPv6 first fragment. */
 	fr_init(&f);
@@ -544,6 +550,11 @@ static void test_essential(void)
 		else
 			expect(name, &f, V(DENY), R(DEFAULT), DFLT);
 	}
+	icmp6(&f, "ff02::1:ff00:1", 135);
+	f.b[14 + 5] = 3; /* the packet ends inside the ICMPv6 header */
+	expect("NS cut inside its ICMPv6 header", &f, V(DENY), R(DEFAULT), DFLT);
+	f.b[14 + 5] = 4;
+	expect("NS of just an ICMPv6 header", &f, V(ESSENTIAL), R(ESSENTIAL), NONE);
 	/* A neighbour solicitation behind extension headers is still one. */
 	fr_init(&f);
 	fr_eth(&f, ETH_P_IPV6);
