@@ -110,11 +110,6 @@ static __u16 pick_port(void)
 			  : 1 + rnd(65535);
 }
 
-static void addr_string(const struct sluice_addr *a, char *buf, size_t len)
-{
-	addr_format(a, buf, len);
-}
-
 /* A random prefix in the documentation ranges, often inside one already chosen. */
 static struct prefix random_prefix(bool v4, const struct policy *p)
 {
@@ -325,7 +320,7 @@ static void gen_l2(struct tmpl *t, unsigned ethertype)
 
 static const char *addr_str(const struct sluice_addr *a, char *buf)
 {
-	addr_string(a, buf, ADDR_STRLEN);
+	addr_format(a, buf, ADDR_STRLEN);
 	return buf;
 }
 
@@ -974,7 +969,6 @@ int main(void)
 	struct tmpl pending;
 	unsigned pending_cut = 0;
 	struct totals shadow, final;
-	unsigned long long by_how_total = 0;
 
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
 	printf("seed %#llx (set SLUICE_SEED to reproduce or vary)\n", (unsigned long long)seed);
@@ -1039,7 +1033,6 @@ int main(void)
 				made++;
 			}
 			run_batch(items, n, &shadow);
-			by_how_total += n;
 		}
 		check_dests(round);
 		policy_free(&p);
@@ -1081,7 +1074,6 @@ int main(void)
 		fprintf(stderr, "disagreements by kind (most frequent first):\n");
 		print_kinds();
 	}
-	(void)by_how_total;
 	oracle_state_free(&st);
 	free(items);
 	free(dest_table);
