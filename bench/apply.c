@@ -925,7 +925,7 @@ int main(int argc, char **argv)
 	char ports_err[POLICY_ERROR_MAX], elements_s[32], entries_s[32], port_entries_s[32];
 	char classes_s[32], prefixes_s[32], port_rules_s[32], reps_s[32], seed_s[32];
 	char v4_s[32], v6_s[32];
-	struct datapath dp = { .egress = NULL }, pinned = { .egress = NULL };
+	struct datapath dp = { .skel = NULL }, pinned = { .skel = NULL };
 	char no_cli[PATH_MAX + 64] = "";
 	struct bench_rule *rules = NULL;
 	struct options o;

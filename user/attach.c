@@ -17,6 +17,9 @@
 #include "pins.h"
 
 /* The uapi headers of older distributions predate tcx (Linux 6.6); the values are ABI. */
+#ifndef BPF_TCX_INGRESS
+#define BPF_TCX_INGRESS 46
+#endif
 #ifndef BPF_TCX_EGRESS
 #define BPF_TCX_EGRESS 47
 #endif
@@ -25,25 +28,36 @@
 #define CLSACT_HANDLE 0x51ce
 #define CLSACT_PRIORITY 1
 
-/* bpffs refuses names with dots (reserved for its own files): tc_egress_IFINDEX. */
-#define LINK_PIN_PREFIX "tc_egress_"
+/* Where each direction attaches, and the names of its pins. */
+static const struct {
+	const char *name;      /* program pin and link-pin prefix: NAME_IFINDEX */
+	enum bpf_attach_type tcx;
+	enum bpf_tc_attach_point tc;
+} hooks[] = {
+	[ATTACH_EGRESS] = { SLUICE_PIN_PROG_TC_EGRESS, BPF_TCX_EGRESS, BPF_TC_EGRESS },
+	[ATTACH_INGRESS] = { SLUICE_PIN_PROG_TC_INGRESS, BPF_TCX_INGRESS, BPF_TC_INGRESS },
+};
+
+#define ATTACH_DIRS (sizeof(hooks) / sizeof(hooks[0]))
 
 const char *attach_kind_name(enum attach_kind kind)
 {
 	return kind == ATTACH_TCX ? "tcx" : "clsact";
 }
 
-static int link_pin(char *buf, size_t len, const char *pin_dir, unsigned ifindex)
+/* bpffs refuses names with dots (reserved for its own files): tc_egress_IFINDEX. */
+static int link_pin(char *buf, size_t len, const char *pin_dir, enum attach_dir dir,
+		    unsigned ifindex)
 {
 	char name[32];
 
-	snprintf(name, sizeof(name), LINK_PIN_PREFIX "%u", ifindex);
+	snprintf(name, sizeof(name), "%s_%u", hooks[dir].name, ifindex);
 	return pin_path(buf, len, pin_dir, SLUICE_PIN_LINKS, name);
 }
 
-static int attach_clsact(int prog_fd, unsigned ifindex)
+static int attach_clsact(int prog_fd, unsigned ifindex, enum attach_dir dir)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = hooks[dir].tc);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLSACT_HANDLE, .priority = CLSACT_PRIORITY,
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	int err;
@@ -54,9 +68,9 @@ static int attach_clsact(int prog_fd, unsigned ifindex)
 	return bpf_tc_attach(&hook, &opts);
 }
 
-static int detach_clsact(unsigned ifindex)
+static int detach_clsact(unsigned ifindex, enum attach_dir dir)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = hooks[dir].tc);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLSACT_HANDLE, .priority = CLSACT_PRIORITY);
 
 	return bpf_tc_detach(&hook, &opts);
@@ -68,17 +82,14 @@ static bool tcx_unsupported(int err)
 	return err == -EINVAL || err == -EOPNOTSUPP || err == -ENOTSUP;
 }
 
-int attach_egress(const char *pin_dir, int prog_fd, const char *ifname, enum attach_kind *kind)
+static int attach_one(const char *pin_dir, int prog_fd, const char *ifname, unsigned ifindex,
+		      enum attach_dir dir, enum attach_kind *kind)
 {
+	const char *where = dir == ATTACH_EGRESS ? "egress" : "ingress";
 	char path[PATH_MAX];
-	unsigned ifindex = if_nametoindex(ifname);
 	int link_fd, err;
 
-	if (!ifindex) {
-		pr_err("cannot attach to %s: no such interface", ifname);
-		return -ENODEV;
-	}
-	if (link_pin(path, sizeof(path), pin_dir, ifindex) < 0)
+	if (link_pin(path, sizeof(path), pin_dir, dir, ifindex) < 0)
 		return -ENAMETOOLONG;
 
 	/* Adopt: swap the program on the pinned link, so the interface is never unfiltered. */
@@ -97,16 +108,16 @@ int attach_egress(const char *pin_dir, int prog_fd, const char *ifname, enum att
 
 	/* SLUICE_FORCE_CLSACT lets the tests exercise the fallback on a kernel with tcx. */
 	link_fd = getenv("SLUICE_FORCE_CLSACT") ? -EINVAL
-						: bpf_link_create(prog_fd, ifindex, BPF_TCX_EGRESS, NULL);
+						: bpf_link_create(prog_fd, ifindex, hooks[dir].tcx, NULL);
 	if (link_fd < 0) {
 		err = link_fd; /* libbpf >= 1.0 returns -errno */
 		if (!tcx_unsupported(err)) {
-			pr_err("cannot attach to %s: %s", ifname, strerror(-err));
+			pr_err("cannot attach to %s %s: %s", ifname, where, strerror(-err));
 			return err;
 		}
-		err = attach_clsact(prog_fd, ifindex);
+		err = attach_clsact(prog_fd, ifindex, dir);
 		if (err) {
-			pr_err("cannot attach to %s (clsact): %s", ifname, strerror(-err));
+			pr_err("cannot attach to %s %s (clsact): %s", ifname, where, strerror(-err));
 			return err;
 		}
 		*kind = ATTACH_CLSACT;
@@ -114,13 +125,30 @@ int attach_egress(const char *pin_dir, int prog_fd, const char *ifname, enum att
 	}
 	if (bpf_obj_pin(link_fd, path) < 0) {
 		err = -errno;
-		pr_err("cannot pin link for %s at %s: %s", ifname, path, strerror(-err));
+		pr_err("cannot pin link for %s %s at %s: %s", ifname, where, path, strerror(-err));
 		close(link_fd); /* the only reference: closing detaches */
 		return err;
 	}
 	close(link_fd);
 	*kind = ATTACH_TCX;
 	return 0;
+}
+
+int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char *ifname,
+		 enum attach_kind *egress_kind, enum attach_kind *ingress_kind)
+{
+	unsigned ifindex = if_nametoindex(ifname);
+	int err;
+
+	if (!ifindex) {
+		pr_err("cannot attach to %s: no such interface", ifname);
+		return -ENODEV;
+	}
+	/* Enforcement first: if recording replies fails, the interface is still policed. */
+	err = attach_one(pin_dir, egress_fd, ifname, ifindex, ATTACH_EGRESS, egress_kind);
+	if (!err)
+		err = attach_one(pin_dir, ingress_fd, ifname, ifindex, ATTACH_INGRESS, ingress_kind);
+	return err;
 }
 
 static int detach_link_pin(const char *path)
@@ -138,15 +166,15 @@ static int detach_link_pin(const char *path)
 	return err;
 }
 
-/* The id of the program pinned under pin_dir, to recognise our clsact filters. */
-static __u32 pinned_prog_id(const char *pin_dir)
+/* The id of a program pinned under pin_dir, to recognise our clsact filters. */
+static __u32 pinned_prog_id(const char *pin_dir, enum attach_dir dir)
 {
 	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
 	char path[PATH_MAX];
 	int fd;
 
-	if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_PROGS, "tc_egress") < 0)
+	if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_PROGS, hooks[dir].name) < 0)
 		return 0;
 	fd = bpf_obj_get(path);
 	if (fd < 0)
@@ -158,31 +186,49 @@ static __u32 pinned_prog_id(const char *pin_dir)
 }
 
 /* Remove our clsact filter from ifindex if it runs this pin directory's program. */
-static int detach_clsact_ours(unsigned ifindex, __u32 prog_id)
+static int detach_clsact_ours(unsigned ifindex, enum attach_dir dir, __u32 prog_id)
 {
-	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = hooks[dir].tc);
 	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLSACT_HANDLE, .priority = CLSACT_PRIORITY);
 
 	if (!prog_id || bpf_tc_query(&hook, &opts) < 0 || opts.prog_id != prog_id)
 		return -ENOENT;
-	return detach_clsact(ifindex);
+	return detach_clsact(ifindex, dir);
 }
 
-int detach_egress(const char *pin_dir, const char *ifname)
+/* Detach one direction: its pinned link, else our clsact filter. -ENOENT: neither. */
+static int detach_one(const char *pin_dir, unsigned ifindex, enum attach_dir dir)
 {
 	char path[PATH_MAX];
-	unsigned ifindex = if_nametoindex(ifname);
 	int err;
+
+	if (link_pin(path, sizeof(path), pin_dir, dir, ifindex) < 0)
+		return -ENAMETOOLONG;
+	err = detach_link_pin(path);
+	if (err == -ENOENT)
+		err = detach_clsact_ours(ifindex, dir, pinned_prog_id(pin_dir, dir));
+	return err;
+}
+
+int detach_iface(const char *pin_dir, const char *ifname)
+{
+	unsigned ifindex = if_nametoindex(ifname);
+	int err, ingress_err;
 
 	if (!ifindex) {
 		pr_err("cannot detach from %s: no such interface", ifname);
 		return -ENODEV;
 	}
-	if (link_pin(path, sizeof(path), pin_dir, ifindex) < 0)
-		return -ENAMETOOLONG;
-	err = detach_link_pin(path);
-	if (err == -ENOENT)
-		err = detach_clsact_ours(ifindex, pinned_prog_id(pin_dir));
+	err = detach_one(pin_dir, ifindex, ATTACH_EGRESS);
+	/* An older sluice attached no ingress program: its absence is no error. */
+	ingress_err = detach_one(pin_dir, ifindex, ATTACH_INGRESS);
+	if (ingress_err && ingress_err != -ENOENT) {
+		pr_err("cannot detach from %s ingress: %s", ifname, strerror(-ingress_err));
+		if (!err)
+			return ingress_err;
+	}
+	if (err == -ENOENT && !ingress_err)
+		err = 0; /* only the ingress program was left: now it is gone too */
 	if (err == -ENOENT)
 		pr_err("sluice is not attached to %s", ifname);
 	else if (err)
@@ -190,15 +236,29 @@ int detach_egress(const char *pin_dir, const char *ifname)
 	return err;
 }
 
+/* Is name a link pin of ours (NAME_IFINDEX for one of the hooks)? */
+static bool is_link_pin(const char *name)
+{
+	for (size_t i = 0; i < ATTACH_DIRS; i++) {
+		size_t len = strlen(hooks[i].name);
+
+		if (strncmp(name, hooks[i].name, len) == 0 && name[len] == '_')
+			return true;
+	}
+	return false;
+}
+
 int detach_all(const char *pin_dir)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
-	__u32 prog_id = pinned_prog_id(pin_dir);
+	__u32 prog_ids[ATTACH_DIRS];
 	struct if_nameindex *ifs;
 	struct dirent *de;
 	int err = 0;
 	DIR *d;
 
+	for (size_t i = 0; i < ATTACH_DIRS; i++)
+		prog_ids[i] = pinned_prog_id(pin_dir, i);
 	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
 		return -ENAMETOOLONG;
 	d = opendir(dir);
@@ -206,7 +266,7 @@ int detach_all(const char *pin_dir)
 		while ((de = readdir(d))) {
 			int ret;
 
-			if (strncmp(de->d_name, LINK_PIN_PREFIX, strlen(LINK_PIN_PREFIX)) != 0)
+			if (!is_link_pin(de->d_name))
 				continue;
 			if (pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
 				continue;
@@ -222,7 +282,8 @@ int detach_all(const char *pin_dir)
 	/* clsact filters leave no pin: find them by the program they run. */
 	ifs = if_nameindex();
 	for (struct if_nameindex *i = ifs; i && i->if_index; i++)
-		detach_clsact_ours(i->if_index, prog_id);
+		for (size_t k = 0; k < ATTACH_DIRS; k++)
+			detach_clsact_ours(i->if_index, k, prog_ids[k]);
 	if_freenameindex(ifs);
 	return err;
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Attaching the tc egress program to interfaces: a tcx link pinned under PIN_DIR/links
- * where the kernel has tcx (>= 6.6), a clsact filter otherwise. Re-attaching to an
- * interface that already has a pinned link swaps the program on that link, with no
- * window in which the interface is unfiltered.
+ * Attaching the tc programs to interfaces, egress (enforcement) and ingress (recording
+ * inbound flows): tcx links pinned under PIN_DIR/links (tc_egress_IFINDEX,
+ * tc_ingress_IFINDEX) where the kernel has tcx (>= 6.6), clsact filters otherwise.
+ * Re-attaching to an interface that already has a pinned link swaps the program on that
+ * link, with no window in which the interface is unfiltered.
  */
 #ifndef SLUICE_ATTACH_H
 #define SLUICE_ATTACH_H
@@ -11,12 +12,14 @@
 #include <stddef.h>
 
 enum attach_kind { ATTACH_TCX, ATTACH_CLSACT };
+enum attach_dir { ATTACH_EGRESS, ATTACH_INGRESS };
 
 const char *attach_kind_name(enum attach_kind kind);
-/* Attach (or re-attach) prog_fd to ifname's egress. */
-int attach_egress(const char *pin_dir, int prog_fd, const char *ifname, enum attach_kind *kind);
-/* Detach from one interface; -ENOENT when sluice was not attached there. */
-int detach_egress(const char *pin_dir, const char *ifname);
+/* Attach (or re-attach) the egress and ingress programs to ifname, saying how each was. */
+int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char *ifname,
+		 enum attach_kind *egress_kind, enum attach_kind *ingress_kind);
+/* Detach both programs from one interface; -ENOENT when sluice was not attached there. */
+int detach_iface(const char *pin_dir, const char *ifname);
 /* Detach from every interface this pin directory's programs are attached to. */
 int detach_all(const char *pin_dir);
 

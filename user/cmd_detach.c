@@ -88,7 +88,7 @@ int cmd_detach(int argc, char **argv)
 		for (int i = 0; i < nifaces; i++) {
 			unsigned ifindex = if_nametoindex(ifaces[i]);
 
-			if (detach_egress(cli.pin_dir, ifaces[i])) {
+			if (detach_iface(cli.pin_dir, ifaces[i])) {
 				failed = 1;
 				continue;
 			}

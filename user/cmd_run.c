@@ -107,7 +107,7 @@ static int attach_all(const struct datapath *dp, const struct run_opts *o)
 	if (lock < 0)
 		return lock;
 	for (int i = 0; i < o->nifaces && !ret; i++) {
-		enum attach_kind kind;
+		enum attach_kind kind, ingress_kind;
 		int slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd, if_nametoindex(o->ifaces[i]));
 
 		if (slot < 0) {
@@ -115,9 +115,13 @@ static int attach_all(const struct datapath *dp, const struct run_opts *o)
 			ret = slot;
 			break;
 		}
-		ret = attach_egress(cli.pin_dir, dp->egress_prog_fd, o->ifaces[i], &kind);
-		if (!ret)
+		ret = attach_iface(cli.pin_dir, dp->egress_prog_fd, dp->ingress_prog_fd, o->ifaces[i],
+				   &kind, &ingress_kind);
+		if (!ret) {
 			pr_info("attached to %s egress (%s)", o->ifaces[i], attach_kind_name(kind));
+			pr_info("attached to %s ingress (%s)", o->ifaces[i],
+				attach_kind_name(ingress_kind));
+		}
 	}
 	close(lock);
 	return ret;

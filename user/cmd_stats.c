@@ -34,6 +34,19 @@ static __u32 map_capacity(int fd)
 	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0;
 }
 
+/* Recorded reply flows (live or not yet evicted); the walk stops at the capacity. */
+static __u32 flow_entries(int fd, __u32 capacity)
+{
+	struct sluice_flow_key key, next;
+	__u32 n = 0;
+
+	for (void *prev = NULL; n < capacity && bpf_map_get_next_key(fd, prev, &next) == 0; n++) {
+		key = next;
+		prev = &key;
+	}
+	return n;
+}
+
 /* --- sluice stats ------------------------------------------------------------------------ */
 
 static const struct option stats_options[] = { CLI_COMMON_OPTIONS };
@@ -69,6 +82,8 @@ int cmd_stats(int argc, char **argv)
 	}
 	const char *mode = !generation ? "none" : (flags & SLUICE_POLICY_F_AUDIT) ? "audit" : "enforce";
 	__u32 capacity = map_capacity(m.dests_fd);
+	__u32 flow_capacity = map_capacity(m.flows_fd);
+	__u32 flows = flow_entries(m.flows_fd, flow_capacity);
 
 	if (cli.json) {
 		json_t *doc = json_object(), *rows = json_array(), *verdicts = json_object();
@@ -96,8 +111,10 @@ int cmd_stats(int argc, char **argv)
 						      (json_int_t)by_verdict[v].bytes));
 		json_object_set_new(doc, "verdicts", verdicts);
 		json_object_set_new(doc, "maps",
-				    json_pack("{s:{s:I,s:I}}", "destinations", "entries",
-					      (json_int_t)ndests, "capacity", (json_int_t)capacity));
+				    json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "destinations", "entries",
+					      (json_int_t)ndests, "capacity", (json_int_t)capacity,
+					      "reply_flows", "entries", (json_int_t)flows, "capacity",
+					      (json_int_t)flow_capacity));
 		json_print(doc);
 	} else {
 		printf("policy generation %u, mode %s\n\n", generation, mode);
@@ -118,6 +135,7 @@ int cmd_stats(int argc, char **argv)
 			       (unsigned long long)t->sum.bytes);
 		}
 		printf("\ndestinations tracked: %zu of %u\n", ndests, capacity);
+		printf("reply flows tracked: %u of %u\n", flows, flow_capacity);
 	}
 	free(totals);
 	free(dests);

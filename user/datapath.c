@@ -13,14 +13,14 @@
 #include "datapath.h"
 #include "log.h"
 #include "pins.h"
-#include "tc_egress.skel.h"
-
-#define PIN_PROG_TC_EGRESS "tc_egress"
+#include "sluice_bpf.skel.h"
 
 static void datapath_reset(struct datapath *dp)
 {
 	memset(dp, 0, sizeof(*dp));
-	dp->egress_prog_fd = dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = dp->ports_fd = -1;
+	dp->egress_prog_fd = dp->ingress_prog_fd = -1;
+	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
+	dp->ports_fd = dp->frags_fd = dp->flows_fd = -1;
 }
 
 /* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
@@ -59,11 +59,11 @@ static int pin_program(struct bpf_program *prog, const char *pin_dir, const char
 
 int datapath_load(struct datapath *dp, const char *pin_dir)
 {
-	struct tc_egress *skel;
+	struct sluice_bpf *skel;
 	int err;
 
 	datapath_reset(dp);
-	skel = tc_egress__open();
+	skel = sluice_bpf__open();
 	if (!skel) {
 		err = -errno;
 		pr_err("cannot open the BPF object: %s", strerror(-err));
@@ -76,7 +76,7 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 			goto fail;
 		}
 	}
-	err = tc_egress__load(skel);
+	err = sluice_bpf__load(skel);
 	if (err) {
 		if (pin_dir)
 			pr_err("cannot load the BPF programs: %s (if the maps pinned under %s come "
@@ -89,28 +89,34 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 		goto fail;
 	}
 	if (pin_dir) {
-		err = pin_program(skel->progs.sluice_tc_egress, pin_dir, PIN_PROG_TC_EGRESS);
+		err = pin_program(skel->progs.sluice_tc_egress, pin_dir, SLUICE_PIN_PROG_TC_EGRESS);
+		if (!err)
+			err = pin_program(skel->progs.sluice_tc_ingress, pin_dir,
+					  SLUICE_PIN_PROG_TC_INGRESS);
 		if (err)
 			goto fail;
 	}
-	dp->egress = skel;
+	dp->skel = skel;
 	dp->egress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_egress);
+	dp->ingress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_ingress);
 	dp->policy_fd = bpf_map__fd(skel->maps.sluice_policy);
 	dp->config_fd = bpf_map__fd(skel->maps.sluice_config);
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);
 	dp->totals_fd = bpf_map__fd(skel->maps.sluice_totals);
 	dp->ifaces_fd = bpf_map__fd(skel->maps.sluice_ifaces);
 	dp->ports_fd = bpf_map__fd(skel->maps.sluice_ports);
+	dp->frags_fd = bpf_map__fd(skel->maps.sluice_frags);
+	dp->flows_fd = bpf_map__fd(skel->maps.sluice_flows);
 	return 0;
 fail:
-	tc_egress__destroy(skel);
+	sluice_bpf__destroy(skel);
 	return err;
 }
 
 void datapath_close(struct datapath *dp)
 {
 	/* Pinned objects stay: destroying the skeleton only drops this process's references. */
-	tc_egress__destroy(dp->egress);
+	sluice_bpf__destroy(dp->skel);
 	datapath_reset(dp);
 }
 
@@ -124,6 +130,7 @@ static const struct {
 	{ "sluice_totals", offsetof(struct pinned_maps, totals_fd) },
 	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
 	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
+	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

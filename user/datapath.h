@@ -10,29 +10,33 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct tc_egress;
+struct sluice_bpf;
 
+/* Both programs come from one linked object (sluice.bpf.o), so they share every map. */
 struct datapath {
-	struct tc_egress *egress;
+	struct sluice_bpf *skel;
 	int egress_prog_fd;
+	int ingress_prog_fd;
 	int policy_fd; /* outer array-of-maps: slot 0 holds the active trie */
 	int config_fd;
 	int dests_fd;
 	int totals_fd;
 	int ifaces_fd;
 	int ports_fd;
+	int frags_fd;
+	int flows_fd;
 };
 
 /*
  * Open and load the programs. With pin_dir, maps are reused from (or pinned to)
- * PIN_DIR/maps/ and the program is pinned to PIN_DIR/progs/. pin_dir NULL: nothing pinned.
+ * PIN_DIR/maps/ and the programs are pinned to PIN_DIR/progs/. pin_dir NULL: nothing pinned.
  */
 int datapath_load(struct datapath *dp, const char *pin_dir);
 void datapath_close(struct datapath *dp);
 
 /* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
 struct pinned_maps {
-	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd;
+	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);

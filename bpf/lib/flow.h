@@ -116,4 +116,106 @@ static __always_inline void decide_reply(void *data, void *data_end, const struc
 	}
 }
 
+/* --- ingress: recording flows ----------------------------------------------------------- */
+
+/*
+ * Is there a local socket for this arriving packet: a TCP socket in LISTEN state, or a UDP
+ * socket bound to its port? ctx is the program's context (the lookups run in its netns).
+ * Only then is a flow recorded, so spoofed packets to closed ports open nothing.
+ */
+static __always_inline int flow_local_socket(void *ctx, const struct packet_info *pi)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 size;
+	int found;
+
+	if (pi->l3_proto == ETH_P_IP) {
+		__builtin_memcpy(&t.ipv4.saddr, &pi->src.a[12], 4);
+		__builtin_memcpy(&t.ipv4.daddr, &pi->dst.a[12], 4);
+		__builtin_memcpy(&t.ipv4.sport, &pi->l4[0], 2);
+		__builtin_memcpy(&t.ipv4.dport, &pi->l4[2], 2);
+		size = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, pi->src.a, 16);
+		__builtin_memcpy(t.ipv6.daddr, pi->dst.a, 16);
+		__builtin_memcpy(&t.ipv6.sport, &pi->l4[0], 2);
+		__builtin_memcpy(&t.ipv6.dport, &pi->l4[2], 2);
+		size = sizeof(t.ipv6);
+	}
+	if (pi->l4_proto == IPPROTO_TCP) {
+		/* skc: a listener is what a SYN finds; request and timewait sockets are not it. */
+		sk = bpf_skc_lookup_tcp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		found = sk->state == BPF_TCP_LISTEN;
+	} else {
+		sk = bpf_sk_lookup_udp(ctx, &t, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		found = 1;
+	}
+	bpf_sk_release(sk);
+	return found;
+}
+
+/* Record a new flow (or restart one whose 5-tuple is reused) that lives idle_ns. */
+static __always_inline void flow_record(const struct sluice_flow_key *k, __u64 now, __u64 idle_ns)
+{
+	struct sluice_flow f = { .expires_ns = now + idle_ns };
+
+	/* A full LRU evicts its oldest flow: under a flood, old replies lose their record. */
+	bpf_map_update_elem(&sluice_flows, k, &f, BPF_ANY);
+}
+
+/*
+ * An arriving TCP or UDP packet (not a later fragment): start a flow initiated from
+ * outside, keep a live one alive, or note its end.
+ */
+static __always_inline void flow_inbound(void *ctx, void *data, void *data_end,
+					 const struct packet_info *pi)
+{
+	struct sluice_flow_key k = {};
+	struct sluice_flow *f;
+	__u64 now;
+	int flags;
+
+	if (!pi_has_port(pi) || (pi->l4_proto != IPPROTO_TCP && pi->l4_proto != IPPROTO_UDP))
+		return;
+	flow_key_in(pi, &k);
+	now = bpf_ktime_get_coarse_ns();
+	f = flow_live(&k, now);
+	if (pi->l4_proto == IPPROTO_UDP) {
+		if (f)
+			flow_refresh(f, now, FLOW_UDP_IDLE_NS);
+		else if (flow_local_socket(ctx, pi))
+			flow_record(&k, now, FLOW_UDP_IDLE_NS);
+		return;
+	}
+
+	flags = tcp_flags(data, data_end, pi);
+	if (flags < 0)
+		return;
+	if ((flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN) {
+		/* A retransmitted SYN of a live flow changes nothing; else a listener must exist. */
+		if ((!f || f->closing) && flow_local_socket(ctx, pi))
+			flow_record(&k, now, FLOW_TCP_IDLE_NS);
+		return;
+	}
+	if (!f)
+		return;
+	if (flags & TCPF_RST) {
+		flow_close(f, now);
+		return;
+	}
+	if (flags & TCPF_FIN) {
+		f->fin_in = 1;
+		if (f->fin_out) {
+			flow_close(f, now);
+			return;
+		}
+	}
+	flow_refresh(f, now, FLOW_TCP_IDLE_NS);
+}
+
 #endif /* SLUICE_BPF_FLOW_H */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * The maps every sluice hook shares. Include from the bpf/ entry files only; each entry
- * file gets its own definitions and userspace points them at the same pinned maps, so all
- * hooks read one policy and write one set of counters.
+ * The maps every sluice hook shares. Include from the bpf/ entry files only. Each entry
+ * file carries the same definitions, marked weak: the entry files are statically linked
+ * into one object (bpftool gen object), where the linker keeps one copy of each, so all
+ * hooks read one policy and write one set of counters; userspace pins that one set.
  */
 #ifndef SLUICE_BPF_MAPS_H
 #define SLUICE_BPF_MAPS_H
@@ -34,7 +35,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__array(values, struct sluice_policy_trie);
-} sluice_policy SEC(".maps");
+} sluice_policy SEC(".maps") __weak;
 
 /*
  * Protocol/port decisions of the prefixes whose verdict depends on them, keyed by
@@ -47,7 +48,7 @@ struct {
 	__uint(max_entries, SLUICE_PORT_MAX);
 	__type(key, struct sluice_port_key);
 	__type(value, struct sluice_port_entry);
-} sluice_ports SEC(".maps");
+} sluice_ports SEC(".maps") __weak;
 
 /* Runtime state written by userspace: the active policy generation. One entry. */
 struct {
@@ -55,7 +56,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct sluice_config);
-} sluice_config SEC(".maps");
+} sluice_config SEC(".maps") __weak;
 
 /*
  * Per-destination counters and cached decision, written by the datapath. LRU so that the
@@ -67,7 +68,7 @@ struct {
 	__uint(max_entries, SLUICE_DEST_MAX);
 	__type(key, struct sluice_addr);
 	__type(value, struct sluice_dest_stats);
-} sluice_dests SEC(".maps");
+} sluice_dests SEC(".maps") __weak;
 
 /* Interface slots for the node totals, indexed by ifindex. Written by userspace on attach. */
 struct {
@@ -75,7 +76,7 @@ struct {
 	__uint(max_entries, SLUICE_IFINDEX_MAX);
 	__type(key, __u32);
 	__type(value, struct sluice_iface);
-} sluice_ifaces SEC(".maps");
+} sluice_ifaces SEC(".maps") __weak;
 
 /* Node totals, per CPU, at SLUICE_TOTALS_INDEX(slot, hook, verdict, reason). Datapath writes. */
 struct {
@@ -83,7 +84,7 @@ struct {
 	__uint(max_entries, SLUICE_TOTALS_MAX);
 	__type(key, __u32);
 	__type(value, struct sluice_counter);
-} sluice_totals SEC(".maps");
+} sluice_totals SEC(".maps") __weak;
 
 /*
  * The decision of each fragmented datagram's first fragment, for its later fragments.
@@ -95,7 +96,7 @@ struct {
 	__uint(max_entries, SLUICE_FRAG_MAX);
 	__type(key, struct sluice_frag_key);
 	__type(value, struct sluice_frag_entry);
-} sluice_frags SEC(".maps");
+} sluice_frags SEC(".maps") __weak;
 
 /*
  * Connections initiated from outside, whose replies pass. Written by tc ingress (a SYN to
@@ -107,6 +108,6 @@ struct {
 	__uint(max_entries, SLUICE_FLOW_MAX);
 	__type(key, struct sluice_flow_key);
 	__type(value, struct sluice_flow);
-} sluice_flows SEC(".maps");
+} sluice_flows SEC(".maps") __weak;
 
 #endif /* SLUICE_BPF_MAPS_H */

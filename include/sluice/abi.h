@@ -278,5 +278,8 @@ _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 #define SLUICE_PIN_MAPS "maps"
 #define SLUICE_PIN_PROGS "progs"
 #define SLUICE_PIN_LINKS "links"
+/* Program pins under progs/; link pins under links/ are NAME_IFINDEX (bpffs reserves dots). */
+#define SLUICE_PIN_PROG_TC_EGRESS "tc_egress"
+#define SLUICE_PIN_PROG_TC_INGRESS "tc_ingress"
 
 #endif /* SLUICE_ABI_H */
