@@ -564,18 +564,22 @@ int oracle_decide(const struct policy *p, struct oracle_state *st, const __u8 *f
 							.proto = ip.proto };
 	}
 	port_class = oracle_port_class(p, &ip.dst);
-	/* A later fragment has no transport header to distrust: step 4 decides it alone. */
-	if (ip.v6 && !ip.later && unwalked_ext(ip.proto) && port_class) {
-		set(r, denied(p), SLUICE_REASON_UNPARSEABLE, SLUICE_RULE_NONE);
-		return 0;
-	}
 
-	/* Step 4, then 5-8. */
+	/* Step 4 for later fragments, which have no transport header to distrust. */
 	if (ip.later) {
 		decide_later_fragment(p, st, &ip, r);
 		return 0;
 	}
-	decide_whole(p, st, frame, end, &ip, port_class, r);
+	/*
+	 * Step 3's last rule needs the destination's decision. The reading taken: it decides
+	 * a first fragment like any other reason would, so the datagram's later fragments
+	 * follow it (a fragmented datagram is decided as a whole); only a first fragment whose
+	 * headers cannot be parsed at all is not recorded.
+	 */
+	if (ip.v6 && unwalked_ext(ip.proto) && port_class)
+		set(r, denied(p), SLUICE_REASON_UNPARSEABLE, SLUICE_RULE_NONE);
+	else
+		decide_whole(p, st, frame, end, &ip, port_class, r);
 	if (ip.fragment) {
 		r->recorded_frag = true;
 		return frag_record(st, &ip.frag_key, r);

@@ -41,7 +41,6 @@
 #include "packet_oracle.h"
 #include "policy.h"
 #include "policy_kernel.h"
-#include "tc_egress.skel.h"
 
 #define ROUNDS 25
 #define PACKETS_PER_ROUND 40000 /* runs; well below the destination table's capacity */
@@ -178,11 +177,12 @@ static void random_policy(struct policy *p)
 	for (unsigned i = 0; i < n; i++) {
 		struct prefix pre = random_prefix(chance(50), p);
 		struct l4_match m;
-		char name[16];
+		char name[16], target[ADDR_STRLEN];
 
 		random_match(&m);
 		snprintf(name, sizeof(name), "r%u", i);
-		if (policy_add_rules(p, chance(50) ? V(ALLOW) : V(DENY), &pre, 1, &m, name, name, i))
+		prefix_format(&pre, target, sizeof(target));
+		if (policy_add_rules(p, chance(50) ? V(ALLOW) : V(DENY), &pre, 1, &m, name, target, i))
 			CHECK(0, "cannot add a rule");
 	}
 }
@@ -690,6 +690,7 @@ struct item {
 };
 
 static unsigned long long runs, disagreements, run_errors, refused, reported;
+static const struct policy *cur_policy; /* printed with the first disagreements */
 
 /* Disagreements by kind: (wanted verdict, reason) -> (actual verdict, reason). */
 #define KIND_NONE SLUICE_VERDICT_MAX /* no counter moved */
@@ -756,6 +757,10 @@ static void report(const struct item *it, int retval, const char *actual)
 		(unsigned long long)it->want.packets, (unsigned long long)it->want.bytes,
 		it->want.verdict == V(DENY) ? TC_ACT_SHOT : TC_ACT_UNSPEC, actual, retval);
 	hexdump(&it->t.f);
+	if (reported <= 3 && cur_policy) {
+		fprintf(stderr, "  under the policy:\n");
+		policy_format(cur_policy, stderr);
+	}
 }
 
 static const struct flow_rec *flow_of(const struct oracle_result *r)
@@ -979,8 +984,8 @@ int main(void)
 		return 1;
 	}
 	pmaps = (struct policy_maps){ dp.policy_fd, dp.config_fd, dp.ports_fd };
-	frags_fd = bpf_object__find_map_fd_by_name(dp.egress->obj, "sluice_frags");
-	flows_fd = bpf_object__find_map_fd_by_name(dp.egress->obj, "sluice_flows");
+	frags_fd = dp.frags_fd;
+	flows_fd = dp.flows_fd;
 	CHECK(frags_fd >= 0, "the program has no sluice_frags map");
 	CHECK(flows_fd >= 0, "the program has no sluice_flows map");
 	items = calloc(BATCH, sizeof(*items));
@@ -995,6 +1000,7 @@ int main(void)
 		unsigned made = 0;
 
 		new_round(&p, round);
+		cur_policy = &p;
 		oracle_frags_clear(&st);
 		oracle_flows_clear(&st);
 		for (unsigned i = 0; i < FLOW_POOL; i++)
@@ -1035,6 +1041,7 @@ int main(void)
 			run_batch(items, n, &shadow);
 		}
 		check_dests(round);
+		cur_policy = NULL;
 		policy_free(&p);
 	}
 

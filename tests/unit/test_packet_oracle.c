@@ -495,6 +495,33 @@ static void test_fragments(void)
 	expect("v6 orphan naming header 135, open destination", &f, V(ALLOW), R(RULE),
 	       rule("open6"));
 
+	/* A first fragment naming an unwalked header: unparseable, and the datagram with it. */
+	fr_init(&f);
+	fr_eth(&f, ETH_P_IPV6);
+	fr_ipv6(&f, "2001:db8:1::1", "2001:db8:a::10", 44);
+	fr_frag6(&f, 135, 0, true, 0x50000);
+	fr_tcp(&f, 1000, 443, FR_ACK);
+	fr_done(&f);
+	expect("v6 first fragment naming header 135, port class", &f, V(DENY), R(UNPARSEABLE), NONE);
+	CHECK(last.recorded_frag, "unparseable first fragment recorded");
+	fr_init(&f);
+	fr_eth(&f, ETH_P_IPV6);
+	fr_ipv6(&f, "2001:db8:1::1", "2001:db8:a::10", 44);
+	fr_frag6(&f, 135, 8, false, 0x50000);
+	fr_pad(&f, 16);
+	fr_done(&f);
+	expect("v6 later fragment of it follows", &f, V(DENY), R(UNPARSEABLE), NONE);
+	/* A first fragment whose chain is cut is rejected by the parser: not recorded. */
+	fr_init(&f);
+	fr_eth(&f, ETH_P_IPV6);
+	fr_ipv6(&f, "2001:db8:1::1", "2001:db8:b::10", 44);
+	fr_frag6(&f, 60, 0, true, 0x60000);
+	fr_ext(&f, 60, IPPROTO_TCP, 16);
+	f.len -= 4;
+	fr_done(&f);
+	expect("v6 first fragment, chain cut", &f, V(DENY), R(TRUNCATED), NONE);
+	CHECK(!last.recorded_frag, "first fragment rejected by the parser not recorded");
+
 	/* Tiny IPv6 first fragment. */
 	fr_init(&f);
 	fr_eth(&f, ETH_P_IPV6);
