@@ -404,8 +404,10 @@ static void gen_l4(struct tmpl *t, bool v6, __u8 proto, unsigned sport, unsigned
 				qsport = fl->key.remote_port;
 				qdport = fl->key.local_port;
 			}
-			if (addr_is_v4(&qs) == v6)
-				qs = node_addr(!v6), qs.a[15] ^= 0x40;
+			if (addr_is_v4(&qs) == v6) {
+				qs = node_addr(v6); /* a neighbour of the node, same family */
+				qs.a[15] ^= 0x40;
+			}
 			if (addr_is_v4(&qd) == v6)
 				qd = node_addr(v6);
 			gen_ip(t, v6, &qs, &qd, qp, true);
