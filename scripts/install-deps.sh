@@ -17,6 +17,8 @@ packages=(
 	prometheus
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
+	# e2e: TSO/GSO switched on and off on the veth (gso.sh)
+	ethtool
 )
 # Installed when the archive has them; what needs them is skipped otherwise.
 optional=(

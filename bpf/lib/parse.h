@@ -445,13 +445,17 @@ static __always_inline int parse_icmp_quote(struct __sk_buff *ctx, const struct 
 static __always_inline __u32 gso_header_len(struct __sk_buff *ctx, const struct packet_info *pi)
 {
 	struct tcphdr th;
+	__u8 udp[8];
 
+	/* A later fragment, or bytes after an unwalked header, repeat no transport header. */
+	if (pi->frag == PKT_FRAG_LATER || pi->opaque)
+		return 0;
 	if (pi->l4_proto == IPPROTO_TCP) {
 		if (pkt_load(ctx, pi, pi->l4_offset, &th, sizeof(th)))
 			return 0;
 		return pi->l4_offset + th.doff * 4;
 	}
-	if (pi->l4_proto == IPPROTO_UDP)
+	if (pi->l4_proto == IPPROTO_UDP && !pkt_load(ctx, pi, pi->l4_offset, udp, sizeof(udp)))
 		return pi->l4_offset + 8;
 	return 0;
 }
