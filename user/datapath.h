@@ -25,6 +25,11 @@ struct datapath {
 	int ports_fd;
 	int frags_fd;
 	int flows_fd;
+	int events_fd;         /* the event ring buffer */
+	int event_config_fd;   /* rate limit interval, on/off */
+	int event_limits_fd;   /* limiters of events without a destination */
+	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
+	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
 };
 
 /*
