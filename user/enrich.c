@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/mount.h>
 
 #include "enrich.h"
 #include "log.h"
@@ -83,27 +85,46 @@ static int find_cgroup2(const char *mountinfo, char *root, char *mountpoint)
 }
 
 /*
- * Open the cgroup2 mount: ours, or else init's (`ip netns exec` gives its command a fresh
- * /sys without the cgroup mount; /proc/1/root reaches the one the host uses).
+ * A private, detached mount of the cgroup2 hierarchy (fsopen/fsmount: attached nowhere, so
+ * no namespace sees a change). It works where no path reaches the hierarchy: `ip netns
+ * exec` gives its command a fresh /sys without the cgroup mount. Readlink of a cgroup
+ * opened through it shows the path from the hierarchy's root. Returns a directory fd.
  */
+static int open_cgroup2_detached(void)
+{
+	int fs, mnt, fd = -1;
+
+	fs = syscall(SYS_fsopen, "cgroup2", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -errno;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0) {
+		mnt = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+		if (mnt >= 0) {
+			/* open_by_handle_at wants a real fd, not the O_PATH one fsmount gives. */
+			fd = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			close(mnt);
+		}
+	}
+	if (fd < 0)
+		fd = -errno;
+	close(fs);
+	return fd;
+}
+
+/* The cgroup2 hierarchy: detached (above), or else the mount in our mountinfo. */
 static void open_cgroup_mount(struct enrich *x)
 {
-	char mp[PATH_MAX], path[PATH_MAX + 16];
+	char mp[PATH_MAX];
 
-	x->cg_mount_fd = -1;
+	x->cg_mount_fd = open_cgroup2_detached();
+	if (x->cg_mount_fd >= 0)
+		return; /* readlink shows paths from the root: no mount point, no root to add */
 	if (find_cgroup2("/proc/self/mountinfo", x->cg_root, mp) == 0) {
 		x->cg_mount_fd = open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		snprintf(x->cg_mountpoint, sizeof(x->cg_mountpoint), "%s", mp);
 	}
-	if (x->cg_mount_fd < 0 && find_cgroup2("/proc/1/mountinfo", x->cg_root, mp) == 0) {
-		snprintf(path, sizeof(path), "/proc/1/root%s", mp);
-		x->cg_mount_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		/* What readlink shows for a directory reached this way. */
-		if (x->cg_mount_fd >= 0 && !realpath(path, x->cg_mountpoint))
-			snprintf(x->cg_mountpoint, sizeof(x->cg_mountpoint), "%s", mp);
-	}
 	if (x->cg_mount_fd < 0)
-		pr_warn("no cgroup2 mount found: events will carry cgroup ids without paths");
+		pr_warn("no cgroup2 hierarchy found: events will carry no cgroup paths");
 }
 
 struct enrich *enrich_new(void)
