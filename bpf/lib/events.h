@@ -38,7 +38,7 @@ static __always_inline int event_limit(__u64 *last, __u64 *suppressed, __u64 now
 {
 	__u64 prev = READ_ONCE_U64(*last);
 
-	/* prev 0: never emitted (bpf_ktime_get_ns is never 0 once the system is up). */
+	/* prev 0: never emitted (the clock is never 0 once the system is up). */
 	if (prev && now - prev < interval) {
 		__sync_fetch_and_add(suppressed, 1);
 		return 0;
@@ -54,7 +54,8 @@ static __always_inline int event_limit(__u64 *last, __u64 *suppressed, __u64 now
 struct event_packet {
 	const struct packet_info *pi;
 	const struct decision *d;
-	__u64 now, packets, bytes;
+	__u64 now; /* bpf_ktime_get_coarse_ns, for the limiters */
+	__u64 packets, bytes;
 	__u8 hook;
 	__u8 ip; /* pi holds an IP packet's addresses */
 };
@@ -78,7 +79,7 @@ static __always_inline void event_send(struct __sk_buff *skb, const struct event
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = ep->now;
+	e->ts_ns = bpf_ktime_get_ns(); /* the precise clock only for what is emitted */
 	e->suppressed = report;
 	e->packets = ep->packets;
 	e->bytes = ep->bytes;
@@ -134,7 +135,11 @@ static __always_inline void events_packet(struct __sk_buff *skb, const struct ev
 	if (!cfg || cfg->off)
 		return;
 	interval = cfg->interval_ns ? cfg->interval_ns : SLUICE_EVENT_INTERVAL_DEFAULT_NS;
-	p.now = bpf_ktime_get_ns();
+	/*
+	 * The coarse clock (one tick, a few ms, of resolution) is plenty for a limit of one
+	 * per second, and costs a fraction of the precise one on every denied packet.
+	 */
+	p.now = bpf_ktime_get_coarse_ns();
 
 	/* Once per entry by construction: no limiter needed. */
 	if (p.d->new_dest)

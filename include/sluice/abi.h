@@ -241,7 +241,7 @@ struct sluice_dest_stats {
 	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags << 16 | reason << 8 | verdict) */
 	/*
 	 * The event rate limiter of this destination, per rate-limited event type (events.h):
-	 * when the last event was emitted (bpf_ktime_get_ns), and the repeats since, which
+	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which
 	 * the next event carries as `suppressed`. Touched only by denied and audited packets.
 	 */
 	__u64 event_last_ns[SLUICE_EVENT_LIMITED_MAX];
