@@ -138,6 +138,7 @@ static const struct {
 	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
 	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
+	{ "sluice_event_lost", offsetof(struct pinned_maps, event_lost_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

@@ -42,6 +42,7 @@ void datapath_close(struct datapath *dp);
 /* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
 struct pinned_maps {
 	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd;
+	int event_lost_fd;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,8 +127,12 @@ static uint64_t lines_in(const char *buf, size_t len)
 static int sink_flush(struct events *ev, struct sink *s)
 {
 	while (s->len) {
-		ssize_t n = s->kind == SINK_CLIENT ? send(s->fd, s->buf, s->len, MSG_NOSIGNAL | MSG_DONTWAIT)
-						   : write(s->fd, s->buf, s->len);
+		ssize_t n;
+
+		if (s->kind == SINK_CLIENT)
+			n = send(s->fd, s->buf, s->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		else
+			n = write(s->fd, s->buf, s->len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -481,6 +486,8 @@ int events_start(struct events **out, const struct datapath *dp, const struct ev
 	}
 	if (c->off)
 		return 0;
+	/* A reader of stdout (or of a FIFO) going away is a write error, not death. */
+	signal(SIGPIPE, SIG_IGN);
 	ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return -ENOMEM;

@@ -787,7 +787,8 @@ static void test_events(void)
 	events_reset();
 	run_times(&denied, 3);
 	ring_buffer__consume(events_rb);
-	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1, "one deny event past the interval");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1,
+		     "one deny event past the interval");
 	CHECK_EQ_U64(e.suppressed, 4, "it reports the four repeats");
 	CHECK_EQ_U64(events_of(SLUICE_EVENT_NEW_DESTINATION, NULL, NULL), 0,
 		     "no new_destination for a known destination");
@@ -821,7 +822,8 @@ static void test_events(void)
 	events_reset();
 	run_times(&denied, 2);
 	ring_buffer__consume(events_rb);
-	CHECK_EQ_U64(events_of(SLUICE_EVENT_AUDIT, denied.dst, &e), 1, "audit mode: one audit event");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_AUDIT, denied.dst, &e), 1,
+		     "audit mode: one audit event");
 	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, NULL, NULL), 0, "and no deny event");
 	dest_get(denied.dst, &st);
 	CHECK_EQ_U64(st.event_suppressed[SLUICE_EVENT_AUDIT], 1, "audit repeats held back apart");

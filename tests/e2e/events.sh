@@ -239,6 +239,7 @@ check "emitted + suppressed + lost == the kernel's deny count, after SIGCONT" \
 all_lost=$(events -s '[.[] | select(.type == "lost") | .count] | add // 0')
 check "sluice_events_lost_total equals the lost events' counts" \
 	"$(metric sluice_events_lost_total)" "$all_lost"
+check "sluice stats shows the same losses" "$(sl stats --json | jq .events_lost)" "$all_lost"
 check "sluice_events_total{type=\"deny\"} equals the deny events written" \
 	"$(metric 'sluice_events_total{type="deny"}')" "$emitted"
 check "the daemon recovered by itself: the last flush's events were written" \
