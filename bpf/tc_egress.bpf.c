@@ -10,6 +10,7 @@
 #include "lib/parse.h"
 #include "lib/verdict.h"
 #include "lib/count.h"
+#include "lib/events.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,6 +40,20 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	count_destination(entry, d.verdict, packets, bytes);
 	count_total(skb->ifindex, SLUICE_HOOK_TC_EGRESS, d.verdict, d.reason, packets, bytes);
 	count_rule(d.rule_id, d.flags, packets, bytes);
+
+	/* Only denied, audited and first-contact packets pay for events. */
+	if (d.new_dest || decision_denied(&d)) {
+		struct event_packet ep = {
+			.pi = &pi,
+			.d = &d,
+			.packets = packets,
+			.bytes = bytes,
+			.hook = SLUICE_HOOK_TC_EGRESS,
+			.ip = ret == 0,
+		};
+
+		events_packet(skb, &ep, entry);
+	}
 
 	/*
 	 * TC_ACT_SHOT is the only drop tcx knows: it maps every code other than PASS, DROP

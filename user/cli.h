@@ -59,6 +59,7 @@ int cli_require_privileges(const char *command);
 int cmd_run(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dest(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_detach(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_allow(int argc, char **argv);

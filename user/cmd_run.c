@@ -19,6 +19,7 @@
 #include "control.h"
 #include "datapath.h"
 #include "dest_scan.h"
+#include "events.h"
 #include "ifslots.h"
 #include "metrics.h"
 #include "output.h"
@@ -29,6 +30,7 @@
 #include "policy_kernel.h"
 #include "policy_apply.h"
 #include "state.h"
+#include "units.h"
 
 #define RUN_MAX_IFACES 64
 #define POLICY_DEFAULT "/etc/sluice/policy.conf"
@@ -42,9 +44,18 @@ struct run_opts {
 	socklen_t metrics_len;
 	bool metrics_off;
 	unsigned top_n;
+	struct events_config events;
 };
 
-enum { OPT_IFACE = OPT_COMMAND_BASE, OPT_POLICY, OPT_MODE, OPT_METRICS, OPT_TOP };
+enum {
+	OPT_IFACE = OPT_COMMAND_BASE,
+	OPT_POLICY,
+	OPT_MODE,
+	OPT_METRICS,
+	OPT_TOP,
+	OPT_EVENTS,
+	OPT_EVENT_INTERVAL,
+};
 
 static const struct option run_options[] = {
 	{ "iface", required_argument, NULL, OPT_IFACE },
@@ -52,6 +63,8 @@ static const struct option run_options[] = {
 	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "top-destinations", required_argument, NULL, OPT_TOP },
+	{ "events", required_argument, NULL, OPT_EVENTS },
+	{ "event-interval", required_argument, NULL, OPT_EVENT_INTERVAL },
 	CLI_COMMON_OPTIONS,
 };
 
@@ -98,6 +111,21 @@ static int run_option(int opt, const char *arg, void *ctx)
 		o->top_n = n;
 		return 0;
 	}
+	case OPT_EVENTS:
+		if (events_config_add(&o->events, arg))
+			return cli_usage_error("run", "--events takes stdout, syslog, a file or off "
+					       "(off alone, each at most once, at most %d): '%s'",
+					       EVENTS_OUTPUTS_MAX, arg);
+		return 0;
+	case OPT_EVENT_INTERVAL: {
+		uint64_t secs;
+
+		if (parse_duration(arg, &secs) || secs > 3600)
+			return cli_usage_error("run", "--event-interval must be a duration from 1s "
+					       "to 1h, not '%s'", arg);
+		o->events.interval_ns = secs * 1000000000ull;
+		return 0;
+	}
 	}
 	return EXIT_USAGE;
 }
@@ -117,6 +145,8 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
 	if (o->nifaces == 0)
 		return cli_usage_error("run", "at least one --iface is needed");
+	if (o->events.noutputs == 0 && !o->events.off)
+		events_config_add(&o->events, "stdout");
 	return 0;
 }
 
@@ -128,6 +158,8 @@ struct daemon {
 	struct metrics_policy published; /* what scrapes report about it */
 	char *names[SLUICE_RULE_COUNTERS]; /* rule names of the install in force, by rule id */
 	size_t nnames;
+	struct events *events;           /* NULL with --events off */
+	bool subscribe_follow;           /* of the `sluice events` request being answered */
 };
 
 /* Tell the exporter what is in force now (ok), or count a rejected change. */
@@ -194,6 +226,7 @@ static int apply_policy(struct daemon *d, const char *path, int mode, struct app
 	int old_epoch = active_epoch(d);
 	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, res);
 
+	events_policy(d->events, ret == 0);
 	if (!ret)
 		after_change(d, old_epoch);
 	publish(d, res, ret == 0);
@@ -211,20 +244,31 @@ static int sync_overrides(struct daemon *d, struct apply_result *res)
 
 	if (!ret && res->changed)
 		after_change(d, old_epoch);
-	if (ret || res->changed)
+	if (ret || res->changed) {
 		publish(d, res, ret == 0);
+		events_policy(d->events, ret == 0);
+	}
 	if (!ret && res->changed)
 		pr_info("overrides in force as generation %u (%zu overrides, %zu prefixes changed)",
 			res->generation, res->overrides, res->changed);
 	return ret;
 }
 
-static json_t *handle_control(json_t *request, void *ctx)
+static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 {
 	const char *command = json_string_value(json_object_get(request, "command"));
+	struct daemon *d = ctx;
 	struct apply_result res;
 	int ret;
 
+	if (command && strcmp(command, "events") == 0) {
+		if (!d->events)
+			return json_pack("{s:b,s:s}", "ok", 0, "error",
+					 "events are off in this daemon (--events off)");
+		d->subscribe_follow = json_is_true(json_object_get(request, "follow"));
+		*keep = true;
+		return json_pack("{s:b}", "ok", 1);
+	}
 	if (command && strcmp(command, "load") == 0) {
 		/* sluice policy load, so the daemon keeps what it needs across the reload. */
 		const char *path = json_string_value(json_object_get(request, "path"));
@@ -300,12 +344,15 @@ static void daemon_signals(sigset_t *set)
 /*
  * Serve until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or to
  * the last `sluice policy load`). Commands reach the daemon on its control socket. Each
- * second, check whether an override has expired: overrides are added by other processes,
- * so the expiry is looked up, not remembered.
+ * second, check whether an override has expired (overrides are added by other processes,
+ * so the expiry is looked up, not remembered) and report the events the kernel lost. The
+ * event ring buffer, its outputs and `sluice events` clients are served in the same loop,
+ * never blocking (events.h).
  */
 static void serve(struct daemon *d, int ctl)
 {
 	struct signalfd_siginfo si;
+	time_t last_tick = 0;
 	sigset_t set;
 	int sfd, sig = 0;
 
@@ -316,25 +363,39 @@ static void serve(struct daemon *d, int ctl)
 		return;
 	}
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN },
-					 { .fd = ctl, .events = POLLIN } };
+		struct pollfd fds[2 + EVENTS_POLLFDS_MAX] = { { .fd = sfd, .events = POLLIN },
+							      { .fd = ctl, .events = POLLIN } };
+		int nev = events_pollfds(d->events, fds + 2), kept = -1;
 		struct apply_result res;
 		int64_t expiry;
+		time_t now;
 
-		if (poll(fds, ctl >= 0 ? 2 : 1, 1000) < 0 && errno != EINTR)
+		if (poll(fds, 2 + nev, 1000) < 0 && errno != EINTR)
 			break;
+		/* Events first: the ring buffer is what must never wait long. */
+		events_process(d->events, fds + 2, nev);
 		if (fds[1].revents & POLLIN)
-			control_serve_one(ctl, handle_control, d);
+			control_serve_one(ctl, handle_control, d, &kept);
+		if (kept >= 0 && events_subscribe(d->events, kept, d->subscribe_follow)) {
+			pr_warn("too many 'sluice events' clients; one refused");
+			close(kept);
+		}
 		if ((fds[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
 			sig = si.ssi_signo;
 			if (sig == SIGTERM || sig == SIGINT)
 				break;
-			pr_info("SIGHUP: reloading the policy in force");
+			pr_info("SIGHUP: reopening event files, reloading the policy in force");
+			events_reopen(d->events);
 			if (apply_policy(d, NULL, POLICY_MODE_KEEP, &res))
 				pr_warn("reload rejected; the policy in force is unchanged");
 		}
+		now = time(NULL);
+		if (now == last_tick)
+			continue;
+		last_tick = now;
+		events_tick(d->events);
 		expiry = next_expiry();
-		if (expiry && expiry <= time(NULL) && sync_overrides(d, &res))
+		if (expiry && expiry <= now && sync_overrides(d, &res))
 			pr_warn("removing an expired override failed; it stays until that succeeds");
 	}
 	close(sfd);
@@ -347,6 +408,7 @@ int cmd_run(int argc, char **argv)
 	struct run_opts o = {};
 	struct datapath dp;
 	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
+	struct events_stats event_stats = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct metrics_server *metrics = NULL;
 	struct metrics_scan scan = {};
 	struct apply_result res;
@@ -397,7 +459,10 @@ int cmd_run(int argc, char **argv)
 	d.dp = &dp;
 	d.maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
 				       .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
-	ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE, &res);
+	/* Events before the policy, so its `policy` event is written too. */
+	ret = events_start(&d.events, &dp, &o.events, &event_stats, cli.state_dir);
+	if (!ret)
+		ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE, &res);
 	if (!ret)
 		ret = attach_all(&dp, &o);
 	if (!ret && (ctl = control_listen(cli.state_dir)) < 0)
@@ -407,7 +472,7 @@ int cmd_run(int argc, char **argv)
 			.dests_fd = dp.dests_fd, .totals_fd = dp.totals_fd, .ifaces_fd = dp.ifaces_fd,
 			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
 			.config_fd = dp.config_fd, .rules_fd = dp.rules_fd, .state_dir = cli.state_dir,
-			.policy = &d.published, .scan = &scan,
+			.policy = &d.published, .scan = &scan, .events = &event_stats,
 		};
 
 		/* Without the iterator (older kernels), scrapes copy every entry out instead. */
@@ -421,6 +486,7 @@ int cmd_run(int argc, char **argv)
 		metrics_stop(metrics);
 		dest_scan_close(scan.scan);
 		control_close(ctl, cli.state_dir);
+		events_stop(d.events);
 		policy_live_free(&d.live);
 		datapath_close(&dp);
 		close(daemon_lock);
@@ -431,6 +497,7 @@ int cmd_run(int argc, char **argv)
 	metrics_stop(metrics);
 	dest_scan_close(scan.scan);
 	control_close(ctl, cli.state_dir);
+	events_stop(d.events);
 	policy_live_free(&d.live);
 	after_change(&d, -1); /* frees the names */
 	rule_counts_free(&d.published.folded);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
 #include "addr.h"
 #include "cli.h"
@@ -51,6 +52,25 @@ static __u32 flow_entries(int fd, __u32 capacity)
 
 static const struct option stats_options[] = { CLI_COMMON_OPTIONS };
 
+/* Events the datapath could not deliver since it was loaded: all types, all CPUs. */
+static __u64 event_losses(int fd)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 sum = 0, *values;
+
+	if (ncpus <= 0)
+		return 0;
+	values = calloc(ncpus, sizeof(*values));
+	for (__u32 type = 0; values && type < SLUICE_EVENT_MAX; type++) {
+		if (bpf_map_lookup_elem(fd, &type, values))
+			continue;
+		for (int cpu = 0; cpu < ncpus; cpu++)
+			sum += values[cpu];
+	}
+	free(values);
+	return sum;
+}
+
 int cmd_stats(int argc, char **argv)
 {
 	struct sluice_counter by_verdict[SLUICE_VERDICT_MAX] = {};
@@ -84,6 +104,7 @@ int cmd_stats(int argc, char **argv)
 	__u32 capacity = map_capacity(m.dests_fd);
 	__u32 flow_capacity = map_capacity(m.flows_fd);
 	__u32 flows = flow_entries(m.flows_fd, flow_capacity);
+	__u64 events_lost = event_losses(m.event_lost_fd);
 
 	if (cli.json) {
 		json_t *doc = json_object(), *rows = json_array(), *verdicts = json_object();
@@ -110,11 +131,12 @@ int cmd_stats(int argc, char **argv)
 						      (json_int_t)by_verdict[v].packets, "bytes",
 						      (json_int_t)by_verdict[v].bytes));
 		json_object_set_new(doc, "verdicts", verdicts);
-		json_object_set_new(
-			doc, "maps",
-			json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "destinations", "entries",
-				  (json_int_t)ndests, "capacity", (json_int_t)capacity, "reply_flows",
-				  "entries", (json_int_t)flows, "capacity", (json_int_t)flow_capacity));
+		json_object_set_new(doc, "events_lost", json_integer((json_int_t)events_lost));
+		json_object_set_new(doc, "maps",
+				    json_pack("{s:{s:I,s:I},s:{s:I,s:I}}", "destinations", "entries",
+					      (json_int_t)ndests, "capacity", (json_int_t)capacity,
+					      "reply_flows", "entries", (json_int_t)flows, "capacity",
+					      (json_int_t)flow_capacity));
 		json_print(doc);
 	} else {
 		printf("policy generation %u, mode %s\n\n", generation, mode);
@@ -136,6 +158,7 @@ int cmd_stats(int argc, char **argv)
 		}
 		printf("\ndestinations tracked: %zu of %u\n", ndests, capacity);
 		printf("reply flows tracked: %u of %u\n", flows, flow_capacity);
+		printf("events lost (ring buffer full): %llu\n", (unsigned long long)events_lost);
 	}
 	free(totals);
 	free(dests);

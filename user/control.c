@@ -140,8 +140,10 @@ static int send_json(int fd, json_t *doc)
 	return err;
 }
 
-int control_serve_one(int lfd, json_t *(*handler)(json_t *request, void *ctx), void *ctx)
+int control_serve_one(int lfd, json_t *(*handler)(json_t *request, bool *keep, void *ctx),
+		      void *ctx, int *kept_fd)
 {
+	bool keep = false;
 	char buf[CONTROL_REQUEST_MAX];
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -149,6 +151,7 @@ int control_serve_one(int lfd, json_t *(*handler)(json_t *request, void *ctx), v
 	json_error_t jerr;
 	int fd, err;
 
+	*kept_fd = -1;
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
@@ -163,14 +166,63 @@ int control_serve_one(int lfd, json_t *(*handler)(json_t *request, void *ctx), v
 	if (!request || !json_is_object(request))
 		reply = json_pack("{s:b,s:s}", "ok", 0, "error", "malformed request");
 	else
-		reply = handler(request, ctx);
+		reply = handler(request, &keep, ctx);
 answer:
-	if (reply)
-		send_json(fd, reply);
+	err = reply ? send_json(fd, reply) : 0;
 	json_decref(reply);
 	json_decref(request);
-	close(fd);
+	if (keep && !err)
+		*kept_fd = fd;
+	else
+		close(fd);
 	return 0;
+}
+
+int control_open(const char *state_dir, json_t *request, json_t **reply)
+{
+	char buf[CONTROL_REQUEST_MAX];
+	struct sockaddr_un sa;
+	json_error_t jerr;
+	int fd, err;
+
+	*reply = NULL;
+	err = socket_address(state_dir, &sa);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		err = -errno;
+	if (!err)
+		err = send_json(fd, request);
+	/* One byte at a time: what follows the reply line is the caller's to read. */
+	for (size_t len = 0; !err; len++) {
+		ssize_t n = len < sizeof(buf) - 1 ? read(fd, buf + len, 1) : -1;
+
+		if (n < 0 && errno == EINTR) {
+			len--;
+			continue;
+		}
+		if (n <= 0) {
+			err = n < 0 && len < sizeof(buf) - 1 ? -errno : -EPROTO;
+			break;
+		}
+		if (buf[len] == '\n') {
+			buf[len] = '\0';
+			break;
+		}
+	}
+	if (!err) {
+		*reply = json_loads(buf, 0, &jerr);
+		if (!*reply)
+			err = -EPROTO;
+	}
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 int control_request(const char *state_dir, json_t *request, json_t **reply)

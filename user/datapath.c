@@ -21,6 +21,8 @@ static void datapath_reset(struct datapath *dp)
 	dp->egress_prog_fd = dp->ingress_prog_fd = -1;
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
+	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
+	dp->event_reported_fd = -1;
 }
 
 /* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
@@ -108,6 +110,11 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->frags_fd = bpf_map__fd(skel->maps.sluice_frags);
 	dp->flows_fd = bpf_map__fd(skel->maps.sluice_flows);
 	dp->rules_fd = bpf_map__fd(skel->maps.sluice_rules);
+	dp->events_fd = bpf_map__fd(skel->maps.sluice_events);
+	dp->event_config_fd = bpf_map__fd(skel->maps.sluice_event_config);
+	dp->event_limits_fd = bpf_map__fd(skel->maps.sluice_event_limits);
+	dp->event_lost_fd = bpf_map__fd(skel->maps.sluice_event_lost);
+	dp->event_reported_fd = bpf_map__fd(skel->maps.sluice_event_reported);
 	return 0;
 fail:
 	sluice_bpf__destroy(skel);
@@ -133,6 +140,7 @@ static const struct {
 	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
 	{ "sluice_rules", offsetof(struct pinned_maps, rules_fd) },
+	{ "sluice_event_lost", offsetof(struct pinned_maps, event_lost_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

@@ -26,6 +26,11 @@ struct datapath {
 	int frags_fd;
 	int flows_fd;
 	int rules_fd;
+	int events_fd;         /* the event ring buffer */
+	int event_config_fd;   /* rate limit interval, on/off */
+	int event_limits_fd;   /* limiters of events without a destination */
+	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
+	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
 };
 
 /*
@@ -38,6 +43,7 @@ void datapath_close(struct datapath *dp);
 /* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
 struct pinned_maps {
 	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd, rules_fd;
+	int event_lost_fd;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);

@@ -42,7 +42,8 @@ static const struct command commands[] = {
 		"run",
 		cmd_run,
 		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]\n"
-		"           [--metrics ADDR:PORT|off] [--top-destinations N]",
+		"           [--metrics ADDR:PORT|off] [--top-destinations N]\n"
+		"           [--events stdout|FILE|syslog|off]... [--event-interval DURATION]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
 		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
 		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
@@ -57,10 +58,16 @@ static const struct command commands[] = {
 		"                    (default 127.0.0.1:9753; [::1]:PORT for IPv6; off: none)\n"
 		"  --top-destinations N  per-destination series for the N destinations with the\n"
 		"                    most bytes, the rest summed as destination=\"other\" (default 100)\n"
+		"  --events OUT      write events as JSON lines to stdout (the default), a FILE\n"
+		"                    (reopened on SIGHUP, for logrotate) or syslog; repeatable\n"
+		"                    for several at once; off: the kernel emits none\n"
+		"  --event-interval DURATION  at most one deny/audit event per destination per\n"
+		"                    DURATION (default 1s); repeats are counted as 'suppressed'\n"
 		"\n"
 		"EXAMPLES\n"
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
-		"  sluice run --iface eth0 --iface ib0 --mode audit\n",
+		"  sluice run --iface eth0 --iface ib0 --mode audit\n"
+		"  sluice run --iface eth0 --events /var/log/sluice/events.json --events syslog\n",
 	},
 	{
 		"policy",
@@ -138,6 +145,24 @@ static const struct command commands[] = {
 		"EXAMPLES\n"
 		"  sluice dest --top 10\n"
 		"  sluice dest --sort denied --json\n",
+	},
+	{
+		"events",
+		cmd_events,
+		"sluice events [--follow] [--json]",
+		"Show the running daemon's recent events; --follow keeps streaming new ones.",
+		"Events (deny, audit, new_destination, policy, lost) come from the daemon over\n"
+		"its control socket (root only). Denies and audits are rate limited in the kernel\n"
+		"per destination; 'suppressed' counts the repeats folded into an event. A client\n"
+		"that reads too slowly misses lines (counted in sluice_events_dropped_total);\n"
+		"it never slows the daemon.\n"
+		"\n"
+		"  --follow          keep the connection and print events as they happen\n"
+		"  --json            one JSON object per line, fields as the event outputs\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice events\n"
+		"  sluice events --follow --json | jq 'select(.type == \"deny\")'\n",
 	},
 	{
 		"detach",

@@ -10,6 +10,8 @@
 #include <microhttpd.h>
 
 #include "dest_scan.h"
+#include "event_format.h"
+#include "events.h"
 #include "ifslots.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +38,35 @@ static void put_label(FILE *f, const char *s)
 static void family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Event counters, copied under the daemon's lock and written after it. */
+static void render_events(struct events_stats *ev, FILE *f)
+{
+	struct events_stats c;
+
+	pthread_mutex_lock(&ev->lock);
+	memcpy(c.by_type, ev->by_type, sizeof(c.by_type));
+	memcpy(c.suppressed, ev->suppressed, sizeof(c.suppressed));
+	c.lost = ev->lost;
+	c.dropped = ev->dropped;
+	pthread_mutex_unlock(&ev->lock);
+
+	family(f, "sluice_events_total", "counter", "Events written by the daemon, by type.");
+	for (unsigned t = 0; t < SLUICE_EVENT_MAX; t++)
+		fprintf(f, "sluice_events_total{type=\"%s\"} %llu\n", event_type_name(t),
+			(unsigned long long)c.by_type[t]);
+	family(f, "sluice_events_suppressed_total", "counter",
+	       "Events the kernel's rate limit folded into the next event, by type.");
+	for (unsigned t = 0; t < SLUICE_EVENT_LIMITED_MAX; t++)
+		fprintf(f, "sluice_events_suppressed_total{type=\"%s\"} %llu\n",
+			event_type_name(t), (unsigned long long)c.suppressed[t]);
+	family(f, "sluice_events_lost_total", "counter",
+	       "Events the kernel could not deliver (ring buffer full).");
+	fprintf(f, "sluice_events_lost_total %llu\n", (unsigned long long)c.lost);
+	family(f, "sluice_events_dropped_total", "counter",
+	       "Event lines an output or client too slow to take them missed.");
+	fprintf(f, "sluice_events_dropped_total %llu\n", (unsigned long long)c.dropped);
 }
 
 static __u32 map_capacity(int fd)
@@ -312,6 +343,8 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 	family(f, "sluice_policy_errors_total", "counter",
 	       "Policy loads and changes the daemon rejected (the old policy stayed).");
 	fprintf(f, "sluice_policy_errors_total %llu\n", (unsigned long long)pol.errors);
+	if (src->events)
+		render_events(src->events, f);
 out:
 	free(totals);
 	free(top.heap);

@@ -30,6 +30,7 @@ struct metrics_policy {
 };
 
 struct dest_scan;
+struct events_stats;
 
 /*
  * The in-kernel walk of the destination table (dest_scan.h) and its threshold: the previous
@@ -49,6 +50,7 @@ struct metrics_source {
 	unsigned top_n;
 	struct metrics_policy *policy;
 	struct metrics_scan *scan; /* NULL: copy every entry out with batch lookups */
+	struct events_stats *events; /* NULL: no event metrics */
 };
 
 /* Parse "ADDR:PORT", "[V6ADDR]:PORT" or "off" (sets *off). Returns 0 or -EINVAL. */

@@ -118,4 +118,51 @@ struct {
 	__type(value, struct sluice_flow);
 } sluice_flows SEC(".maps") __weak;
 
+/* Events for the daemon (struct sluice_event). Written by the datapath, read by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SLUICE_EVENTS_RINGBUF_BYTES);
+} sluice_events SEC(".maps") __weak;
+
+/* The events' rate limit and on/off switch. One entry, written by the daemon at start. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_event_config);
+} sluice_event_config SEC(".maps") __weak;
+
+/*
+ * Rate limiters of events without a destination entry, at SLUICE_EVENT_LIMIT_INDEX(type,
+ * reason). Written by the datapath (atomics: every CPU shares them).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_EVENT_LIMITS_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_event_limit);
+} sluice_event_limits SEC(".maps") __weak;
+
+/*
+ * Events the ring buffer had no room for, per CPU, by type. Written by the datapath; the
+ * daemon reports the growth as `lost` events.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_EVENT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sluice_event_lost SEC(".maps") __weak;
+
+/*
+ * How many of sluice_event_lost's losses, by type, a daemon has already reported: written
+ * by the daemon, so the next one (after a restart) reports only what is new.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLUICE_EVENT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sluice_event_reported SEC(".maps") __weak;
+
 #endif /* SLUICE_BPF_MAPS_H */

@@ -22,6 +22,7 @@ struct decision {
 	__u8 verdict;
 	__u8 reason;
 	__u8 flags;
+	__u8 new_dest; /* this packet created the destination's entry: a first contact */
 };
 
 static __always_inline __u32 active_generation(void)
@@ -205,7 +206,8 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 			.cache_verdict = verdict,
 		};
 		/* NOEXIST: if another CPU created it first, keep its counters and use its entry. */
-		bpf_map_update_elem(&sluice_dests, &pi->dst, &fresh, BPF_NOEXIST);
+		if (bpf_map_update_elem(&sluice_dests, &pi->dst, &fresh, BPF_NOEXIST) == 0)
+			d->new_dest = 1;
 		entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
 	}
 	if (d->port_class)

@@ -140,6 +140,90 @@ _Static_assert(sizeof(struct sluice_port_entry) == 8, "sluice_port_entry is 8 by
 #define SLUICE_PORT_PREFIX_PORT 56
 
 /*
+ * Event types (SPEC section 5). The rate-limited ones come first, so they index the
+ * limiter arrays of struct sluice_dest_stats directly. The kernel emits deny, audit,
+ * new_destination (and budget); the daemon adds policy and lost.
+ */
+#define SLUICE_EVENT_TYPES(X)                                                                      \
+	X(DENY, "deny")                                                                            \
+	X(AUDIT, "audit")                                                                          \
+	X(BUDGET, "budget")                                                                        \
+	X(NEW_DESTINATION, "new_destination")                                                      \
+	X(POLICY, "policy")                                                                        \
+	X(LOST, "lost")
+
+enum sluice_event_type {
+#define SLUICE_ENUM_EVENT(id, name) SLUICE_EVENT_##id,
+	SLUICE_EVENT_TYPES(SLUICE_ENUM_EVENT)
+#undef SLUICE_ENUM_EVENT
+		SLUICE_EVENT_MAX,
+};
+/* Types below this are rate-limited per destination in the kernel. */
+#define SLUICE_EVENT_LIMITED_MAX (SLUICE_EVENT_BUDGET + 1)
+
+/* struct sluice_event.flags: which optional fields hold a value. */
+#define SLUICE_EVENT_F_DST 0x01    /* src, dst, proto (an IP packet) */
+#define SLUICE_EVENT_F_PORTS 0x02  /* sport, dport */
+#define SLUICE_EVENT_F_SOCKET 0x04 /* uid, cgroup_id: a locally originated packet */
+
+/*
+ * One record of the sluice_events ring buffer, written by the datapath. `suppressed` is
+ * the number of events of the same (destination, type) the rate limiter held back since
+ * the previous one was emitted.
+ */
+struct sluice_event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 cgroup_id; /* cgroup v2 id (inode) of the sending socket */
+	__u64 suppressed;
+	__u64 packets; /* wire packets of the frame (GSO segments) */
+	__u64 bytes;
+	struct sluice_addr src;
+	struct sluice_addr dst;
+	__u32 rule_id;
+	__u32 ifindex;
+	__u32 uid;
+	__u8 sport[2]; /* network order */
+	__u8 dport[2]; /* network order */
+	__u8 type;     /* enum sluice_event_type */
+	__u8 verdict;
+	__u8 reason;
+	__u8 hook;
+	__u8 proto;
+	__u8 flags; /* SLUICE_EVENT_F_* */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct sluice_event) == 96, "sluice_event is 96 bytes");
+
+/* Events config: the single entry of sluice_event_config, written by the daemon. */
+struct sluice_event_config {
+	__u64 interval_ns; /* rate limit: one event per (destination, type) per interval;
+			      0 = SLUICE_EVENT_INTERVAL_DEFAULT_NS */
+	__u32 off;         /* 1: emit nothing (no consumer, or events on vs off benchmarks) */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct sluice_event_config) == 16, "sluice_event_config is 16 bytes");
+
+#define SLUICE_EVENT_INTERVAL_DEFAULT_NS 1000000000ull
+
+/*
+ * Events that had no destination entry to limit them by (a frame that is not IP or could
+ * not be parsed, or the table refused an entry) share one limiter per (type, reason),
+ * in sluice_event_limits at SLUICE_EVENT_LIMIT_INDEX.
+ */
+#define SLUICE_EVENT_LIMITS_MAX (SLUICE_EVENT_LIMITED_MAX * SLUICE_REASON_MAX)
+#define SLUICE_EVENT_LIMIT_INDEX(type, reason) ((type)*SLUICE_REASON_MAX + (reason))
+
+struct sluice_event_limit {
+	__u64 last_ns;
+	__u64 suppressed;
+};
+_Static_assert(sizeof(struct sluice_event_limit) == 16, "sluice_event_limit is 16 bytes");
+
+#ifndef SLUICE_EVENTS_RINGBUF_BYTES
+#define SLUICE_EVENTS_RINGBUF_BYTES (1u << 20)
+#endif
+
+/*
  * Value of the per-destination table (LRU hash keyed by struct sluice_addr). Counters are
  * added atomically by every CPU. The cached decision lets a packet skip the LPM lookup
  * while it carries the active policy generation; it is three 64-bit words, each written in
@@ -155,9 +239,17 @@ struct sluice_dest_stats {
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
 	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
-	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags<<16 | reason<<8 | verdict) */
+	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags << 16 | reason << 8 | verdict) */
+	/*
+	 * The event rate limiter of this destination, per rate-limited event type (events.h):
+	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which
+	 * the next event carries as `suppressed`. Touched only by denied and audited packets.
+	 */
+	__u64 event_last_ns[SLUICE_EVENT_LIMITED_MAX];
+	__u64 event_suppressed[SLUICE_EVENT_LIMITED_MAX];
 };
-_Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 32,
+_Static_assert(sizeof(struct sluice_dest_stats) ==
+		       2 * 8 * SLUICE_VERDICT_MAX + 32 + 2 * 8 * SLUICE_EVENT_LIMITED_MAX,
 	       "sluice_dest_stats layout");
 
 #define SLUICE_CACHE_WORD(generation, value) (((__u64)(generation) << 32) | (__u32)(value))

@@ -1473,6 +1473,223 @@ static void test_unparsed_default_allow(void)
 		CHECK(run_frame(&pkts[i], &len, 0) == DROP, "default allow: frame %zu dropped", i);
 }
 
+/* --- events -------------------------------------------------------------------------- */
+
+#define EVENTS_SEEN_MAX 64
+
+/* The records one consume of the ring buffer brought (beyond EVENTS_SEEN_MAX: counted). */
+struct events_seen {
+	struct sluice_event ev[EVENTS_SEEN_MAX];
+	size_t n, total;
+};
+
+static int collect_event(void *ctx, void *data, size_t size)
+{
+	struct events_seen *seen = ctx;
+
+	if (size >= sizeof(struct sluice_event) && seen->n < EVENTS_SEEN_MAX)
+		memcpy(&seen->ev[seen->n++], data, sizeof(struct sluice_event));
+	seen->total++;
+	return 0;
+}
+
+static struct ring_buffer *events_rb;
+static struct events_seen seen;
+
+/* Empty the ring buffer and forget what it held. */
+static void events_reset(void)
+{
+	ring_buffer__consume(events_rb);
+	memset(&seen, 0, sizeof(seen));
+}
+
+/* How many records of type (to dst, when given) the last consume brought; *last: the last. */
+static size_t events_of(__u8 type, const char *dst, struct sluice_event *last)
+{
+	struct sluice_addr a = {};
+	size_t n = 0;
+
+	if (dst && addr_parse(dst, &a))
+		return 0;
+	for (size_t i = 0; i < seen.n; i++) {
+		if (seen.ev[i].type != type || (dst && memcmp(&seen.ev[i].dst, &a, sizeof(a))))
+			continue;
+		n++;
+		if (last)
+			*last = seen.ev[i];
+	}
+	return n;
+}
+
+static void run_times(const struct pkt_spec *s, unsigned times)
+{
+	unsigned len;
+
+	for (unsigned i = 0; i < times; i++)
+		run_frame(s, &len, 0);
+}
+
+/* Pretend the destination's last event of type was long ago: the next one is due. */
+static void limiter_expire(const char *dst, unsigned type)
+{
+	struct sluice_dest_stats st;
+	struct sluice_addr a;
+
+	if (addr_parse(dst, &a) || bpf_map_lookup_elem(dp.dests_fd, &a, &st))
+		return;
+	st.event_last_ns[type] = 1;
+	bpf_map_update_elem(dp.dests_fd, &a, &st, BPF_EXIST);
+}
+
+static __u64 lost_of(__u32 type)
+{
+	__u64 values[1024] = {}, sum = 0;
+	int ncpus = libbpf_num_possible_cpus();
+
+	if (ncpus <= 0 || ncpus > 1024 || bpf_map_lookup_elem(dp.event_lost_fd, &type, values))
+		return 0;
+	for (int i = 0; i < ncpus; i++)
+		sum += values[i];
+	return sum;
+}
+
+static void events_config(__u64 interval_ns, __u32 off)
+{
+	struct sluice_event_config c = { .interval_ns = interval_ns, .off = off };
+	__u32 zero = 0;
+
+	bpf_map_update_elem(dp.event_config_fd, &zero, &c, BPF_ANY);
+}
+
+static void test_events(void)
+{
+	const struct pkt_spec denied = { .dst = "203.0.113.201" };
+	const struct pkt_spec allowed = { .dst = "198.51.100.21" };
+	const struct pkt_spec truncated = { .dst = "198.51.100.14", .ipv4_options = 4,
+					    .truncate = 14 + 24 };
+	struct sluice_event_limit lim;
+	struct sluice_dest_stats st;
+	struct sluice_event e = {};
+	__u32 index;
+
+	events_rb = ring_buffer__new(dp.events_fd, collect_event, &seen, NULL);
+	CHECK(events_rb != NULL, "ring buffer: %s", strerror(errno));
+	if (!events_rb)
+		return;
+	CHECK(install_policy("enforce") == 0, "install");
+	events_config(0, 0); /* the default interval, one second: the test takes less */
+	events_reset();
+
+	/* A first denied packet: new_destination and deny; four repeats are held back. */
+	run_times(&denied, 5);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_NEW_DESTINATION, denied.dst, &e), 1,
+		     "new_destination for a first contact");
+	CHECK_EQ_U64(e.verdict, SLUICE_VERDICT_DENY, "new_destination carries the verdict");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1, "one deny event for five");
+	CHECK_EQ_U64(e.suppressed, 0, "the first deny event has nothing suppressed");
+	CHECK_EQ_U64(e.packets, 1, "deny event packets");
+	CHECK_EQ_U64(e.rule_id, 2, "deny event rule (deny 203.0.113.0/24, the third rule)");
+	CHECK(e.flags & SLUICE_EVENT_F_DST, "deny event has addresses");
+	CHECK(e.flags & SLUICE_EVENT_F_PORTS, "deny event has ports");
+	CHECK_EQ_U64(e.dport[0] << 8 | e.dport[1], 53, "deny event destination port");
+	CHECK_EQ_U64(seen.total, 2, "records for five packets to one new destination");
+	CHECK(dest_get(denied.dst, &st), "entry");
+	CHECK_EQ_U64(st.event_suppressed[SLUICE_EVENT_DENY], 4, "repeats held back");
+
+	/* Past the interval, the next event carries the repeats. */
+	limiter_expire(denied.dst, SLUICE_EVENT_DENY);
+	events_reset();
+	run_times(&denied, 3);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1,
+		     "one deny event past the interval");
+	CHECK_EQ_U64(e.suppressed, 4, "it reports the four repeats");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_NEW_DESTINATION, NULL, NULL), 0,
+		     "no new_destination for a known destination");
+	dest_get(denied.dst, &st);
+	CHECK_EQ_U64(st.event_suppressed[SLUICE_EVENT_DENY], 2, "the two repeats after it wait");
+
+	/* Allowed: an event for the first contact only. */
+	events_reset();
+	run_times(&allowed, 3);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(seen.total, 1, "allowed traffic: one record");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_NEW_DESTINATION, allowed.dst, &e), 1,
+		     "allowed first contact: new_destination");
+	CHECK_EQ_U64(e.verdict, SLUICE_VERDICT_ALLOW, "with the allow verdict");
+
+	/* A frame without a destination: the (type, reason) limiter. */
+	index = SLUICE_EVENT_LIMIT_INDEX(SLUICE_EVENT_DENY, SLUICE_REASON_TRUNCATED);
+	lim = (struct sluice_event_limit){};
+	bpf_map_update_elem(dp.event_limits_fd, &index, &lim, BPF_ANY);
+	events_reset();
+	run_times(&truncated, 3);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, NULL, &e), 1, "truncated frames: one deny event");
+	CHECK_EQ_U64(e.reason, SLUICE_REASON_TRUNCATED, "with its reason");
+	CHECK(!(e.flags & SLUICE_EVENT_F_DST), "and no addresses");
+	bpf_map_lookup_elem(dp.event_limits_fd, &index, &lim);
+	CHECK_EQ_U64(lim.suppressed, 2, "the shared limiter holds the repeats");
+
+	/* Audit mode: audit events, rate limited apart from deny. */
+	CHECK(install_policy("audit") == 0, "install audit");
+	events_reset();
+	run_times(&denied, 2);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_AUDIT, denied.dst, &e), 1,
+		     "audit mode: one audit event");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, NULL, NULL), 0, "and no deny event");
+	dest_get(denied.dst, &st);
+	CHECK_EQ_U64(st.event_suppressed[SLUICE_EVENT_AUDIT], 1, "audit repeats held back apart");
+	CHECK(install_policy("enforce") == 0, "install");
+
+	/* Events off: nothing emitted, nothing counted. */
+	events_config(0, 1);
+	limiter_expire(denied.dst, SLUICE_EVENT_DENY);
+	events_reset();
+	run_times(&denied, 2);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(seen.total, 0, "events off: no records");
+	events_config(0, 0);
+
+	/*
+	 * A full ring buffer: the event is counted lost and the repeats it would have
+	 * reported go back to the limiter, for the next event. Fill it with new destinations.
+	 */
+	__u64 lost_before;
+	__u64 new_lost_before = lost_of(SLUICE_EVENT_NEW_DESTINATION);
+	char dst[32];
+
+	events_reset();
+	for (unsigned i = 0; i < 65536 && lost_of(SLUICE_EVENT_NEW_DESTINATION) == new_lost_before;
+	     i++) {
+		struct pkt_spec fill = { .dst = dst };
+
+		snprintf(dst, sizeof(dst), "2001:db8:d:1::%x", i + 1);
+		run_times(&fill, 1);
+	}
+	CHECK(lost_of(SLUICE_EVENT_NEW_DESTINATION) > new_lost_before, "the ring buffer filled up");
+	dest_get(denied.dst, &st);
+	__u64 waiting = st.event_suppressed[SLUICE_EVENT_DENY];
+
+	lost_before = lost_of(SLUICE_EVENT_DENY); /* the last fill packet's deny was lost too */
+
+	limiter_expire(denied.dst, SLUICE_EVENT_DENY);
+	run_times(&denied, 1);
+	CHECK_EQ_U64(lost_of(SLUICE_EVENT_DENY) - lost_before, 1, "the deny event is counted lost");
+	dest_get(denied.dst, &st);
+	CHECK_EQ_U64(st.event_suppressed[SLUICE_EVENT_DENY], waiting,
+		     "the repeats it would have reported wait for the next event");
+	events_reset();
+	limiter_expire(denied.dst, SLUICE_EVENT_DENY);
+	run_times(&denied, 1);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1, "room again: the deny event");
+	CHECK_EQ_U64(e.suppressed, waiting, "carries the repeats that waited");
+	ring_buffer__free(events_rb);
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
@@ -1499,6 +1716,7 @@ int main(void)
 	test_ingress();
 	test_flow_lifecycle();
 	test_unparsed_default_allow();
+	test_events();
 	datapath_close(&dp);
 	return check_summary();
 }
