@@ -428,6 +428,9 @@ static __always_inline int parse_icmp_quote(struct __sk_buff *ctx, const struct 
 		__builtin_memcpy(q->dst.a, &ip6h.daddr, 16);
 		q->proto = ip6h.nexthdr;
 	}
+	/* The quoted IP header, options included, must be all inside the packet. */
+	if (off + hdr_len > pi->l3_end)
+		return -1;
 	if (!proto_has_ports(q->proto))
 		return 0;
 	if (pkt_load(ctx, pi, off + hdr_len, ports, sizeof(ports)))
