@@ -30,7 +30,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  */
 static __always_inline int for_the_node(struct xdp_md *ctx, const struct packet_info *pi)
 {
-	struct bpf_fib_lookup fib = { .ifindex = ctx->ingress_ifindex, .l4_protocol = pi->l4_proto };
+	struct bpf_fib_lookup fib = {
+		.ifindex = ctx->ingress_ifindex,
+		.l4_protocol = pi->l4_proto,
+	};
 	long rc;
 
 	/*

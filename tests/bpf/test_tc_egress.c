@@ -522,7 +522,9 @@ static void test_random_against_reference(void)
 				    after.packets[want.verdict] == before.packets[want.verdict] + 1)
 					continue;
 				if ((h ? xdp_mismatches++ : mismatches++) < 5)
-					fprintf(stderr, "%s mismatch for %s proto %u port %d: ret %d, want %s rule %u\n",
+					fprintf(stderr,
+						"%s mismatch for %s proto %u port %d: ret %d, "
+						"want %s rule %u\n",
 						prog->name, dst, pkt.l4, port, ret,
 						verdict_name(want.verdict), want.rule_id);
 			}
@@ -1527,7 +1529,8 @@ static void test_unparsed_default_allow(void)
 
 /*
  * XDP decides packets the node forwards. Make this namespace a router: forwarding on,
- * default routes out of a veth (the kernel may lack the dummy driver), and an address of its own on it, GW_V4/GW_V6.
+ * default routes out of a veth (the kernel may lack the dummy driver), and an address of
+ * its own on it, GW_V4/GW_V6.
  */
 #define GW_IF "sl-gw0"
 #define GW_V4 "192.0.2.254"
