@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* tcx links (pinned) and the clsact fallback for kernels without tcx. */
+/* tcx links (pinned), the clsact fallback for kernels without tcx, and XDP links. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 #include <sluice/abi.h>
 
 #include "attach.h"
@@ -155,6 +156,88 @@ int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char 
 	return err;
 }
 
+const char *xdp_mode_name(enum xdp_mode mode)
+{
+	return mode == XDP_MODE_NATIVE ? "native" : "generic";
+}
+
+static int xdp_link_pin(char *buf, size_t len, const char *pin_dir, unsigned ifindex)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "%s_%u", SLUICE_PIN_PROG_XDP, ifindex);
+	return pin_path(buf, len, pin_dir, SLUICE_PIN_LINKS, name);
+}
+
+/* How the XDP program on ifindex runs (a pinned link keeps the mode it was created with). */
+static enum xdp_mode xdp_mode_of(unsigned ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+
+	if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.attach_mode == XDP_ATTACHED_DRV)
+		return XDP_MODE_NATIVE;
+	return XDP_MODE_GENERIC;
+}
+
+int attach_xdp(const char *pin_dir, int prog_fd, const char *ifname, enum xdp_mode *mode)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_DRV_MODE);
+	unsigned ifindex = if_nametoindex(ifname);
+	char path[PATH_MAX];
+	int link_fd, err;
+
+	if (!ifindex) {
+		pr_err("cannot attach XDP to %s: no such interface", ifname);
+		return -ENODEV;
+	}
+	if (xdp_link_pin(path, sizeof(path), pin_dir, ifindex) < 0)
+		return -ENAMETOOLONG;
+
+	/* Adopt: swap the program on the pinned link, so the interface is never unfiltered. */
+	link_fd = bpf_obj_get(path);
+	if (link_fd >= 0) {
+		err = bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
+		close(link_fd);
+		if (!err) {
+			*mode = xdp_mode_of(ifindex);
+			return 0;
+		}
+		pr_warn("pinned link %s is stale (%s); attaching anew", path, strerror(-err));
+		unlink(path);
+	}
+
+	/* SLUICE_FORCE_XDP_GENERIC lets the tests choose generic mode on a driver with native. */
+	*mode = XDP_MODE_NATIVE;
+	if (getenv("SLUICE_FORCE_XDP_GENERIC"))
+		link_fd = -EOPNOTSUPP;
+	else
+		link_fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+	if (link_fd == -EOPNOTSUPP || link_fd == -EINVAL) {
+		/* The driver has no XDP of its own (or refuses this setup): run in the stack. */
+		pr_debug("native XDP on %s: %s; using generic", ifname, strerror(-link_fd));
+		opts.flags = XDP_FLAGS_SKB_MODE;
+		*mode = XDP_MODE_GENERIC;
+		link_fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+	}
+	if (link_fd < 0) {
+		err = link_fd;
+		if (err == -EBUSY || err == -EEXIST)
+			pr_err("cannot attach XDP to %s: another XDP program is attached there",
+			       ifname);
+		else
+			pr_err("cannot attach XDP to %s: %s", ifname, strerror(-err));
+		return err;
+	}
+	if (bpf_obj_pin(link_fd, path) < 0) {
+		err = -errno;
+		pr_err("cannot pin link for %s XDP at %s: %s", ifname, path, strerror(-err));
+		close(link_fd); /* the only reference: closing detaches */
+		return err;
+	}
+	close(link_fd);
+	return 0;
+}
+
 static int detach_link_pin(const char *path)
 {
 	int fd = bpf_obj_get(path), err = 0;
@@ -216,33 +299,43 @@ static int detach_one(const char *pin_dir, unsigned ifindex, enum attach_dir dir
 
 int detach_iface(const char *pin_dir, const char *ifname)
 {
+	static const char *const what[] = { "egress", "ingress", "XDP" };
 	unsigned ifindex = if_nametoindex(ifname);
-	int err, ingress_err;
+	char path[PATH_MAX];
+	int errs[3], err = 0, found = 0;
 
 	if (!ifindex) {
 		pr_err("cannot detach from %s: no such interface", ifname);
 		return -ENODEV;
 	}
-	err = detach_one(pin_dir, ifindex, ATTACH_EGRESS);
-	/* An older sluice attached no ingress program: its absence is no error. */
-	ingress_err = detach_one(pin_dir, ifindex, ATTACH_INGRESS);
-	if (ingress_err && ingress_err != -ENOENT) {
-		pr_err("cannot detach from %s ingress: %s", ifname, strerror(-ingress_err));
-		if (!err)
-			return ingress_err;
+	errs[0] = detach_one(pin_dir, ifindex, ATTACH_EGRESS);
+	errs[1] = detach_one(pin_dir, ifindex, ATTACH_INGRESS);
+	errs[2] = xdp_link_pin(path, sizeof(path), pin_dir, ifindex) < 0 ? -ENAMETOOLONG
+									 : detach_link_pin(path);
+	/* Whatever of the three is not there is no error (an older sluice had no ingress). */
+	for (int i = 0; i < 3; i++) {
+		if (!errs[i]) {
+			found++;
+		} else if (errs[i] != -ENOENT) {
+			pr_err("cannot detach from %s %s: %s", ifname, what[i], strerror(-errs[i]));
+			if (!err)
+				err = errs[i];
+		}
 	}
-	if (err == -ENOENT && !ingress_err)
-		err = 0; /* only the ingress program was left: now it is gone too */
-	if (err == -ENOENT)
+	if (!err && !found) {
 		pr_err("sluice is not attached to %s", ifname);
-	else if (err)
-		pr_err("cannot detach from %s: %s", ifname, strerror(-err));
+		err = -ENOENT;
+	}
 	return err;
 }
 
 /* Is name a link pin of ours (NAME_IFINDEX for one of the hooks)? */
 static bool is_link_pin(const char *name)
 {
+	size_t xdp_len = strlen(SLUICE_PIN_PROG_XDP);
+
+	if (strncmp(name, SLUICE_PIN_PROG_XDP, xdp_len) == 0 && name[xdp_len] == '_')
+		return true;
 	for (size_t i = 0; i < ATTACH_DIRS; i++) {
 		size_t len = strlen(hooks[i].name);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Attaching the tc programs to interfaces, egress (enforcement) and ingress (recording
+ * Attaching the programs to interfaces. tc egress (enforcement) and ingress (recording
  * inbound flows): tcx links pinned under PIN_DIR/links (tc_egress_IFINDEX,
  * tc_ingress_IFINDEX) where the kernel has tcx (>= 6.6), clsact filters otherwise.
  * Re-attaching to an interface that already has a pinned link swaps the program on that
@@ -18,7 +18,20 @@ const char *attach_kind_name(enum attach_kind kind);
 /* Attach (or re-attach) the egress and ingress programs to ifname, saying how each was. */
 int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char *ifname,
 		 enum attach_kind *egress_kind, enum attach_kind *ingress_kind);
-/* Detach both programs from one interface; -ENOENT when sluice was not attached there. */
+/*
+ * XDP on a gateway's inside interface: a link pinned under PIN_DIR/links (xdp_IFINDEX),
+ * native where the driver supports XDP, generic (in the stack, after the skb is built)
+ * otherwise. Re-attaching swaps the program on the pinned link, as for tc.
+ */
+enum xdp_mode { XDP_MODE_NATIVE, XDP_MODE_GENERIC };
+
+const char *xdp_mode_name(enum xdp_mode mode);
+int attach_xdp(const char *pin_dir, int prog_fd, const char *ifname, enum xdp_mode *mode);
+
+/*
+ * Detach every sluice program (tc egress, tc ingress, XDP) from one interface; -ENOENT when
+ * sluice was attached there with none of them.
+ */
 int detach_iface(const char *pin_dir, const char *ifname);
 /* Detach from every interface this pin directory's programs are attached to. */
 int detach_all(const char *pin_dir);

@@ -38,6 +38,8 @@
 struct run_opts {
 	const char *ifaces[RUN_MAX_IFACES];
 	int nifaces;
+	const char *xdp_ifaces[RUN_MAX_IFACES]; /* gateway mode: XDP on these */
+	int nxdp;
 	const char *policy_path;
 	int mode; /* -1: as the policy says */
 	struct sockaddr_storage metrics_addr;
@@ -49,6 +51,7 @@ struct run_opts {
 
 enum {
 	OPT_IFACE = OPT_COMMAND_BASE,
+	OPT_XDP,
 	OPT_POLICY,
 	OPT_MODE,
 	OPT_METRICS,
@@ -59,6 +62,7 @@ enum {
 
 static const struct option run_options[] = {
 	{ "iface", required_argument, NULL, OPT_IFACE },
+	{ "xdp", required_argument, NULL, OPT_XDP },
 	{ "policy", required_argument, NULL, OPT_POLICY },
 	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
@@ -68,21 +72,29 @@ static const struct option run_options[] = {
 	CLI_COMMON_OPTIONS,
 };
 
+/* Add an interface name to a list of --iface or --xdp. */
+static int add_iface(const char *opt, const char **list, int *n, const char *arg)
+{
+	if (strlen(arg) == 0 || strlen(arg) >= IFNAMSIZ)
+		return cli_usage_error("run", "invalid interface name '%s'", arg);
+	if (*n == RUN_MAX_IFACES)
+		return cli_usage_error("run", "at most %d interfaces with %s", RUN_MAX_IFACES, opt);
+	for (int i = 0; i < *n; i++)
+		if (strcmp(list[i], arg) == 0)
+			return cli_usage_error("run", "%s %s given twice", opt, arg);
+	list[(*n)++] = arg;
+	return 0;
+}
+
 static int run_option(int opt, const char *arg, void *ctx)
 {
 	struct run_opts *o = ctx;
 
 	switch (opt) {
 	case OPT_IFACE:
-		if (strlen(arg) == 0 || strlen(arg) >= IFNAMSIZ)
-			return cli_usage_error("run", "invalid interface name '%s'", arg);
-		if (o->nifaces == RUN_MAX_IFACES)
-			return cli_usage_error("run", "at most %d interfaces", RUN_MAX_IFACES);
-		for (int i = 0; i < o->nifaces; i++)
-			if (strcmp(o->ifaces[i], arg) == 0)
-				return cli_usage_error("run", "interface %s given twice", arg);
-		o->ifaces[o->nifaces++] = arg;
-		return 0;
+		return add_iface("--iface", o->ifaces, &o->nifaces, arg);
+	case OPT_XDP:
+		return add_iface("--xdp", o->xdp_ifaces, &o->nxdp, arg);
 	case OPT_POLICY:
 		o->policy_path = arg;
 		return 0;
@@ -143,8 +155,8 @@ static int parse_run_options(int argc, char **argv, struct run_opts *o)
 		return ret;
 	if (optind < argc)
 		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
-	if (o->nifaces == 0)
-		return cli_usage_error("run", "at least one --iface is needed");
+	if (o->nifaces == 0 && o->nxdp == 0)
+		return cli_usage_error("run", "at least one --iface or --xdp is needed");
 	if (o->events.noutputs == 0 && !o->events.off)
 		events_config_add(&o->events, "stdout");
 	return 0;
@@ -315,6 +327,20 @@ static int attach_all(const struct datapath *dp, const struct run_opts *o)
 				attach_kind_name(ingress_kind));
 		}
 	}
+	for (int i = 0; i < o->nxdp && !ret; i++) {
+		enum xdp_mode mode;
+		int slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd,
+					 if_nametoindex(o->xdp_ifaces[i]));
+
+		if (slot < 0) {
+			pr_err("cannot assign counters to %s: %s", o->xdp_ifaces[i], strerror(-slot));
+			ret = slot;
+			break;
+		}
+		ret = attach_xdp(cli.pin_dir, dp->xdp_prog_fd, o->xdp_ifaces[i], &mode);
+		if (!ret)
+			pr_info("attached to %s XDP (%s)", o->xdp_ifaces[i], xdp_mode_name(mode));
+	}
 	close(lock);
 	return ret;
 }
@@ -438,6 +464,12 @@ int cmd_run(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 	}
+	for (int i = 0; i < o.nxdp; i++) {
+		if (!if_nametoindex(o.xdp_ifaces[i])) {
+			pr_err("no such interface: %s", o.xdp_ifaces[i]);
+			return EXIT_FAIL;
+		}
+	}
 
 	daemon_lock = state_lock_daemon(cli.state_dir, &other_pid);
 	if (daemon_lock == -EBUSY) {
@@ -492,7 +524,7 @@ int cmd_run(int argc, char **argv)
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
-	pr_info("ready: enforcing on %d interface(s)", o.nifaces);
+	pr_info("ready: enforcing on %d interface(s), XDP on %d", o.nifaces, o.nxdp);
 	serve(&d, ctl);
 	metrics_stop(metrics);
 	dest_scan_close(scan.scan);

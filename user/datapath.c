@@ -18,7 +18,7 @@
 static void datapath_reset(struct datapath *dp)
 {
 	memset(dp, 0, sizeof(*dp));
-	dp->egress_prog_fd = dp->ingress_prog_fd = -1;
+	dp->egress_prog_fd = dp->ingress_prog_fd = dp->xdp_prog_fd = -1;
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
@@ -95,12 +95,15 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 		if (!err)
 			err = pin_program(skel->progs.sluice_tc_ingress, pin_dir,
 					  SLUICE_PIN_PROG_TC_INGRESS);
+		if (!err)
+			err = pin_program(skel->progs.sluice_xdp, pin_dir, SLUICE_PIN_PROG_XDP);
 		if (err)
 			goto fail;
 	}
 	dp->skel = skel;
 	dp->egress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_egress);
 	dp->ingress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_ingress);
+	dp->xdp_prog_fd = bpf_program__fd(skel->progs.sluice_xdp);
 	dp->policy_fd = bpf_map__fd(skel->maps.sluice_policy);
 	dp->config_fd = bpf_map__fd(skel->maps.sluice_config);
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);

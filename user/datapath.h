@@ -12,11 +12,12 @@
 
 struct sluice_bpf;
 
-/* Both programs come from one linked object (sluice.bpf.o), so they share every map. */
+/* The programs come from one linked object (sluice.bpf.o), so they share every map. */
 struct datapath {
 	struct sluice_bpf *skel;
 	int egress_prog_fd;
 	int ingress_prog_fd;
+	int xdp_prog_fd;
 	int policy_fd; /* outer array-of-maps: slot 0 holds the active trie */
 	int config_fd;
 	int dests_fd;

@@ -41,17 +41,21 @@ static const struct command commands[] = {
 	{
 		"run",
 		cmd_run,
-		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]\n"
+		"sluice run [--iface IF]... [--xdp IF]... [--policy FILE] [--mode enforce|audit]\n"
 		"           [--metrics ADDR:PORT|off] [--top-destinations N]\n"
 		"           [--events stdout|FILE|syslog|off]... [--event-interval DURATION]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
 		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
 		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
-		"without tcx) and waits. SIGHUP re-reads the policy (a bad one is rejected and\n"
-		"the old stays). SIGTERM/SIGINT exit and leave enforcement in force: programs,\n"
+		"without tcx) and XDP to every --xdp interface, and waits. SIGHUP\n"
+		"re-reads the policy (a bad one is rejected and the old stays). SIGTERM/SIGINT exit and leave enforcement in force: programs,\n"
 		"maps and links stay pinned until 'sluice detach'.\n"
 		"\n"
-		"  --iface IF        interface to enforce on (repeatable, at least one)\n"
+		"  --iface IF        interface to enforce on: what the node sends (repeatable)\n"
+		"  --xdp IF          gateway mode: decide packets arriving on IF to be forwarded\n"
+		"                    (repeatable; native XDP where the driver has it, else\n"
+		"                    generic; packets for the node itself are not policed there).\n"
+		"                    At least one --iface or --xdp.\n"
 		"  --policy FILE     policy file (default /etc/sluice/policy.conf)\n"
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
 		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
@@ -67,7 +71,8 @@ static const struct command commands[] = {
 		"EXAMPLES\n"
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
 		"  sluice run --iface eth0 --iface ib0 --mode audit\n"
-		"  sluice run --iface eth0 --events /var/log/sluice/events.json --events syslog\n",
+		"  sluice run --iface eth0 --events /var/log/sluice/events.json --events syslog\n"
+		"  sluice run --iface eth0 --xdp ib0   # a gateway routing ib0's nodes out via eth0\n",
 	},
 	{
 		"policy",
@@ -169,7 +174,7 @@ static const struct command commands[] = {
 		cmd_detach,
 		"sluice detach --all | --iface IF",
 		"Remove sluice from interfaces; --all also removes every pin.",
-		"  --iface IF        detach from one interface (repeatable)\n"
+		"  --iface IF        detach every program from one interface (repeatable)\n"
 		"  --all             detach everywhere and remove programs, maps and pins\n"
 		"\n"
 		"EXAMPLES\n"

@@ -64,12 +64,11 @@ struct event_packet {
  * Write one record. On a full ring buffer the loss is counted and the repeats it would
  * have reported go back to their limiter (suppressed NULL: none).
  */
-static __always_inline void event_send(struct __sk_buff *skb, const struct event_packet *ep,
+static __always_inline void event_send(struct ctx_buff *ctx, const struct event_packet *ep,
 				       __u8 type, __u64 report, __u64 *suppressed)
 {
 	const struct packet_info *pi = ep->pi;
 	struct sluice_event *e;
-	struct bpf_sock *sk;
 
 	e = bpf_ringbuf_reserve(&sluice_events, sizeof(*e), 0);
 	if (!e) {
@@ -84,7 +83,7 @@ static __always_inline void event_send(struct __sk_buff *skb, const struct event
 	e->packets = ep->packets;
 	e->bytes = ep->bytes;
 	e->rule_id = ep->d->rule_id;
-	e->ifindex = skb->ifindex;
+	e->ifindex = ctx_ifindex(ctx);
 	e->type = type;
 	e->verdict = ep->d->verdict;
 	e->reason = ep->d->reason;
@@ -102,16 +101,9 @@ static __always_inline void event_send(struct __sk_buff *skb, const struct event
 			e->flags |= SLUICE_EVENT_F_PORTS;
 		}
 	}
-	/*
-	 * A full socket is a local sender; a forwarded packet has none, and a time-wait or
-	 * request socket has no owner to report (the helper would say "overflow uid").
-	 */
-	sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
-	if (sk) {
-		e->uid = bpf_get_socket_uid(skb);
-		e->cgroup_id = bpf_skb_cgroup_id(skb);
+	if (ctx_has_socket(ctx)) {
+		e->uid = ctx_socket_uid(ctx);
+		e->cgroup_id = ctx_socket_cgroup(ctx);
 		e->flags |= SLUICE_EVENT_F_SOCKET;
 	}
 	bpf_ringbuf_submit(e, 0);
@@ -122,7 +114,7 @@ static __always_inline void event_send(struct __sk_buff *skb, const struct event
  * entry, deny or audit when it was denied. entry is the destination's (NULL when the
  * packet has none): its limiters key the rate limit by destination.
  */
-static __always_inline void events_packet(struct __sk_buff *skb, const struct event_packet *ep,
+static __always_inline void events_packet(struct ctx_buff *ctx, const struct event_packet *ep,
 					  struct sluice_dest_stats *entry)
 {
 	const struct sluice_event_config *cfg;
@@ -143,7 +135,7 @@ static __always_inline void events_packet(struct __sk_buff *skb, const struct ev
 
 	/* Once per entry by construction: no limiter needed. */
 	if (p.d->new_dest)
-		event_send(skb, &p, SLUICE_EVENT_NEW_DESTINATION, 0, NULL);
+		event_send(ctx, &p, SLUICE_EVENT_NEW_DESTINATION, 0, NULL);
 	if (!decision_denied(p.d))
 		return;
 	type = p.d->verdict == SLUICE_VERDICT_DENY ? SLUICE_EVENT_DENY : SLUICE_EVENT_AUDIT;
@@ -163,7 +155,7 @@ static __always_inline void events_packet(struct __sk_buff *skb, const struct ev
 		suppressed = &lim->suppressed;
 	}
 	if (event_limit(last, suppressed, p.now, interval, &report))
-		event_send(skb, &p, type, report, suppressed);
+		event_send(ctx, &p, type, report, suppressed);
 }
 
 #endif /* SLUICE_BPF_EVENTS_H */

@@ -86,7 +86,7 @@ static __always_inline void flow_refresh(struct sluice_flow *f, __u64 now, __u64
  * Egress, for a TCP/UDP packet the policy denies: if it belongs to a live inbound flow it
  * passes as a reply. The node's FIN and RST end the flow.
  */
-static __always_inline void decide_reply(struct __sk_buff *ctx, const struct packet_info *pi,
+static __always_inline void decide_reply(struct ctx_buff *ctx, const struct packet_info *pi,
 					 struct decision *d)
 {
 	struct sluice_flow_key k = {};
@@ -123,7 +123,7 @@ static __always_inline void decide_reply(struct __sk_buff *ctx, const struct pac
  * socket bound to its port? ctx is the program's context (the lookups run in its netns).
  * Only then is a flow recorded, so spoofed packets to closed ports open nothing.
  */
-static __always_inline int flow_local_socket(struct __sk_buff *ctx, const struct packet_info *pi)
+static __always_inline int flow_local_socket(struct ctx_buff *ctx, const struct packet_info *pi)
 {
 	struct bpf_sock_tuple t = {};
 	struct bpf_sock *sk;
@@ -172,7 +172,7 @@ static __always_inline void flow_record(const struct sluice_flow_key *k, __u64 n
  * An arriving TCP or UDP packet (not a later fragment): start a flow initiated from
  * outside, keep a live one alive, or note its end.
  */
-static __always_inline void flow_inbound(struct __sk_buff *ctx, const struct packet_info *pi)
+static __always_inline void flow_inbound(struct ctx_buff *ctx, const struct packet_info *pi)
 {
 	struct sluice_flow_key k = {};
 	struct sluice_flow *f;

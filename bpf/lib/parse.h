@@ -4,8 +4,8 @@
  * through a (pos, end) cursor; each helper checks bounds, advances the cursor, and returns
  * the next protocol (>= 0) or a negative enum sluice_reason. What lies at a variable depth
  * (IPv6 extension headers, later reads at the transport offset) is copied out with
- * ctx_load, the one context-specific helper, so an XDP variant needs only another
- * ctx_load. The rules implemented here are docs/design.md, "Packet shapes".
+ * ctx_load. The context (skb or XDP buffer) is reached only through ctx.h, so tc and XDP
+ * parse with this one file. The rules implemented here are docs/design.md, "Packet shapes".
  */
 #ifndef SLUICE_BPF_PARSE_H
 #define SLUICE_BPF_PARSE_H
@@ -19,6 +19,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <sluice/abi.h>
+
+#include "ctx.h"
 
 /* In-band VLAN tags we walk (802.1Q inside 802.1ad = QinQ). A deeper stack is unparseable. */
 #ifndef VLAN_MAX_DEPTH
@@ -212,16 +214,6 @@ static __always_inline int ipv6_fragment(struct ipv6_frag *fh, struct packet_inf
 }
 
 /*
- * The one context-specific piece of parsing: copy len bytes at offset off of the frame,
- * wherever they are (a non-linear skb's pages included). An XDP variant would use
- * bpf_xdp_load_bytes.
- */
-static __always_inline int ctx_load(struct __sk_buff *ctx, __u32 off, void *to, __u32 len)
-{
-	return bpf_skb_load_bytes(ctx, off, to, len);
-}
-
-/*
  * Walk the extension-header chain at offset off: at most IPV6_EXT_MAX headers, hop-by-hop
  * only first, each wholly inside the packet. Returns the header after the chain and sets
  * pi->l4_offset.
@@ -231,7 +223,7 @@ static __always_inline int ctx_load(struct __sk_buff *ctx, __u32 off, void *to, 
  * combination separately; a scalar offset handed only to a helper stays imprecise, so the
  * ways merge at every iteration.
  */
-static __always_inline int parse_ipv6_ext(struct __sk_buff *ctx, __u32 off, __u8 nexthdr,
+static __always_inline int parse_ipv6_ext(struct ctx_buff *ctx, __u32 off, __u8 nexthdr,
 					  struct packet_info *pi)
 {
 	for (int i = 0; i < IPV6_EXT_MAX; i++) {
@@ -301,17 +293,16 @@ static __always_inline int parse_ipv6(struct cursor *c, void *frame, __u32 frame
 /*
  * Parse a frame up to the transport header and read that header's first 4 bytes when the
  * packet holds them. Returns 0 for an IP packet (pi filled in), PARSE_NON_IP with
- * pi->l3_proto = the ethertype, or a negative reason. The frame's length is skb->len
- * (data_end may end earlier in a non-linear skb); a GSO super-packet's IP length is not
- * checked.
+ * pi->l3_proto = the ethertype, or a negative reason. The frame's length is
+ * ctx_frame_len (for tc, skb->len: data_end may end earlier in a non-linear skb); a GSO
+ * super-packet's IP length is not checked.
  */
-static __always_inline int parse_packet(struct __sk_buff *ctx, struct packet_info *pi)
+static __always_inline int parse_packet(struct ctx_buff *ctx, struct packet_info *pi)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct cursor c = { .pos = data, .end = data_end };
-	__u32 frame_len = ctx->len;
-	int gso = ctx->gso_size != 0;
+	void *data = ctx_data(ctx);
+	struct cursor c = { .pos = data, .end = ctx_data_end(ctx) };
+	__u32 frame_len = ctx_frame_len(ctx);
+	int gso = ctx_is_gso(ctx);
 	__u8 *l4;
 	int proto;
 
@@ -356,7 +347,7 @@ static __always_inline int parse_packet(struct __sk_buff *ctx, struct packet_inf
  * pointers: an offset used in pointer arithmetic becomes precise for the verifier, which
  * then tells apart every way the parser could have reached it.
  */
-static __always_inline int pkt_load(struct __sk_buff *ctx, const struct packet_info *pi, __u32 off,
+static __always_inline int pkt_load(struct ctx_buff *ctx, const struct packet_info *pi, __u32 off,
 				    void *to, __u32 n)
 {
 	if (off + n > pi->l3_end)
@@ -371,7 +362,7 @@ static __always_inline int pkt_load(struct __sk_buff *ctx, const struct packet_i
 #define TCPF_ACK 0x10
 
 /* The flags of a TCP packet, or -1 when its header does not reach them. */
-static __always_inline int tcp_flags(struct __sk_buff *ctx, const struct packet_info *pi)
+static __always_inline int tcp_flags(struct ctx_buff *ctx, const struct packet_info *pi)
 {
 	__u8 flags;
 
@@ -401,7 +392,7 @@ struct quoted_packet {
  * is the protocol. Returns 0, or -1 when the quote is cut short or is not a valid header
  * (it then decides nothing).
  */
-static __always_inline int parse_icmp_quote(struct __sk_buff *ctx, const struct packet_info *pi,
+static __always_inline int parse_icmp_quote(struct ctx_buff *ctx, const struct packet_info *pi,
 					    struct quoted_packet *q)
 {
 	__u32 off = (__u32)pi->l4_offset + ICMP_HDR_LEN, hdr_len;
@@ -445,7 +436,7 @@ static __always_inline int parse_icmp_quote(struct __sk_buff *ctx, const struct 
  * Length of the headers that a GSO super-packet repeats in each wire segment: everything
  * up to the end of the transport header. Returns 0 when it cannot be read.
  */
-static __always_inline __u32 gso_header_len(struct __sk_buff *ctx, const struct packet_info *pi)
+static __always_inline __u32 gso_header_len(struct ctx_buff *ctx, const struct packet_info *pi)
 {
 	struct tcphdr th;
 	__u8 udp[8];

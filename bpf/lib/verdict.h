@@ -84,7 +84,7 @@ static __always_inline int is_icmp_error(const struct packet_info *pi)
  * source port would be allowed (taking that decision), or, with replies on, when the
  * quoted flow is a live recorded inbound flow. A quote cut short decides nothing.
  */
-static __always_inline void decide_icmp_error(struct __sk_buff *ctx, const struct packet_info *pi,
+static __always_inline void decide_icmp_error(struct ctx_buff *ctx, const struct packet_info *pi,
 					      struct decision *d)
 {
 	struct quoted_packet q = {};
@@ -129,7 +129,7 @@ static __always_inline void decide_icmp_error(struct __sk_buff *ctx, const struc
  * the table refused one).
  */
 static __always_inline struct sluice_dest_stats *
-decide_ip(struct __sk_buff *ctx, const struct packet_info *pi, struct decision *d)
+decide_ip(struct ctx_buff *ctx, const struct packet_info *pi, struct decision *d)
 {
 	struct sluice_dest_stats *entry = decide_destination(pi, d);
 

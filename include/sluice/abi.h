@@ -54,7 +54,7 @@ enum sluice_reason {
 };
 
 /* Hooks, the `hook` label of the counters. */
-#define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress")
+#define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress") X(XDP, "xdp")
 
 enum sluice_hook {
 #define SLUICE_ENUM_HOOK(id, name) SLUICE_HOOK_##id,
@@ -395,5 +395,6 @@ _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 /* Program pins under progs/; link pins under links/ are NAME_IFINDEX (bpffs reserves dots). */
 #define SLUICE_PIN_PROG_TC_EGRESS "tc_egress"
 #define SLUICE_PIN_PROG_TC_INGRESS "tc_ingress"
+#define SLUICE_PIN_PROG_XDP "xdp"
 
 #endif /* SLUICE_ABI_H */

@@ -3,6 +3,10 @@
  * The tc egress program on crafted frames (BPF_PROG_TEST_RUN): each case is data — a
  * frame, the policy in force, and the verdict, reason and counters it must produce.
  * Then the program is held to the reference decision on random policies and packets.
+ * The XDP program runs the same tables and the same random packets: one library, one
+ * verdict, whichever hook decides. Its packets are forwarded ones: main gives the test's
+ * namespace forwarding and routes, and checks that packets for the node itself pass XDP
+ * unpoliced.
  */
 #define _GNU_SOURCE /* unshare */
 #include <errno.h>
@@ -104,6 +108,31 @@ static int run_frame(const struct pkt_spec *s, unsigned *len, unsigned gso_segs)
 	return run_prog(dp.egress_prog_fd, s, len, gso_segs);
 }
 
+/* A program that decides packets: how it says pass and drop, and its hook in the totals. */
+struct decider {
+	const char *name;
+	const int *prog_fd;
+	__u8 hook;
+	int pass, drop;
+};
+
+static const struct decider tc_egress = { "tc", &dp.egress_prog_fd, SLUICE_HOOK_TC_EGRESS, PASS,
+					  DROP };
+static const struct decider xdp = { "xdp", &dp.xdp_prog_fd, SLUICE_HOOK_XDP, XDP_PASS, XDP_DROP };
+
+/* Run one frame through a decider; PASS or DROP whichever hook it is, else -1000 - code. */
+static int run_on(const struct decider *p, const struct pkt_spec *s, unsigned *len,
+		  unsigned gso_segs)
+{
+	int ret = run_prog(*p->prog_fd, s, len, gso_segs);
+
+	if (ret == p->pass)
+		return PASS;
+	if (ret == p->drop)
+		return DROP;
+	return -1000 - ret;
+}
+
 static bool dest_get(const char *dst, struct sluice_dest_stats *out)
 {
 	struct sluice_addr a;
@@ -112,7 +141,7 @@ static bool dest_get(const char *dst, struct sluice_dest_stats *out)
 	return dst && addr_parse(dst, &a) == 0 && bpf_map_lookup_elem(dp.dests_fd, &a, out) == 0;
 }
 
-static struct sluice_counter totals_of(__u8 verdict, __u8 reason)
+static struct sluice_counter totals_of(__u8 hook, __u8 verdict, __u8 reason)
 {
 	struct sluice_counter sum = {};
 	struct total_row *rows;
@@ -122,7 +151,7 @@ static struct sluice_counter totals_of(__u8 verdict, __u8 reason)
 		return sum;
 	for (size_t i = 0; i < n; i++) {
 		if (rows[i].verdict == verdict && rows[i].reason == reason &&
-		    rows[i].hook == SLUICE_HOOK_TC_EGRESS) {
+		    rows[i].hook == hook) {
 			sum.packets += rows[i].sum.packets;
 			sum.bytes += rows[i].sum.bytes;
 		}
@@ -219,7 +248,7 @@ static const struct frame_case cases[] = {
 	  R(UNPARSEABLE), 0 },
 };
 
-static void test_frames(void)
+static void test_frames(const struct decider *p)
 {
 	const char *mode = NULL;
 
@@ -232,6 +261,9 @@ static void test_frames(void)
 		__u64 want_bytes;
 		int ret;
 
+		/* XDP sees wire packets: GSO super-packets exist only above it. */
+		if (c->gso_segs && p->hook == SLUICE_HOOK_XDP)
+			continue;
 		if (!mode || strcmp(mode, c->mode) != 0) {
 			mode = c->mode;
 			if (install_policy(mode)) {
@@ -240,13 +272,13 @@ static void test_frames(void)
 			}
 		}
 		dest_get(c->pkt.dst, &before);
-		tot_before = totals_of(c->verdict, c->reason);
-		ret = run_frame(&c->pkt, &len, c->gso_segs);
-		CHECK(ret == c->ret, "%s: return code %d, want %d", c->name, ret, c->ret);
+		tot_before = totals_of(p->hook, c->verdict, c->reason);
+		ret = run_on(p, &c->pkt, &len, c->gso_segs);
+		CHECK(ret == c->ret, "%s %s: return code %d, want %d", p->name, c->name, ret, c->ret);
 
 		/* Wire bytes: every further segment repeats Ethernet + IPv4 + TCP headers. */
 		want_bytes = len + (segs - 1) * (14 + 20 + 20);
-		tot_after = totals_of(c->verdict, c->reason);
+		tot_after = totals_of(p->hook, c->verdict, c->reason);
 		CHECK_EQ_U64(tot_after.packets - tot_before.packets, segs, c->name);
 		CHECK_EQ_U64(tot_after.bytes - tot_before.bytes, want_bytes, c->name);
 
@@ -436,7 +468,7 @@ static void diff_match(struct l4_match *m)
  */
 static void test_random_against_reference(void)
 {
-	unsigned mismatches = 0, total = 0;
+	unsigned mismatches = 0, total = 0, xdp_mismatches = 0;
 
 	srand(777);
 	for (int round = 0; round < 25; round++) {
@@ -478,23 +510,32 @@ static void test_random_against_reference(void)
 
 			addr_format(&a, dst, sizeof(dst));
 			policy_decide(&p, &a, pkt.l4, port, &want);
-			dest_get(dst, &before);
-			ret = run_frame(&pkt, &len, 0);
-			dest_get(dst, &after);
 			total++;
 			/* The verdict shows in the return code and in which counter moved. */
-			if (ret != (want.verdict == V(DENY) ? DROP : PASS) ||
-			    after.packets[want.verdict] != before.packets[want.verdict] + 1) {
-				if (mismatches++ < 5)
-					fprintf(stderr, "mismatch for %s proto %u port %d: ret %d, want %s rule %u\n",
-						dst, pkt.l4, port, ret, verdict_name(want.verdict),
-						want.rule_id);
+			for (int h = 0; h < 2; h++) {
+				const struct decider *prog = h ? &xdp : &tc_egress;
+
+				dest_get(dst, &before);
+				ret = run_on(prog, &pkt, &len, 0);
+				dest_get(dst, &after);
+				if (ret == (want.verdict == V(DENY) ? DROP : PASS) &&
+				    after.packets[want.verdict] == before.packets[want.verdict] + 1)
+					continue;
+				if ((h ? xdp_mismatches++ : mismatches++) < 5)
+					fprintf(stderr,
+						"%s mismatch for %s proto %u port %d: ret %d, "
+						"want %s rule %u\n",
+						prog->name, dst, pkt.l4, port, ret,
+						verdict_name(want.verdict), want.rule_id);
 			}
 		}
 		policy_free(&p);
 	}
 	CHECK(total == 100000, "%u random packets", total);
-	CHECK(mismatches == 0, "%u of %u random packets differ from the reference", mismatches, total);
+	CHECK(mismatches == 0, "tc: %u of %u random packets differ from the reference", mismatches,
+	      total);
+	CHECK(xdp_mismatches == 0, "xdp: %u of %u random packets differ from the reference",
+	      xdp_mismatches, total);
 }
 
 /* A random override: a rule's prefix, something inside one, or a wider or unrelated one. */
@@ -1118,7 +1159,16 @@ static int setup_shape_flows(void)
 	       flow_put(TCP, PKT_SRC4, 22, "198.51.100.9", 50000, live);
 }
 
-static void test_packet_shapes(void)
+/* Multicast and broadcast go to the node, never forwarded: XDP leaves them to the stack. */
+static bool for_the_node(const char *dst)
+{
+	int first = atoi(dst);
+
+	return strncmp(dst, "ff", 2) == 0 || strcmp(dst, "255.255.255.255") == 0 ||
+	       (!strchr(dst, ':') && first >= 224 && first <= 239);
+}
+
+static void test_packet_shapes(const struct decider *p)
 {
 	int policy = -1;
 
@@ -1134,6 +1184,9 @@ static void test_packet_shapes(void)
 		unsigned len;
 		int ret;
 
+		/* test_xdp_for_the_node checks what XDP does with them. */
+		if (p->hook == SLUICE_HOOK_XDP && c->pkt.dst && for_the_node(c->pkt.dst))
+			continue;
 		if ((int)c->policy != policy) {
 			policy = c->policy;
 			if (install_shape_policy(c->policy)) {
@@ -1142,14 +1195,15 @@ static void test_packet_shapes(void)
 			}
 		}
 		dest_get(c->pkt.dst, &before);
-		tot_before = totals_of(c->verdict, c->reason);
-		ret = run_frame(&c->pkt, &len, 0);
-		tot_after = totals_of(c->verdict, c->reason);
-		CHECK(ret == c->ret, "%s: return code %d, want %d", c->name, ret, c->ret);
+		tot_before = totals_of(p->hook, c->verdict, c->reason);
+		ret = run_on(p, &c->pkt, &len, 0);
+		tot_after = totals_of(p->hook, c->verdict, c->reason);
+		CHECK(ret == c->ret, "%s %s: return code %d, want %d", p->name, c->name, ret,
+		      c->ret);
 		CHECK(tot_after.packets - tot_before.packets == 1 &&
 			      tot_after.bytes - tot_before.bytes == len,
-		      "%s: node total %s/%s moved by %llu packets, %llu bytes (want 1, %u)",
-		      c->name, verdict_name(c->verdict), reason_name(c->reason),
+		      "%s %s: node total %s/%s moved by %llu packets, %llu bytes (want 1, %u)",
+		      p->name, c->name, verdict_name(c->verdict), reason_name(c->reason),
 		      (unsigned long long)(tot_after.packets - tot_before.packets),
 		      (unsigned long long)(tot_after.bytes - tot_before.bytes), len);
 
@@ -1619,6 +1673,19 @@ static void test_events(void)
 		     "allowed first contact: new_destination");
 	CHECK_EQ_U64(e.verdict, SLUICE_VERDICT_ALLOW, "with the allow verdict");
 
+	/* XDP: a forwarded denied packet's events name the hook and no local sender. */
+	const struct pkt_spec forwarded = { .dst = "203.0.113.202" };
+	unsigned len;
+
+	events_reset();
+	CHECK(run_on(&xdp, &forwarded, &len, 0) == DROP, "xdp drops the forwarded packet");
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, forwarded.dst, &e), 1, "xdp: one deny event");
+	CHECK_EQ_U64(e.hook, SLUICE_HOOK_XDP, "with hook xdp");
+	CHECK(!(e.flags & SLUICE_EVENT_F_SOCKET), "and no socket owner");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_NEW_DESTINATION, forwarded.dst, NULL), 1,
+		     "xdp: new_destination for its first contact");
+
 	/* A frame without a destination: the (type, reason) limiter. */
 	index = SLUICE_EVENT_LIMIT_INDEX(SLUICE_EVENT_DENY, SLUICE_REASON_TRUNCATED);
 	lim = (struct sluice_event_limit){};
@@ -1690,6 +1757,100 @@ static void test_events(void)
 	ring_buffer__free(events_rb);
 }
 
+/*
+ * XDP decides packets the node forwards. Make this namespace a router: forwarding on,
+ * default routes out of a veth (the kernel may lack the dummy driver), and an address of
+ * its own on it, GW_V4/GW_V6.
+ */
+#define GW_IF "sl-gw0"
+#define GW_V4 "192.0.2.254"
+#define GW_V6 "2001:db8:1::fe"
+
+static int gateway_setup(void)
+{
+	static const char *const steps[] = {
+		"ip link set lo up",
+		"ip link add " GW_IF " type veth peer name " GW_IF "p",
+		"ip link set " GW_IF "p up",
+		"ip link set " GW_IF " up",
+		"ip addr add " GW_V4 "/24 dev " GW_IF,
+		"ip addr add " GW_V6 "/64 dev " GW_IF " nodad",
+		"ip route add default dev " GW_IF,
+		"ip -6 route add default dev " GW_IF,
+		"sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1",
+	};
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (system(steps[i]) != 0) {
+			fprintf(stderr, "failed: %s\n", steps[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Sum of every node total, all hooks, verdicts and reasons. */
+static struct sluice_counter totals_all(void)
+{
+	struct sluice_counter sum = {};
+	struct total_row *rows;
+	size_t n;
+
+	if (read_totals(dp.totals_fd, dp.ifaces_fd, &rows, &n))
+		return sum;
+	for (size_t i = 0; i < n; i++) {
+		sum.packets += rows[i].sum.packets;
+		sum.bytes += rows[i].sum.bytes;
+	}
+	free(rows);
+	return sum;
+}
+
+/*
+ * Under default deny, packets addressed to the node (its own addresses, broadcast) pass
+ * XDP and are counted nowhere; the same destinations are still policed by tc egress, and a
+ * forwarded packet next to them is denied by XDP.
+ */
+static void test_xdp_for_the_node(void)
+{
+	static const struct pkt_spec local[] = {
+		{ .dst = GW_V4, .l4 = TCP, .dport = 22 },
+		{ .dst = GW_V6, .l4 = TCP, .dport = 22 },
+		{ .dst = GW_V4, .l4 = UDP, .dport = 53 },
+		{ .dst = "255.255.255.255", .l4 = UDP, .dport = 9 },
+		{ .dst = "ff02::1", .l4 = UDP, .dport = 9 },
+		{ .dst = "ff0e::1234", .l4 = UDP, .dport = 9 },
+		{ .dst = "239.1.2.3", .l4 = UDP, .dport = 9 },
+	};
+	struct sluice_counter before, after;
+	struct sluice_dest_stats st_before, st_after;
+	struct pkt_spec routed = { .dst = "192.0.2.253", .l4 = TCP, .dport = 22 };
+	unsigned len;
+
+	if (install_text("default deny\n")) {
+		CHECK(0, "cannot install default deny");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		before = totals_all();
+		dest_get(local[i].dst, &st_before);
+		CHECK(run_on(&xdp, &local[i], &len, 0) == PASS, "xdp passes a packet for %s",
+		      local[i].dst);
+		after = totals_all();
+		dest_get(local[i].dst, &st_after);
+		CHECK(after.packets == before.packets && after.bytes == before.bytes,
+		      "xdp counts nothing for %s", local[i].dst);
+		CHECK(memcmp(&st_before, &st_after, sizeof(st_before)) == 0,
+		      "xdp leaves the destination entry of %s alone", local[i].dst);
+	}
+	CHECK(run_on(&tc_egress, &local[0], &len, 0) == DROP, "tc egress still polices " GW_V4);
+	before = totals_of(SLUICE_HOOK_XDP, V(DENY), R(DEFAULT));
+	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "xdp drops a forwarded packet next to them");
+	after = totals_of(SLUICE_HOOK_XDP, V(DENY), R(DEFAULT));
+	CHECK(after.packets == before.packets + 1 && after.bytes == before.bytes + len,
+	      "xdp counts the forwarded packet as deny/default");
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
@@ -1699,6 +1860,10 @@ int main(void)
 			strerror(errno));
 		return 1;
 	}
+	if (gateway_setup()) {
+		fprintf(stderr, "cannot make the test namespace a gateway (ip, sysctl)\n");
+		return 1;
+	}
 	if (datapath_load(&dp, NULL)) {
 		fprintf(stderr, "cannot load the datapath (root needed)\n");
 		return 1;
@@ -1706,12 +1871,15 @@ int main(void)
 	maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
 				     .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
 	test_no_policy();
-	test_frames();
+	test_frames(&tc_egress);
+	test_frames(&xdp);
 	test_policy_switch();
 	test_port_rules();
 	test_random_against_reference();
 	test_overrides_in_place();
-	test_packet_shapes();
+	test_packet_shapes(&tc_egress);
+	test_packet_shapes(&xdp);
+	test_xdp_for_the_node();
 	test_ext_chain_lengths();
 	test_ingress();
 	test_flow_lifecycle();

@@ -134,6 +134,9 @@ wait_for() {
 }
 
 in_node() { ip netns exec "$SL_NODE_NS" "$@"; }
+# The traffic helpers below send from SL_SENDER_NS, the node unless a test sets it (a
+# client behind the node in gateway tests).
+in_sender() { ip netns exec "${SL_SENDER_NS:-$SL_NODE_NS}" "$@"; }
 in_world() { ip netns exec "$SL_WORLD_NS" "$@"; }
 
 # sluice SUBCOMMAND ARGS... — the binary under test, in the node namespace, on this run's
@@ -335,11 +338,11 @@ sl_dest_count() {
 
 # --- traffic ----------------------------------------------------------------------------
 
-# sl_ping DEST [COUNT [DEADLINE]] — echo requests from node, 0.2 s apart; prints the number
+# sl_ping DEST [COUNT [DEADLINE]] — echo requests from the sender (node), 0.2 s apart; prints the number
 # of replies. To a denied destination ping keeps retrying until DEADLINE (default 5 s).
 sl_ping() {
 	local out
-	out=$(in_node ping -n -q -c "${2:-10}" -i 0.2 -W 1 -w "${3:-5}" "$1" 2>&1) || true
+	out=$(in_sender ping -n -q -c "${2:-10}" -i 0.2 -W 1 -w "${3:-5}" "$1" 2>&1) || true
 	printf '%s\n' "$out" | sed -n 's/.* \([0-9][0-9]*\) received.*/\1/p' | head -n1 | grep . ||
 		echo 0
 }
@@ -347,7 +350,7 @@ sl_ping() {
 # sl_udp_send DEST COUNT — exactly COUNT datagrams from node to DEST:SL_UDP_PORT. A datagram
 # sluice drops is still one packet sent: without IP_RECVERR the socket reports no error.
 sl_udp_send() {
-	in_node python3 - "$1" "$SL_UDP_PORT" "$2" <<'EOF'
+	in_sender python3 - "$1" "$SL_UDP_PORT" "$2" <<'EOF'
 import socket, sys
 dst, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
@@ -361,7 +364,7 @@ EOF
 # size of ping's), one packet each, dropped or not: unlike ping, which retries an echo
 # request when the kernel reports it dropped (ENOBUFS).
 sl_icmp_send() {
-	in_node python3 - "$1" "$2" <<'EOF'
+	in_sender python3 - "$1" "$2" <<'EOF'
 import errno, socket, struct, sys
 dst, n = sys.argv[1], int(sys.argv[2])
 v6 = ":" in dst
@@ -390,7 +393,7 @@ EOF
 # sl_tcp_send DEST — connect to DEST:SL_TCP_PORT, send one short line, wait for the
 # server's close. Prints "delivered" or "failed: REASON".
 sl_tcp_send() {
-	in_node python3 - "$1" "$SL_TCP_PORT" <<'EOF'
+	in_sender python3 - "$1" "$SL_TCP_PORT" <<'EOF'
 import socket, sys
 dst, port = sys.argv[1], int(sys.argv[2])
 fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
