@@ -15,6 +15,7 @@
 #include <sluice/abi.h>
 
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 
 #ifndef CAP_BPF
@@ -41,21 +42,32 @@ static const struct command commands[] = {
 	{
 		"run",
 		cmd_run,
-		"sluice run --iface IF [--iface IF]... [--policy FILE] [--mode enforce|audit]",
+		"sluice run [--config FILE] [--iface IF]... [--xdp IF]... [--policy FILE]\n"
+		"           [--mode enforce|audit] [--metrics ADDR:PORT|off] [--events OUT]...",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
-		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
-		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
-		"without tcx) and waits. SIGHUP re-reads the policy (a bad one is rejected and\n"
-		"the old stays). SIGTERM/SIGINT exit and leave enforcement in force: programs,\n"
-		"maps and links stay pinned until 'sluice detach'.\n"
+		"Reads the configuration file (" CONFIG_PATH_DEFAULT " when present, or\n"
+		"--config FILE; see examples/sluice.conf), lays the flags over it (a flag replaces\n"
+		"the file's value for its key), and checks everything before it changes anything:\n"
+		"the policy must compile, every interface name must exist and every pattern must\n"
+		"match an interface. Then it loads the BPF programs (adopting maps already\n"
+		"pinned), installs the policy atomically, attaches tc egress to every matching\n"
+		"interface (tcx, or clsact on kernels without tcx) and waits. SIGHUP re-reads the\n"
+		"policy (a bad one is rejected and the old stays). SIGTERM/SIGINT exit and leave\n"
+		"enforcement in force: programs, maps and links stay pinned until 'sluice detach'.\n"
 		"\n"
-		"  --iface IF        interface to enforce on (repeatable, at least one)\n"
-		"  --policy FILE     policy file (default /etc/sluice/policy.conf)\n"
+		"  --iface IF        interface name or pattern (eth*, ib[01]) to enforce on\n"
+		"                    (repeatable; replaces the file's 'interface' lines)\n"
+		"  --xdp IF          interface for the XDP hook of a later release (recorded only)\n"
+		"  --policy FILE     policy file (default " CONFIG_POLICY_DEFAULT ")\n"
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
+		"  --metrics ADDR    exporter address IPV4:PORT, [IPV6]:PORT or off (recorded only)\n"
+		"  --events OUT      stdout, syslog, FILE or off (repeatable; recorded only)\n"
 		"\n"
 		"EXAMPLES\n"
+		"  sluice run\n"
+		"  sluice run --config /etc/sluice/dtn.conf\n"
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
-		"  sluice run --iface eth0 --iface ib0 --mode audit\n",
+		"  sluice run --iface 'eth*' --iface ib0 --mode audit\n",
 	},
 	{
 		"policy",
@@ -156,6 +168,8 @@ static const char common_help[] =
 	"COMMON OPTIONS (every command)\n"
 	"  --pin-dir DIR     BPF pin directory (default " SLUICE_PIN_DIR_DEFAULT ")\n"
 	"  --state-dir DIR   state directory (default " SLUICE_STATE_DIR_DEFAULT ")\n"
+	"  --config FILE     configuration file (default " CONFIG_PATH_DEFAULT ", if present);\n"
+	"                    its pin-dir and state-dir apply to every command\n"
 	"  --json            machine-readable output (read commands; errors too)\n"
 	"  -v, --verbose     debug output, including libbpf's\n"
 	"  -h, --help        this help\n"
@@ -249,11 +263,16 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 		if (arg[0] != '/')
 			return cli_usage_error(command, "--pin-dir needs an absolute path"), -2;
 		cli.pin_dir = arg;
+		cli.pin_dir_given = true;
 		return 1;
 	case OPT_STATE_DIR:
 		if (arg[0] != '/')
 			return cli_usage_error(command, "--state-dir needs an absolute path"), -2;
 		cli.state_dir = arg;
+		cli.state_dir_given = true;
+		return 1;
+	case OPT_CONFIG:
+		cli.config_path = arg;
 		return 1;
 	case OPT_JSON:
 		cli.json = true;
@@ -272,6 +291,40 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 	}
 }
 
+static struct daemon_config file_config;
+
+/*
+ * Read the configuration file: every command takes its pin-dir and state-dir (flags win),
+ * `sluice run` the rest. A broken default file stops only `sluice run`; other commands warn
+ * and use the default directories, so `sluice detach` works whatever the file says.
+ */
+static int read_config(const char *command)
+{
+	const char *path = cli.config_path ? cli.config_path : CONFIG_PATH_DEFAULT;
+	bool strict = cli.config_path || strcmp(command, "run") == 0;
+	char err[CONFIG_ERROR_MAX];
+
+	cli.config = &file_config;
+	if (!cli.config_path && access(path, F_OK) < 0 && errno == ENOENT) {
+		config_init(&file_config);
+		return 0;
+	}
+	if (config_parse_file(path, &file_config, err)) {
+		if (strict) {
+			pr_err("%s", err);
+			return EXIT_FAIL;
+		}
+		pr_warn("%s (configuration ignored)", err);
+		config_init(&file_config);
+		return 0;
+	}
+	if (!cli.pin_dir_given)
+		cli.pin_dir = file_config.pin_dir.text;
+	if (!cli.state_dir_given)
+		cli.state_dir = file_config.state_dir.text;
+	return 0;
+}
+
 int cli_parse_options(const char *command, int argc, char **argv, const struct option *options,
 		      int (*own)(int opt, const char *arg, void *ctx), void *ctx)
 {
@@ -286,7 +339,7 @@ int cli_parse_options(const char *command, int argc, char **argv, const struct o
 		if (ret == 0 && (!own || (ret = own(opt, optarg, ctx))))
 			return ret ? ret : EXIT_USAGE;
 	}
-	return 0;
+	return read_config(command);
 }
 
 int cli_require_privileges(const char *command)

@@ -223,12 +223,17 @@ sl_setup() {
 sluice_start() {
 	local policy=$1
 	shift
+	sluice_start_args --iface "$SL_NODE_IF" --policy "$policy" "$@"
+}
+
+# sluice_start_args ARGS... — `sluice run ARGS` (this run's pin and state dirs added) in the
+# background, as sluice_start.
+sluice_start_args() {
 	: >"$SL_RUN_LOG"
 	# ip netns exec execs the command, so $! is sluice itself (not a subshell) and the
 	# SIGTERM of sluice_stop reaches it.
-	ip netns exec "$SL_NODE_NS" "$SLUICE" run --iface "$SL_NODE_IF" --policy "$policy" \
-		--pin-dir "$SL_PIN_DIR" --state-dir "$SL_STATE_DIR" "$@" \
-		</dev/null >>"$SL_RUN_LOG" 2>&1 &
+	ip netns exec "$SL_NODE_NS" "$SLUICE" run --pin-dir "$SL_PIN_DIR" \
+		--state-dir "$SL_STATE_DIR" "$@" </dev/null >>"$SL_RUN_LOG" 2>&1 &
 	SL_SLUICE_PID=$!
 	local deadline=$((SECONDS + 20))
 	until grep -q 'ready' "$SL_RUN_LOG"; do
@@ -495,6 +500,23 @@ check_match() {
 		printf 'not ok %d - %s: "%s" does not match /%s/\n' "$SL_CHECKS" "$1" "$2" "$3"
 		SL_FAILURES=$((SL_FAILURES + 1))
 	fi
+}
+
+# bad_cmd DESC EXPECTED_RC ERE -- COMMAND... — COMMAND must exit EXPECTED_RC, print nothing
+# on stdout, and on stderr exactly one "sluice: error: " line matching ERE (a usage error
+# may add one "Try 'sluice help CMD'." line).
+bad_cmd() {
+	local desc=$1 want_rc=$2 re=$3 rc=0 err out nerr nother
+	shift 4
+	out=$("$@" 2>"$SL_TMP/stderr") || rc=$?
+	err=$(cat "$SL_TMP/stderr")
+	check "$desc: exit status" "$rc" "$want_rc"
+	check "$desc: nothing on stdout" "$out" ""
+	nerr=$(grep -c '^sluice: error: ' <<<"$err" || true)
+	nother=$(grep -v -c -e '^sluice: error: ' -e "^Try 'sluice help [a-z]*'\.\$" <<<"$err" || true)
+	check "$desc: one 'sluice: error:' line on stderr" "$nerr/$nother" "1/0"
+	[ "$nerr/$nother" = 1/0 ] || printf '# stderr was: %s\n' "$err"
+	check_match "$desc: message" "$(grep '^sluice: error: ' <<<"$err" | head -n1 || true)" "$re"
 }
 
 sl_finish() {
