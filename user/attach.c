@@ -226,3 +226,143 @@ int detach_all(const char *pin_dir)
 	if_freenameindex(ifs);
 	return err;
 }
+
+#define ATTACH_LIST_MAX 4096 /* attachments listed; a node has far fewer interfaces */
+
+static int add_attachment(struct attachment **out, size_t *n, size_t *cap,
+			  const struct attachment *a)
+{
+	if (*n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 16;
+		struct attachment *p;
+
+		if (grown > ATTACH_LIST_MAX)
+			return -E2BIG;
+		p = realloc(*out, grown * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		*out = p;
+		*cap = grown;
+	}
+	(*out)[(*n)++] = *a;
+	return 0;
+}
+
+/* A link pin's name is HOOK_IFINDEX: split it. */
+static bool parse_link_pin(const char *name, struct attachment *a)
+{
+	const char *us = strrchr(name, '_');
+	char *end;
+	unsigned long ifindex;
+
+	if (!us || us == name || (size_t)(us - name) >= sizeof(a->hook) || !us[1])
+		return false;
+	ifindex = strtoul(us + 1, &end, 10);
+	if (*end || !ifindex || ifindex > UINT32_MAX)
+		return false;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->hook, name, us - name);
+	a->ifindex = ifindex;
+	return true;
+}
+
+static int by_ifindex(const void *a, const void *b)
+{
+	const struct attachment *x = a, *y = b;
+
+	if (x->ifindex != y->ifindex)
+		return x->ifindex < y->ifindex ? -1 : 1;
+	return strcmp(x->hook, y->hook);
+}
+
+int attach_list(const char *pin_dir, struct attachment **out, size_t *n)
+{
+	char dir[PATH_MAX], path[PATH_MAX], name[IF_NAMESIZE];
+	__u32 prog_id = pinned_prog_id(pin_dir);
+	struct if_nameindex *ifs;
+	size_t cap = 0;
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d && errno != ENOENT)
+		return -errno;
+	while (d && !err && (de = readdir(d))) {
+		struct bpf_link_info info = {};
+		__u32 len = sizeof(info);
+		struct attachment a;
+		int fd;
+
+		if (!parse_link_pin(de->d_name, &a) ||
+		    pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
+			continue;
+		a.kind = ATTACH_TCX;
+		fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+				a.link_id = info.id;
+				a.prog_id = info.prog_id;
+			}
+			close(fd);
+		}
+		a.stale = !if_indextoname(a.ifindex, name);
+		err = add_attachment(out, n, &cap, &a);
+	}
+	if (d)
+		closedir(d);
+	/* clsact filters leave no pin: ask each interface for our filter. */
+	ifs = prog_id && !err ? if_nameindex() : NULL;
+	for (struct if_nameindex *i = ifs; i && i->if_index && !err; i++) {
+		LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = i->if_index, .attach_point = BPF_TC_EGRESS);
+		LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLSACT_HANDLE, .priority = CLSACT_PRIORITY);
+		struct attachment a = { .hook = "tc_egress", .ifindex = i->if_index,
+					.kind = ATTACH_CLSACT };
+
+		if (bpf_tc_query(&hook, &opts) < 0 || opts.prog_id != prog_id)
+			continue;
+		a.prog_id = opts.prog_id;
+		err = add_attachment(out, n, &cap, &a);
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	if (err) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return err;
+	}
+	if (*n)
+		qsort(*out, *n, sizeof(**out), by_ifindex);
+	return 0;
+}
+
+int attach_forget(const char *pin_dir, __u32 ifindex)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	/* Every hook's pin for this interface: HOOK_IFINDEX. */
+	while ((de = readdir(d))) {
+		struct attachment a;
+
+		if (!parse_link_pin(de->d_name, &a) || a.ifindex != ifindex ||
+		    pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
+			continue;
+		if (unlink(path) < 0 && errno != ENOENT && !err)
+			err = -errno;
+	}
+	closedir(d);
+	return err;
+}

@@ -8,7 +8,7 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
-struct daemon_config;
+#include "config.h"
 
 struct cli {
 	const char *pin_dir;
@@ -57,6 +57,8 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
  */
 int cli_parse_options(const char *command, int argc, char **argv, const struct option *options,
 		      int (*own)(int opt, const char *arg, void *ctx), void *ctx);
+/* Read the configuration file again (--config FILE, or the default file if present). */
+int cli_read_config_file(struct daemon_config *c, char err[CONFIG_ERROR_MAX]);
 /* Print a usage error about command to stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print the help of command (usage, description, examples). */

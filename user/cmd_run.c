@@ -5,18 +5,20 @@
  */
 #include <errno.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/signalfd.h>
 
 #include "attach.h"
 #include "cli.h"
 #include "config.h"
 #include "datapath.h"
-#include "ifslots.h"
+#include "ifaces.h"
 #include "log.h"
 #include "pins.h"
 #include "policy.h"
@@ -151,44 +153,6 @@ static int apply_policy(const struct datapath *dp, const char *path, int mode)
 	return ret;
 }
 
-/* Attach to every interface the configuration names or whose name matches a pattern. */
-static int attach_all(const struct datapath *dp, const struct daemon_config *cfg, int *count)
-{
-	int lock = state_lock_writers(cli.state_dir), ret = 0;
-	struct if_nameindex *ifs;
-
-	*count = 0;
-	if (lock < 0)
-		return lock;
-	ifs = if_nameindex();
-	if (!ifs) {
-		ret = -errno;
-		pr_err("cannot list interfaces: %s", strerror(-ret));
-	}
-	for (struct if_nameindex *i = ifs; i && i->if_index && !ret; i++) {
-		enum attach_kind kind;
-		int slot;
-
-		if (!config_match(&cfg->ifaces, i->if_name))
-			continue;
-		slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd, i->if_index);
-		if (slot < 0) {
-			pr_err("cannot assign counters to %s: %s", i->if_name, strerror(-slot));
-			ret = slot;
-			break;
-		}
-		ret = attach_egress(cli.pin_dir, dp->egress_prog_fd, i->if_name, &kind);
-		if (!ret) {
-			pr_info("attached to %s egress (%s)", i->if_name, attach_kind_name(kind));
-			(*count)++;
-		}
-	}
-	if (ifs)
-		if_freenameindex(ifs);
-	close(lock);
-	return ret;
-}
-
 /* When the next override expires (0: none), read again when overrides.json changes. */
 static int64_t next_expiry(void)
 {
@@ -202,44 +166,14 @@ static int64_t next_expiry(void)
 	return next;
 }
 
-/*
- * Block until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or
- * to the last `sluice policy load`). Each second, check whether an override has expired:
- * overrides are added by other processes, so the expiry is looked up, not remembered.
- */
-static void wait_for_signals(const struct datapath *dp)
-{
-	struct timespec tick = { .tv_sec = 1 };
-	sigset_t set;
-	int sig;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	for (;;) {
-		int64_t expiry;
-
-		sig = sigtimedwait(&set, NULL, &tick);
-		if (sig == SIGHUP) {
-			pr_info("SIGHUP: reloading the policy in force");
-			if (apply_policy(dp, NULL, POLICY_MODE_KEEP))
-				pr_warn("reload rejected; the policy in force is unchanged");
-			continue;
-		}
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-		expiry = next_expiry();
-		if (expiry && expiry <= time(NULL)) {
-			pr_info("an override expired: reapplying the policy");
-			if (apply_policy(dp, POLICY_IN_FORCE, POLICY_MODE_KEEP))
-				pr_warn("reapplying failed; the expired override stays until it succeeds");
-		}
-	}
-	pr_info("exiting on %s; enforcement stays in force (sluice detach removes it)",
-		strsignal(sig));
-}
+/* What the running daemon holds. */
+struct daemon {
+	struct datapath dp;
+	struct daemon_config cfg; /* in force: the file with the flags over it */
+	const struct daemon_config *flags;
+	struct iface_set ifaces;
+	int sig_fd;
+};
 
 /* Say what the configuration asks for that this release does not do yet. */
 static void note_unsupported(const struct daemon_config *cfg)
@@ -255,23 +189,166 @@ static void note_unsupported(const struct daemon_config *cfg)
 		cfg->metrics.text, cfg->events.items[0].text);
 }
 
+/* A directory cannot move under a running daemon: its pins and locks are in use. */
+static int same_dir(const struct daemon_config *cfg, const struct config_value *v,
+		    const char *in_use, bool given, const char *key)
+{
+	char where[CONFIG_PATH_MAX + 32];
+
+	if (given || strcmp(v->text, in_use) == 0)
+		return 0;
+	pr_err("%s: %s cannot change while sluice runs (%s in use, %s asked): restart sluice",
+	       config_where(cfg, v, where, sizeof(where)), key, in_use, v->text);
+	return -EBUSY;
+}
+
+/*
+ * SIGHUP: read the configuration file again (the flags still lie over it) and re-apply the
+ * policy: the policy in force re-read from its source, or the file's `policy` when that
+ * line changed. Everything is checked first; if anything is wrong, nothing changes.
+ * Interfaces then follow the new configuration.
+ */
+static void reload(struct daemon *d)
+{
+	struct daemon_config *cfg = malloc(sizeof(*cfg));
+	char err[CONFIG_ERROR_MAX];
+	const char *path = NULL;
+	int mode = POLICY_MODE_KEEP;
+
+	pr_info("SIGHUP: reloading the configuration and the policy");
+	if (!cfg) {
+		pr_err("reload: out of memory");
+		goto rejected;
+	}
+	if (cli_read_config_file(cfg, err)) {
+		pr_err("%s", err);
+		goto rejected;
+	}
+	config_overlay(cfg, d->flags);
+	if (cfg->ifaces.n == 0) {
+		pr_err("%s: no interface line left: sluice would enforce nowhere",
+		       cfg->file[0] ? cfg->file : CONFIG_PATH_DEFAULT);
+		goto rejected;
+	}
+	if (same_dir(cfg, &cfg->pin_dir, cli.pin_dir, cli.pin_dir_given, "pin-dir") ||
+	    same_dir(cfg, &cfg->state_dir, cli.state_dir, cli.state_dir_given, "state-dir") ||
+	    check_config(cfg))
+		goto rejected;
+	if (strcmp(cfg->policy.text, d->cfg.policy.text) != 0)
+		path = cfg->policy.text;
+	if (cfg->mode != d->cfg.mode)
+		mode = cfg->mode >= 0 ? cfg->mode : POLICY_MODE_FILE;
+	if (apply_policy(&d->dp, path, mode))
+		goto rejected;
+	d->cfg = *cfg;
+	free(cfg);
+	note_unsupported(&d->cfg);
+	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, true);
+	pr_info("reloaded");
+	return;
+rejected:
+	free(cfg);
+	pr_warn("reload rejected: the configuration and the policy in force are unchanged");
+}
+
+/* Every second: expired overrides, interfaces due for another attach attempt. */
+static void tick(struct daemon *d)
+{
+	int64_t expiry = next_expiry();
+
+	if (expiry && expiry <= time(NULL)) {
+		pr_info("an override expired: reapplying the policy");
+		if (apply_policy(&d->dp, POLICY_IN_FORCE, POLICY_MODE_KEEP))
+			pr_warn("reapplying failed; the expired override stays until it succeeds");
+	}
+	if (ifaces_retry_due(&d->ifaces, time(NULL)))
+		ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Serve until SIGTERM/SIGINT: SIGHUP reloads; once a second, tick(). Overrides are added by
+ * other processes, so their expiry is looked up, not remembered.
+ */
+static void serve(struct daemon *d)
+{
+	struct pollfd pfd[] = { { .fd = d->sig_fd, .events = POLLIN } };
+	double next_tick = now_seconds() + 1;
+
+	for (;;) {
+		struct signalfd_siginfo si;
+		double wait = next_tick - now_seconds();
+		int n = poll(pfd, 1, wait > 0 ? (int)(wait * 1000) + 1 : 0);
+
+		if (n < 0 && errno != EINTR) {
+			pr_err("poll: %s", strerror(errno));
+			sleep(1); /* keep the loop from spinning on a persistent error */
+		}
+		while (n > 0 && read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP) {
+				reload(d);
+				continue;
+			}
+			pr_info("exiting on %s; enforcement stays in force (sluice detach removes "
+				"it)",
+				strsignal(si.ssi_signo));
+			return;
+		}
+		if (now_seconds() >= next_tick) {
+			tick(d);
+			next_tick = now_seconds() + 1;
+		}
+	}
+}
+
+/*
+ * Take SIGHUP, SIGTERM and SIGINT as events from the start: a SIGHUP during start-up must
+ * not kill the daemon (its default action), and a SIGTERM waits until start-up is whole.
+ */
+static int signals_open(void)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 int cmd_run(int argc, char **argv)
 {
-	struct daemon_config cfg;
-	struct run_opts o;
-	struct datapath dp;
-	int ret, daemon_lock, other_pid = 0, attached;
+	static struct daemon d;
+	static struct run_opts o;
+	int ret, daemon_lock, other_pid = 0;
 
-	ret = parse_run_options(argc, argv, &o, &cfg);
+	ret = parse_run_options(argc, argv, &o, &d.cfg);
 	if (ret)
 		return ret == -1 ? EXIT_OK : ret;
+	d.flags = &o.flags;
 	if (cli_require_privileges("run"))
 		return EXIT_FAIL;
+	d.sig_fd = signals_open();
+	if (d.sig_fd < 0) {
+		pr_err("cannot set up signal handling: %s", strerror(-d.sig_fd));
+		return EXIT_FAIL;
+	}
 
 	/* Check all input before anything in the kernel changes. */
-	if (check_config(&cfg))
+	if (check_config(&d.cfg))
 		return EXIT_FAIL;
-	note_unsupported(&cfg);
+	note_unsupported(&d.cfg);
 
 	daemon_lock = state_lock_daemon(cli.state_dir, &other_pid);
 	if (daemon_lock == -EBUSY) {
@@ -284,23 +361,24 @@ int cmd_run(int argc, char **argv)
 
 	ret = pins_prepare(cli.pin_dir);
 	if (!ret)
-		ret = datapath_load(&dp, cli.pin_dir);
+		ret = datapath_load(&d.dp, cli.pin_dir);
 	if (ret) {
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
 	/* Policy before attach: a fresh datapath must never run without one. */
-	ret = apply_policy(&dp, cfg.policy.text, cfg.mode >= 0 ? cfg.mode : POLICY_MODE_FILE);
+	ret = apply_policy(&d.dp, d.cfg.policy.text,
+			   d.cfg.mode >= 0 ? d.cfg.mode : POLICY_MODE_FILE);
 	if (!ret)
-		ret = attach_all(&dp, &cfg, &attached);
+		ret = ifaces_reconcile(&d.ifaces, &d.cfg, &d.dp, cli.pin_dir, cli.state_dir, true);
 	if (ret) {
-		datapath_close(&dp);
+		datapath_close(&d.dp);
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
-	pr_info("ready: enforcing on %d interface(s)", attached);
-	wait_for_signals(&dp);
-	datapath_close(&dp);
+	pr_info("ready: enforcing on %zu interface(s)", d.ifaces.n);
+	serve(&d);
+	datapath_close(&d.dp);
 	close(daemon_lock);
 	return EXIT_OK;
 }

@@ -52,7 +52,8 @@ static const struct command commands[] = {
 		"match an interface. Then it loads the BPF programs (adopting maps already\n"
 		"pinned), installs the policy atomically, attaches tc egress to every matching\n"
 		"interface (tcx, or clsact on kernels without tcx) and waits. SIGHUP re-reads the\n"
-		"policy (a bad one is rejected and the old stays). SIGTERM/SIGINT exit and leave\n"
+		"configuration and the policy in force (or the file's new 'policy'); if either is\n"
+		"bad, nothing changes and the error is logged. SIGTERM/SIGINT exit and leave\n"
 		"enforcement in force: programs, maps and links stay pinned until 'sluice detach'.\n"
 		"\n"
 		"  --iface IF        interface name or pattern (eth*, ib[01]) to enforce on\n"
@@ -293,6 +294,17 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 
 static struct daemon_config file_config;
 
+int cli_read_config_file(struct daemon_config *c, char err[CONFIG_ERROR_MAX])
+{
+	const char *path = cli.config_path ? cli.config_path : CONFIG_PATH_DEFAULT;
+
+	if (!cli.config_path && access(path, F_OK) < 0 && errno == ENOENT) {
+		config_init(c);
+		return 0;
+	}
+	return config_parse_file(path, c, err);
+}
+
 /*
  * Read the configuration file: every command takes its pin-dir and state-dir (flags win),
  * `sluice run` the rest. A broken default file stops only `sluice run`; other commands warn
@@ -300,16 +312,11 @@ static struct daemon_config file_config;
  */
 static int read_config(const char *command)
 {
-	const char *path = cli.config_path ? cli.config_path : CONFIG_PATH_DEFAULT;
 	bool strict = cli.config_path || strcmp(command, "run") == 0;
 	char err[CONFIG_ERROR_MAX];
 
 	cli.config = &file_config;
-	if (!cli.config_path && access(path, F_OK) < 0 && errno == ENOENT) {
-		config_init(&file_config);
-		return 0;
-	}
-	if (config_parse_file(path, &file_config, err)) {
+	if (cli_read_config_file(&file_config, err)) {
 		if (strict) {
 			pr_err("%s", err);
 			return EXIT_FAIL;

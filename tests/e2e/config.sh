@@ -112,4 +112,66 @@ check "sluice stats --config finds the pins" "$out" enforce
 out=$(in_node "$SLUICE" policy show --json --config "$conf" | jq -r '.source') || out="failed"
 check "sluice policy show --config finds the state" "$out" "$policy"
 
+sl_log "SIGHUP re-reads the file and the policy; a bad one is rejected, the old stays"
+cat >"$conf" <<EOF
+interface sl-n-*
+mode audit
+policy $policy
+EOF
+sluice_start_args --config "$conf"
+
+# hup — SIGHUP the daemon and wait until it logged the outcome; prints it.
+hup() {
+	local before
+	before=$(grep -cE 'reloaded$|reload rejected' "$SL_RUN_LOG" || true)
+	kill -HUP "$SL_SLUICE_PID"
+	wait_for 10 reload_logged "$before" || sl_die "no reload outcome logged after SIGHUP"
+	grep -E 'reloaded$|reload rejected' "$SL_RUN_LOG" | tail -n1 | sed 's/^sluice: //; s/^warning: //'
+}
+reload_logged() { [ "$(grep -cE 'reloaded$|reload rejected' "$SL_RUN_LOG" || true)" -gt "$1" ]; }
+generation() { sl policy show --json | jq -r '.generation'; }
+
+sed -i 's/^mode audit$/mode enforce/' "$conf"
+check "reload to mode enforce" "$(hup)" reloaded
+check "enforce after reload: ping 203.0.113.10 denied" "$(sl_ping 203.0.113.10 3)" 0
+gen=$(generation)
+
+printf 'interfcae sl-n-*\n' >>"$conf"
+check "reload of a configuration with an unknown key" "$(hup)" \
+	"reload rejected: the configuration and the policy in force are unchanged"
+check_match "the rejected line is named" "$(cat "$SL_RUN_LOG")" \
+	"error: $conf:4:1: unknown key 'interfcae' \\(did you mean 'interface'\\?\\)"
+check "rejected: generation unchanged" "$(generation)" "$gen"
+check "rejected: ping 203.0.113.10 still denied" "$(sl_ping 203.0.113.10 3)" 0
+check "rejected: ping 198.51.100.10 still allowed" "$(sl_ping 198.51.100.10 3)" 3
+sed -i '$d' "$conf"
+
+printf 'allow 203.0.113.0/24 tcp 99999\n' >>"$policy"
+check "reload of a policy that does not compile" "$(hup)" \
+	"reload rejected: the configuration and the policy in force are unchanged"
+check_match "the policy's error is named" "$(cat "$SL_RUN_LOG")" \
+	"error: $policy:5:[0-9]+: port 99999 is out of range"
+check "bad policy: generation unchanged" "$(generation)" "$gen"
+check "bad policy: ping 203.0.113.10 still denied" "$(sl_ping 203.0.113.10 3)" 0
+sed -i '$d' "$policy"
+
+policy2=$SL_TMP/policy2.conf
+printf 'mode enforce\ndefault deny\nallow 203.0.113.0/24\n' >"$policy2"
+sed -i "s|^policy .*|policy $policy2|" "$conf"
+check "reload onto another policy file" "$(hup)" reloaded
+check "the new policy is in force" "$(sl policy show --json | jq -r .source)" "$policy2"
+check "new policy: ping 203.0.113.10 allowed" "$(sl_ping 203.0.113.10 3)" 3
+check "new policy: ping 198.51.100.10 denied" "$(sl_ping 198.51.100.10 3)" 0
+
+sl_log "SIGINT: the daemon exits, enforcement stays"
+kill -INT "$SL_SLUICE_PID"
+rc=0
+wait "$SL_SLUICE_PID" || rc=$?
+SL_SLUICE_PID=
+check "sluice run exits 0 on SIGINT" "$rc" 0
+check_match "it says enforcement stays" "$(tail -n1 "$SL_RUN_LOG")" \
+	"exiting on Interrupt; enforcement stays in force"
+check "after exit: ping 198.51.100.10 still denied" "$(sl_ping 198.51.100.10 3)" 0
+check "after exit: ping 203.0.113.10 still allowed" "$(sl_ping 203.0.113.10 3)" 3
+
 sl_finish
