@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "config.h"
 #include "datapath.h"
+#include "health.h"
 #include "ifaces.h"
 #include "log.h"
 #include "pins.h"
@@ -173,7 +174,48 @@ struct daemon {
 	const struct daemon_config *flags;
 	struct iface_set ifaces;
 	int sig_fd;
+	time_t started;
+	json_t *degraded; /* the conditions last logged */
+	char *status;     /* status.json as last written */
 };
+
+/*
+ * Assess health after anything that may change it: log each degraded condition as it
+ * appears (loudly) and as it clears, and record for `sluice status` what only the daemon
+ * knows (its configuration with the flags over it, attach errors). Written when changed.
+ */
+static void report(struct daemon *d)
+{
+	json_t *config = health_config_json(&d->cfg), *errors = ifaces_errors_json(&d->ifaces);
+	json_t *health, *doc;
+	struct attachment *att = NULL;
+	char stamp[32], *text;
+	size_t natt = 0;
+	int err = attach_list(cli.pin_dir, &att, &natt);
+
+	if (err)
+		pr_warn("cannot list the attachments under %s: %s", cli.pin_dir, strerror(-err));
+	health = health_assess(config, errors, att, natt);
+	free(att);
+	health_log_changes(d->degraded, json_object_get(health, "degraded"));
+	json_decref(d->degraded);
+	d->degraded = json_incref(json_object_get(health, "degraded"));
+	json_decref(health);
+
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime(&d->started));
+	doc = json_pack("{s:i,s:s,s:I,s:o,s:o}", "pid", (int)getpid(), "started_at", stamp,
+			"started_at_unix", (json_int_t)d->started, "config", config, "errors",
+			errors);
+	text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (text && (!d->status || strcmp(text, d->status) != 0) &&
+	    state_write_file(cli.state_dir, STATE_STATUS, text, strlen(text)) == 0) {
+		free(d->status);
+		d->status = text;
+		text = NULL;
+	}
+	free(text);
+}
 
 /* Say what the configuration asks for that this release does not do yet. */
 static void note_unsupported(const struct daemon_config *cfg)
@@ -244,6 +286,7 @@ static void reload(struct daemon *d)
 	free(cfg);
 	note_unsupported(&d->cfg);
 	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, true);
+	report(d);
 	pr_info("reloaded");
 	return;
 rejected:
@@ -263,6 +306,8 @@ static void tick(struct daemon *d)
 	}
 	if (ifaces_retry_due(&d->ifaces, time(NULL)))
 		ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
+	/* An attachment can also go away behind the daemon's back (sluice detach --iface). */
+	report(d);
 }
 
 static double now_seconds(void)
@@ -376,6 +421,8 @@ int cmd_run(int argc, char **argv)
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
+	d.started = time(NULL);
+	report(&d);
 	pr_info("ready: enforcing on %zu interface(s)", d.ifaces.n);
 	serve(&d);
 	datapath_close(&d.dp);

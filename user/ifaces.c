@@ -174,3 +174,15 @@ bool ifaces_retry_due(const struct iface_set *s, time_t now)
 			return true;
 	return false;
 }
+
+json_t *ifaces_errors_json(const struct iface_set *s)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < s->n; i++)
+		if (s->items[i].err)
+			json_array_append_new(a, json_pack("{s:s,s:I,s:s}", "iface", s->items[i].name,
+							   "ifindex", (json_int_t)s->items[i].ifindex,
+							   "error", strerror(-s->items[i].err)));
+	return a;
+}

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <time.h>
 #include <linux/types.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "datapath.h"
@@ -45,6 +46,9 @@ struct iface_set {
 int ifaces_reconcile(struct iface_set *s, const struct daemon_config *cfg,
 		     const struct datapath *dp, const char *pin_dir, const char *state_dir,
 		     bool full);
+
+/* The interfaces whose attach failed: [{"iface", "ifindex", "error"}], for health_assess. */
+json_t *ifaces_errors_json(const struct iface_set *s);
 
 /* Is some interface due for another attach attempt? */
 bool ifaces_retry_due(const struct iface_set *s, time_t now);

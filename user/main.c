@@ -71,6 +71,23 @@ static const struct command commands[] = {
 		"  sluice run --iface 'eth*' --iface ib0 --mode audit\n",
 	},
 	{
+		"status",
+		cmd_status,
+		"sluice status [--json]",
+		"Show whether the daemon runs, what is attached where, the policy, and what is wrong.",
+		"Reads the kernel's attachments (program and link ids per interface and hook), the\n"
+		"policy in force (generation, load time, mode) and the daemon's pid lock, and holds\n"
+		"them against the configuration (the running daemon's, flags included). Every\n"
+		"degraded condition is listed: daemon not running, a configured interface missing\n"
+		"or not attached, a pattern matching nothing, a stale pin. The exit status is 0\n"
+		"whenever status could be read; test health with --json: .healthy.\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice status\n"
+		"  sluice status --json | jq -e .healthy\n"
+		"  sluice status --json | jq '.interfaces[] | {iface, hooks}'\n",
+	},
+	{
 		"policy",
 		cmd_policy,
 		"sluice policy check FILE | load FILE | show [--json]",
