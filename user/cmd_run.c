@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * sluice run: validate everything first, then load, install the policy, attach, and wait.
- * Nothing in force changes until all input has been checked.
+ * sluice run, the daemon: check the configuration and the policy, then load, install the
+ * policy, attach, and serve. Nothing in force changes until all input has been checked.
+ * Serving is one poll loop over three event sources: signals (SIGHUP reloads, SIGTERM and
+ * SIGINT exit with enforcement left in force), rtnetlink link notifications (interfaces
+ * appearing, going, renamed: user/ifaces.c), and a one-second tick (expired overrides,
+ * attach retries, health).
  */
 #include <errno.h>
 #include <net/if.h>
@@ -21,6 +25,7 @@
 #include "health.h"
 #include "ifaces.h"
 #include "log.h"
+#include "netlink.h"
 #include "pins.h"
 #include "policy.h"
 #include "policy_kernel.h"
@@ -174,6 +179,7 @@ struct daemon {
 	const struct daemon_config *flags;
 	struct iface_set ifaces;
 	int sig_fd;
+	int nl_fd; /* link notifications: interfaces appearing, going, renamed */
 	time_t started;
 	json_t *degraded; /* the conditions last logged */
 	char *status;     /* status.json as last written */
@@ -318,19 +324,36 @@ static double now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Interfaces changed: attach to what now matches, release what is gone. */
+static void links_changed(struct daemon *d)
+{
+	int ret = nl_link_drain(d->nl_fd);
+
+	if (ret < 0) {
+		pr_err("netlink: %s", strerror(-ret));
+		return;
+	}
+	if (ret == 0)
+		return;
+	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
+	report(d);
+}
+
 /*
- * Serve until SIGTERM/SIGINT: SIGHUP reloads; once a second, tick(). Overrides are added by
- * other processes, so their expiry is looked up, not remembered.
+ * Serve until SIGTERM/SIGINT: SIGHUP reloads, link notifications re-check the interfaces,
+ * and once a second, tick(). Overrides are added by other processes, so their expiry is
+ * looked up, not remembered.
  */
 static void serve(struct daemon *d)
 {
-	struct pollfd pfd[] = { { .fd = d->sig_fd, .events = POLLIN } };
+	struct pollfd pfd[] = { { .fd = d->sig_fd, .events = POLLIN },
+				{ .fd = d->nl_fd, .events = POLLIN } };
 	double next_tick = now_seconds() + 1;
 
 	for (;;) {
 		struct signalfd_siginfo si;
 		double wait = next_tick - now_seconds();
-		int n = poll(pfd, 1, wait > 0 ? (int)(wait * 1000) + 1 : 0);
+		int n = poll(pfd, 2, wait > 0 ? (int)(wait * 1000) + 1 : 0);
 
 		if (n < 0 && errno != EINTR) {
 			pr_err("poll: %s", strerror(errno));
@@ -346,6 +369,8 @@ static void serve(struct daemon *d)
 				strsignal(si.ssi_signo));
 			return;
 		}
+		if (n > 0 && (pfd[1].revents & (POLLIN | POLLERR)))
+			links_changed(d);
 		if (now_seconds() >= next_tick) {
 			tick(d);
 			next_tick = now_seconds() + 1;
@@ -404,6 +429,13 @@ int cmd_run(int argc, char **argv)
 	if (daemon_lock < 0)
 		return EXIT_FAIL;
 
+	/* Subscribed before the first look at the interfaces, so no change falls between. */
+	d.nl_fd = nl_link_open();
+	if (d.nl_fd < 0) {
+		pr_err("cannot subscribe to link notifications: %s", strerror(-d.nl_fd));
+		close(daemon_lock);
+		return EXIT_FAIL;
+	}
 	ret = pins_prepare(cli.pin_dir);
 	if (!ret)
 		ret = datapath_load(&d.dp, cli.pin_dir);

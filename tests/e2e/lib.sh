@@ -162,29 +162,9 @@ sl_setup_net() {
 	ip netns add "$SL_WORLD_NS"
 	sl_ns_sysctls "$SL_NODE_NS"
 	sl_ns_sysctls "$SL_WORLD_NS"
-	# Created inside the node namespace with its peer in world: never in the root namespace.
-	ip -n "$SL_NODE_NS" link add "$SL_NODE_IF" address "$SL_NODE_MAC" type veth \
-		peer name "$SL_WORLD_IF" address "$SL_WORLD_MAC" netns "$SL_WORLD_NS"
-	# One skb = one wire packet, so per-packet counts on both sides compare exactly.
-	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" gso_max_segs 1 2>/dev/null || true
-
+	sl_veth_create
 	ip -n "$SL_NODE_NS" link set dev lo up
-	ip -n "$SL_NODE_NS" addr add "$SL_NODE_V4/24" dev "$SL_NODE_IF"
-	ip -n "$SL_NODE_NS" addr add "$SL_NODE_V6/64" dev "$SL_NODE_IF" nodad
-	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" up
-	ip -n "$SL_NODE_NS" -6 neigh replace "$SL_WORLD_V6" lladdr "$SL_WORLD_MAC" nud permanent \
-		dev "$SL_NODE_IF"
-	ip -n "$SL_NODE_NS" route add 198.51.100.0/24 via "$SL_WORLD_V4"
-	ip -n "$SL_NODE_NS" route add 203.0.113.0/24 via "$SL_WORLD_V4"
-	ip -n "$SL_NODE_NS" -6 route add 2001:db8:a::/48 via "$SL_WORLD_V6"
-	ip -n "$SL_NODE_NS" -6 route add 2001:db8:d::/48 via "$SL_WORLD_V6"
-
 	ip -n "$SL_WORLD_NS" link set dev lo up
-	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V4/24" dev "$SL_WORLD_IF"
-	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V6/64" dev "$SL_WORLD_IF" nodad
-	ip -n "$SL_WORLD_NS" link set dev "$SL_WORLD_IF" up
-	ip -n "$SL_WORLD_NS" -6 neigh replace "$SL_NODE_V6" lladdr "$SL_NODE_MAC" nud permanent \
-		dev "$SL_WORLD_IF"
 	local d
 	for d in "${SL_DESTS[@]}"; do
 		case $d in
@@ -195,6 +175,36 @@ sl_setup_net() {
 	# Joining the solicited-node group of the node's address sends the only IPv6 packets
 	# nobody asked for: two MLDv2 reports, 10 ms apart. Let them leave before sluice runs.
 	wait_for 3 sl_mld_done || sl_log "MLD reports not seen; continuing"
+}
+
+# sl_veth_create — the veth pair between node and world, addressed and routed (also to
+# bring it back after a test deleted it).
+sl_veth_create() {
+	# Created inside the node namespace with its peer in world: never in the root namespace.
+	ip -n "$SL_NODE_NS" link add "$SL_NODE_IF" address "$SL_NODE_MAC" type veth \
+		peer name "$SL_WORLD_IF" address "$SL_WORLD_MAC" netns "$SL_WORLD_NS"
+	# One skb = one wire packet, so per-packet counts on both sides compare exactly.
+	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" gso_max_segs 1 2>/dev/null || true
+	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V4/24" dev "$SL_WORLD_IF"
+	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V6/64" dev "$SL_WORLD_IF" nodad
+	ip -n "$SL_WORLD_NS" link set dev "$SL_WORLD_IF" up
+	ip -n "$SL_WORLD_NS" -6 neigh replace "$SL_NODE_V6" lladdr "$SL_NODE_MAC" nud permanent \
+		dev "$SL_WORLD_IF"
+	sl_veth_up
+}
+
+# sl_veth_up — bring the node's veth up with its addresses, neighbour and routes (the
+# kernel removes the routes and the IPv6 address when the interface goes down).
+sl_veth_up() {
+	ip -n "$SL_NODE_NS" addr replace "$SL_NODE_V4/24" dev "$SL_NODE_IF"
+	ip -n "$SL_NODE_NS" addr replace "$SL_NODE_V6/64" dev "$SL_NODE_IF" nodad
+	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" up
+	ip -n "$SL_NODE_NS" -6 neigh replace "$SL_WORLD_V6" lladdr "$SL_WORLD_MAC" nud permanent \
+		dev "$SL_NODE_IF"
+	ip -n "$SL_NODE_NS" route replace 198.51.100.0/24 via "$SL_WORLD_V4"
+	ip -n "$SL_NODE_NS" route replace 203.0.113.0/24 via "$SL_WORLD_V4"
+	ip -n "$SL_NODE_NS" -6 route replace 2001:db8:a::/48 via "$SL_WORLD_V6"
+	ip -n "$SL_NODE_NS" -6 route replace 2001:db8:d::/48 via "$SL_WORLD_V6"
 }
 
 sl_mld_done() {
