@@ -63,6 +63,8 @@ int cli_read_config_file(struct daemon_config *c, char err[CONFIG_ERROR_MAX]);
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print the help of command (usage, description, examples). */
 void cli_print_help(const char *command);
+/* Is capability cap (CAP_*) in the process's effective set? */
+bool cli_has_capability(int cap);
 /* Fail with a clear message unless the process may change kernel state. */
 int cli_require_privileges(const char *command);
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
+#include <linux/capability.h>
 
 #include "attach.h"
 #include "cli.h"
@@ -26,11 +27,16 @@
 #include "ifaces.h"
 #include "log.h"
 #include "netlink.h"
+#include "notify.h"
 #include "pins.h"
 #include "policy.h"
 #include "policy_kernel.h"
 #include "policy_apply.h"
 #include "state.h"
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38 /* Linux 5.8; older uapi headers lack it */
+#endif
 
 /* The command line's settings, laid over the configuration file's (flags win). */
 struct run_opts {
@@ -264,6 +270,7 @@ static void reload(struct daemon *d)
 	int mode = POLICY_MODE_KEEP;
 
 	pr_info("SIGHUP: reloading the configuration and the policy");
+	notify_service_manager("RELOADING=1");
 	if (!cfg) {
 		pr_err("reload: out of memory");
 		goto rejected;
@@ -294,10 +301,13 @@ static void reload(struct daemon *d)
 	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, true);
 	report(d);
 	pr_info("reloaded");
+	notify_service_manager("READY=1\nSTATUS=reloaded");
 	return;
 rejected:
 	free(cfg);
 	pr_warn("reload rejected: the configuration and the policy in force are unchanged");
+	notify_service_manager("READY=1\nSTATUS=reload rejected; the previous configuration "
+			       "is in force");
 }
 
 /* Every second: expired overrides, interfaces due for another attach attempt. */
@@ -367,6 +377,7 @@ static void serve(struct daemon *d)
 			pr_info("exiting on %s; enforcement stays in force (sluice detach removes "
 				"it)",
 				strsignal(si.ssi_signo));
+			notify_service_manager("STOPPING=1");
 			return;
 		}
 		if (n > 0 && (pfd[1].revents & (POLLIN | POLLERR)))
@@ -409,6 +420,12 @@ int cmd_run(int argc, char **argv)
 	d.flags = &o.flags;
 	if (cli_require_privileges("run"))
 		return EXIT_FAIL;
+	/* Without it the verifier refuses sluice's programs with a bare EPERM: say why first. */
+	if (!cli_has_capability(CAP_PERFMON) && !cli_has_capability(CAP_SYS_ADMIN)) {
+		pr_err("'sluice run' loads BPF programs and needs CAP_PERFMON too (the verifier "
+		       "refuses them without it)");
+		return EXIT_FAIL;
+	}
 	d.sig_fd = signals_open();
 	if (d.sig_fd < 0) {
 		pr_err("cannot set up signal handling: %s", strerror(-d.sig_fd));
@@ -456,6 +473,7 @@ int cmd_run(int argc, char **argv)
 	d.started = time(NULL);
 	report(&d);
 	pr_info("ready: enforcing on %zu interface(s)", d.ifaces.n);
+	notify_service_manager("READY=1\nSTATUS=enforcing");
 	serve(&d);
 	datapath_close(&d.dp);
 	close(daemon_lock);

@@ -366,21 +366,21 @@ int cli_parse_options(const char *command, int argc, char **argv, const struct o
 	return read_config(command);
 }
 
-int cli_require_privileges(const char *command)
+bool cli_has_capability(int cap)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = {};
-	bool bpf, net_admin;
 
-	if (syscall(SYS_capget, &hdr, data) < 0) {
-		pr_err("cannot read process capabilities: %s", strerror(errno));
-		return -errno;
-	}
-#define HAS_CAP(cap) (data[(cap) / 32].effective & (1u << ((cap) % 32)))
-	bpf = HAS_CAP(CAP_BPF) || HAS_CAP(CAP_SYS_ADMIN);
-	net_admin = HAS_CAP(CAP_NET_ADMIN);
-#undef HAS_CAP
-	if (!bpf || !net_admin) {
+	if (cap < 0 || cap >= 64 || syscall(SYS_capget, &hdr, data) < 0)
+		return false;
+	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+int cli_require_privileges(const char *command)
+{
+	bool bpf = cli_has_capability(CAP_BPF) || cli_has_capability(CAP_SYS_ADMIN);
+
+	if (!bpf || !cli_has_capability(CAP_NET_ADMIN)) {
 		pr_err("'sluice %s' changes kernel state and needs root (CAP_BPF and CAP_NET_ADMIN)",
 		       command);
 		return -EPERM;

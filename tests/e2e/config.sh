@@ -163,12 +163,39 @@ check "the new policy is in force" "$(sl policy show --json | jq -r .source)" "$
 check "new policy: ping 203.0.113.10 allowed" "$(sl_ping 203.0.113.10 3)" 3
 check "new policy: ping 198.51.100.10 denied" "$(sl_ping 198.51.100.10 3)" 0
 
+sl_log "systemd's readiness protocol (Type=notify): READY only once enforcing"
+sluice_stop
+sl detach --all 2>/dev/null # no pins: the links counted at READY are this start's
+notify_log=$SL_TMP/notify.log
+# The listener notes, as each message arrives, how many links are pinned at that moment.
+python3 - "$SL_TMP/notify.sock" "$SL_PIN_DIR/links" >"$notify_log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("listening", flush=True)
+while True:
+    msg = s.recv(4096).decode().replace("\n", " ")
+    links = len(os.listdir(sys.argv[2])) if os.path.isdir(sys.argv[2]) else 0
+    print("%s (links %d)" % (msg, links), flush=True)
+PY
+notify_pid=$!
+stop_notify() { sl_kill_wait "$notify_pid"; }
+SL_CLEANUP_HOOKS+=(stop_notify)
+wait_for 5 grep -q listening "$notify_log" || sl_die "notify listener did not start"
+NOTIFY_SOCKET=$SL_TMP/notify.sock sluice_start_args --config "$conf"
+wait_for 5 grep -q READY "$notify_log" || true
+check "READY=1 sent once attached" "$(sed -n 2p "$notify_log")" "READY=1 STATUS=enforcing (links 1)"
+check "reload: RELOADING=1 then READY=1" "$(hup) / $(sed -n '3,4p' "$notify_log" | tr '\n' '/')" \
+	"reloaded / RELOADING=1 (links 1)/READY=1 STATUS=reloaded (links 1)/"
+
 sl_log "SIGINT: the daemon exits, enforcement stays"
 kill -INT "$SL_SLUICE_PID"
 rc=0
 wait "$SL_SLUICE_PID" || rc=$?
 SL_SLUICE_PID=
 check "sluice run exits 0 on SIGINT" "$rc" 0
+wait_for 5 grep -q STOPPING "$notify_log" || true
+check "STOPPING=1 sent on exit" "$(sed -n 5p "$notify_log")" "STOPPING=1 (links 1)"
 check_match "it says enforcement stays" "$(tail -n1 "$SL_RUN_LOG")" \
 	"exiting on Interrupt; enforcement stays in force"
 check "after exit: ping 198.51.100.10 still denied" "$(sl_ping 198.51.100.10 3)" 0
