@@ -12,7 +12,7 @@ packages=(
 	build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
 	libjansson-dev
 	# tests: namespaces, traffic, JSON checks
-	iproute2 iputils-ping jq python3 util-linux
+	iproute2 iputils-ping jq python3 util-linux passwd
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
 )
