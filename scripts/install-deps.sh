@@ -12,7 +12,7 @@ packages=(
 	build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
 	libjansson-dev libmicrohttpd-dev
 	# tests: namespaces, traffic, JSON checks
-	iproute2 iputils-ping jq python3 util-linux curl
+	iproute2 iputils-ping jq python3 util-linux curl passwd
 	# metrics tests: a real Prometheus server and promtool
 	prometheus
 	# benchmark peers and plots

@@ -43,7 +43,14 @@ static const struct {
 
 const char *attach_kind_name(enum attach_kind kind)
 {
-	return kind == ATTACH_TCX ? "tcx" : "clsact";
+	static const char *const names[] = {
+		[ATTACH_TCX] = "tcx",
+		[ATTACH_CLSACT] = "clsact",
+		[ATTACH_XDP_NATIVE] = "xdp native",
+		[ATTACH_XDP_GENERIC] = "xdp generic",
+	};
+
+	return (unsigned)kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
 }
 
 /* bpffs refuses names with dots (reserved for its own files): tc_egress_IFINDEX. */
@@ -297,31 +304,63 @@ static int detach_one(const char *pin_dir, unsigned ifindex, enum attach_dir dir
 	return err;
 }
 
+/* Whatever is not there is no error (an older sluice had no ingress); log the rest. */
+static int detach_report(const char *ifname, const char *what, int err, int *found)
+{
+	if (!err) {
+		(*found)++;
+		return 0;
+	}
+	if (err == -ENOENT)
+		return 0;
+	pr_err("cannot detach from %s %s: %s", ifname, what, strerror(-err));
+	return err;
+}
+
+static int detach_tc_found(const char *pin_dir, unsigned ifindex, const char *ifname, int *found)
+{
+	int e = detach_report(ifname, "egress", detach_one(pin_dir, ifindex, ATTACH_EGRESS), found);
+	int i = detach_report(ifname, "ingress", detach_one(pin_dir, ifindex, ATTACH_INGRESS),
+			      found);
+
+	return e ?: i;
+}
+
+static int detach_xdp_found(const char *pin_dir, unsigned ifindex, const char *ifname, int *found)
+{
+	char path[PATH_MAX];
+
+	if (xdp_link_pin(path, sizeof(path), pin_dir, ifindex) < 0)
+		return -ENAMETOOLONG;
+	return detach_report(ifname, "XDP", detach_link_pin(path), found);
+}
+
+int detach_tc(const char *pin_dir, unsigned ifindex, const char *ifname)
+{
+	int found = 0, err = detach_tc_found(pin_dir, ifindex, ifname, &found);
+
+	return err ?: (found ? 0 : -ENOENT);
+}
+
+int detach_xdp(const char *pin_dir, unsigned ifindex, const char *ifname)
+{
+	int found = 0, err = detach_xdp_found(pin_dir, ifindex, ifname, &found);
+
+	return err ?: (found ? 0 : -ENOENT);
+}
+
 int detach_iface(const char *pin_dir, const char *ifname)
 {
-	static const char *const what[] = { "egress", "ingress", "XDP" };
 	unsigned ifindex = if_nametoindex(ifname);
-	char path[PATH_MAX];
-	int errs[3], err = 0, found = 0;
+	int err, xdp_err, found = 0;
 
 	if (!ifindex) {
 		pr_err("cannot detach from %s: no such interface", ifname);
 		return -ENODEV;
 	}
-	errs[0] = detach_one(pin_dir, ifindex, ATTACH_EGRESS);
-	errs[1] = detach_one(pin_dir, ifindex, ATTACH_INGRESS);
-	errs[2] = xdp_link_pin(path, sizeof(path), pin_dir, ifindex) < 0 ? -ENAMETOOLONG
-									 : detach_link_pin(path);
-	/* Whatever of the three is not there is no error (an older sluice had no ingress). */
-	for (int i = 0; i < 3; i++) {
-		if (!errs[i]) {
-			found++;
-		} else if (errs[i] != -ENOENT) {
-			pr_err("cannot detach from %s %s: %s", ifname, what[i], strerror(-errs[i]));
-			if (!err)
-				err = errs[i];
-		}
-	}
+	err = detach_tc_found(pin_dir, ifindex, ifname, &found);
+	xdp_err = detach_xdp_found(pin_dir, ifindex, ifname, &found);
+	err = err ?: xdp_err;
 	if (!err && !found) {
 		pr_err("sluice is not attached to %s", ifname);
 		err = -ENOENT;
@@ -382,5 +421,155 @@ int detach_all(const char *pin_dir)
 		for (size_t k = 0; k < ATTACH_DIRS; k++)
 			detach_clsact_ours(i->if_index, k, prog_ids[k]);
 	if_freenameindex(ifs);
+	return err;
+}
+
+#define ATTACH_LIST_MAX 4096 /* attachments listed; a node has far fewer interfaces */
+
+static int add_attachment(struct attachment **out, size_t *n, size_t *cap,
+			  const struct attachment *a)
+{
+	if (*n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 16;
+		struct attachment *p;
+
+		if (grown > ATTACH_LIST_MAX)
+			return -E2BIG;
+		p = realloc(*out, grown * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		*out = p;
+		*cap = grown;
+	}
+	(*out)[(*n)++] = *a;
+	return 0;
+}
+
+/* A link pin's name is HOOK_IFINDEX: split it. */
+static bool parse_link_pin(const char *name, struct attachment *a)
+{
+	const char *us = strrchr(name, '_');
+	char *end;
+	unsigned long ifindex;
+
+	if (!us || us == name || (size_t)(us - name) >= sizeof(a->hook) || !us[1])
+		return false;
+	ifindex = strtoul(us + 1, &end, 10);
+	if (*end || !ifindex || ifindex > UINT32_MAX)
+		return false;
+	memset(a, 0, sizeof(*a));
+	memcpy(a->hook, name, us - name);
+	a->ifindex = ifindex;
+	return true;
+}
+
+static int by_ifindex(const void *a, const void *b)
+{
+	const struct attachment *x = a, *y = b;
+
+	if (x->ifindex != y->ifindex)
+		return x->ifindex < y->ifindex ? -1 : 1;
+	return strcmp(x->hook, y->hook);
+}
+
+int attach_list(const char *pin_dir, struct attachment **out, size_t *n)
+{
+	char dir[PATH_MAX], path[PATH_MAX], name[IF_NAMESIZE];
+	__u32 prog_ids[ATTACH_DIRS];
+	struct if_nameindex *ifs;
+	size_t cap = 0;
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	for (size_t k = 0; k < ATTACH_DIRS; k++)
+		prog_ids[k] = pinned_prog_id(pin_dir, k);
+	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d && errno != ENOENT)
+		return -errno;
+	while (d && !err && (de = readdir(d))) {
+		struct bpf_link_info info = {};
+		__u32 len = sizeof(info);
+		struct attachment a;
+		int fd;
+
+		if (!parse_link_pin(de->d_name, &a) ||
+		    pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
+			continue;
+		a.kind = ATTACH_TCX;
+		if (strcmp(a.hook, SLUICE_PIN_PROG_XDP) == 0)
+			a.kind = xdp_mode_of(a.ifindex) == XDP_MODE_NATIVE ? ATTACH_XDP_NATIVE
+									  : ATTACH_XDP_GENERIC;
+		fd = bpf_obj_get(path);
+		if (fd >= 0) {
+			if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+				a.link_id = info.id;
+				a.prog_id = info.prog_id;
+			}
+			close(fd);
+		}
+		a.stale = !if_indextoname(a.ifindex, name);
+		err = add_attachment(out, n, &cap, &a);
+	}
+	if (d)
+		closedir(d);
+	/* clsact filters leave no pin: ask each interface, each direction, for our filter. */
+	ifs = (prog_ids[0] || prog_ids[1]) && !err ? if_nameindex() : NULL;
+	for (struct if_nameindex *i = ifs; i && i->if_index && !err; i++) {
+		for (size_t k = 0; k < ATTACH_DIRS && !err; k++) {
+			LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = i->if_index,
+				    .attach_point = hooks[k].tc);
+			LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLSACT_HANDLE,
+				    .priority = CLSACT_PRIORITY);
+			struct attachment a = { .ifindex = i->if_index, .kind = ATTACH_CLSACT };
+
+			if (!prog_ids[k] || bpf_tc_query(&hook, &opts) < 0 ||
+			    opts.prog_id != prog_ids[k])
+				continue;
+			snprintf(a.hook, sizeof(a.hook), "%s", hooks[k].name);
+			a.prog_id = opts.prog_id;
+			err = add_attachment(out, n, &cap, &a);
+		}
+	}
+	if (ifs)
+		if_freenameindex(ifs);
+	if (err) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+		return err;
+	}
+	if (*n)
+		qsort(*out, *n, sizeof(**out), by_ifindex);
+	return 0;
+}
+
+int attach_forget(const char *pin_dir, __u32 ifindex)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
+		return -ENAMETOOLONG;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	/* Every hook's pin for this interface: HOOK_IFINDEX. */
+	while ((de = readdir(d))) {
+		struct attachment a;
+
+		if (!parse_link_pin(de->d_name, &a) || a.ifindex != ifindex ||
+		    pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
+			continue;
+		if (unlink(path) < 0 && errno != ENOENT && !err)
+			err = -errno;
+	}
+	closedir(d);
 	return err;
 }

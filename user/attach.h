@@ -9,9 +9,12 @@
 #ifndef SLUICE_ATTACH_H
 #define SLUICE_ATTACH_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <linux/types.h>
 
-enum attach_kind { ATTACH_TCX, ATTACH_CLSACT };
+/* How a program is attached: tcx link, clsact filter, XDP link (driver or generic). */
+enum attach_kind { ATTACH_TCX, ATTACH_CLSACT, ATTACH_XDP_NATIVE, ATTACH_XDP_GENERIC };
 enum attach_dir { ATTACH_EGRESS, ATTACH_INGRESS };
 
 const char *attach_kind_name(enum attach_kind kind);
@@ -33,7 +36,27 @@ int attach_xdp(const char *pin_dir, int prog_fd, const char *ifname, enum xdp_mo
  * sluice was attached there with none of them.
  */
 int detach_iface(const char *pin_dir, const char *ifname);
+/* Detach only the tc programs, or only XDP, from ifindex (named ifname in messages). */
+int detach_tc(const char *pin_dir, unsigned ifindex, const char *ifname);
+int detach_xdp(const char *pin_dir, unsigned ifindex, const char *ifname);
 /* Detach from every interface this pin directory's programs are attached to. */
 int detach_all(const char *pin_dir);
+
+/* One program of this pin directory attached to one interface, as the kernel has it. */
+struct attachment {
+	char hook[16];   /* "tc_egress", ... (the link pin's name without _IFINDEX) */
+	__u32 ifindex;
+	enum attach_kind kind;
+	__u32 link_id;   /* 0 for clsact: a filter is not a link */
+	__u32 prog_id;
+	bool stale;      /* a link pin whose interface is gone */
+};
+/*
+ * Every attachment: the pinned links (stale ones included) and the clsact filters running
+ * this pin directory's program, ordered by ifindex. *out is malloc'd.
+ */
+int attach_list(const char *pin_dir, struct attachment **out, size_t *n);
+/* Remove the link pins of ifindex, whose interface is gone (the kernel has detached them). */
+int attach_forget(const char *pin_dir, __u32 ifindex);
 
 #endif

@@ -193,8 +193,12 @@ static int policy_show(int argc, char **argv)
 		return cli_usage_error("policy", "policy show takes no arguments");
 	if (pin_path(path, sizeof(path), cli.state_dir, NULL, "policy.json") < 0 ||
 	    !(meta = json_load_file(path, 0, &jerr))) {
-		pr_err("no policy has been loaded under %s (%s)", cli.state_dir,
-		       access(path, F_OK) ? strerror(errno) : jerr.text);
+		if (access(path, F_OK) < 0 && (errno == EACCES || errno == EPERM))
+			pr_err("cannot read %s: %s (sluice's state is readable by root only)",
+			       cli.state_dir, strerror(errno));
+		else
+			pr_err("no policy has been loaded under %s (%s)", cli.state_dir,
+			       access(path, F_OK) ? strerror(errno) : jerr.text);
 		return EXIT_FAIL;
 	}
 	pin_path(path, sizeof(path), cli.state_dir, NULL, "policy.snapshot");

@@ -1,52 +1,56 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * sluice run: validate everything first, then load, install the policy, attach, and wait.
- * Nothing in force changes until all input has been checked.
+ * sluice run, the daemon: check the configuration and the policy, then load, install the
+ * policy, attach, and serve. Nothing in force changes until all input has been checked.
+ * Serving is one poll loop over its event sources: the event ring buffer and its outputs
+ * (first: it must never wait long), signals (SIGHUP reloads, SIGTERM and SIGINT exit with
+ * enforcement left in force), rtnetlink link notifications (interfaces appearing, going,
+ * renamed: user/ifaces.c), the control socket (commands of other sluice processes), and a
+ * one-second tick (expired overrides, attach retries, health, lost events). The exporter
+ * serves scrapes on a thread of its own (user/metrics.c).
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
+#include <linux/capability.h>
 
 #include "attach.h"
 #include "cli.h"
+#include "config.h"
 #include "control.h"
 #include "datapath.h"
 #include "dest_scan.h"
 #include "events.h"
-#include "ifslots.h"
-#include "metrics.h"
-#include "output.h"
-#include "rule_counts.h"
+#include "health.h"
+#include "ifaces.h"
 #include "log.h"
+#include "metrics.h"
+#include "netlink.h"
+#include "notify.h"
 #include "pins.h"
 #include "policy.h"
 #include "policy_kernel.h"
 #include "policy_apply.h"
+#include "rule_counts.h"
 #include "state.h"
 #include "units.h"
 
-#define RUN_MAX_IFACES 64
-#define POLICY_DEFAULT "/etc/sluice/policy.conf"
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38 /* Linux 5.8; older uapi headers lack it */
+#endif
 
+/* The command line: settings laid over the configuration file's (flags win), and the rest. */
 struct run_opts {
-	const char *ifaces[RUN_MAX_IFACES];
-	int nifaces;
-	const char *xdp_ifaces[RUN_MAX_IFACES]; /* gateway mode: XDP on these */
-	int nxdp;
-	const char *policy_path;
-	int mode; /* -1: as the policy says */
-	struct sockaddr_storage metrics_addr;
-	socklen_t metrics_len;
-	bool metrics_off;
+	struct daemon_config flags;
 	unsigned top_n;
-	struct events_config events;
+	uint64_t event_interval_ns; /* 0: the default */
 };
 
 enum {
@@ -55,8 +59,8 @@ enum {
 	OPT_POLICY,
 	OPT_MODE,
 	OPT_METRICS,
-	OPT_TOP,
 	OPT_EVENTS,
+	OPT_TOP,
 	OPT_EVENT_INTERVAL,
 };
 
@@ -66,51 +70,37 @@ static const struct option run_options[] = {
 	{ "policy", required_argument, NULL, OPT_POLICY },
 	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
-	{ "top-destinations", required_argument, NULL, OPT_TOP },
 	{ "events", required_argument, NULL, OPT_EVENTS },
+	{ "top-destinations", required_argument, NULL, OPT_TOP },
 	{ "event-interval", required_argument, NULL, OPT_EVENT_INTERVAL },
 	CLI_COMMON_OPTIONS,
 };
 
-/* Add an interface name to a list of --iface or --xdp. */
-static int add_iface(const char *opt, const char **list, int *n, const char *arg)
-{
-	if (strlen(arg) == 0 || strlen(arg) >= IFNAMSIZ)
-		return cli_usage_error("run", "invalid interface name '%s'", arg);
-	if (*n == RUN_MAX_IFACES)
-		return cli_usage_error("run", "at most %d interfaces with %s", RUN_MAX_IFACES, opt);
-	for (int i = 0; i < *n; i++)
-		if (strcmp(list[i], arg) == 0)
-			return cli_usage_error("run", "%s %s given twice", opt, arg);
-	list[(*n)++] = arg;
-	return 0;
-}
+/* Flags that are keys of the configuration file. */
+static const struct {
+	int opt;
+	enum config_key key;
+	const char *flag;
+} run_flags[] = {
+	{ OPT_IFACE, CONFIG_INTERFACE, "--iface" },   { OPT_XDP, CONFIG_XDP, "--xdp" },
+	{ OPT_POLICY, CONFIG_POLICY, "--policy" },    { OPT_MODE, CONFIG_MODE, "--mode" },
+	{ OPT_METRICS, CONFIG_METRICS, "--metrics" }, { OPT_EVENTS, CONFIG_EVENTS, "--events" },
+};
 
+/* A flag's value is checked exactly as the same key in the configuration file. */
 static int run_option(int opt, const char *arg, void *ctx)
 {
 	struct run_opts *o = ctx;
+	char err[CONFIG_ERROR_MAX];
 
+	for (size_t i = 0; i < sizeof(run_flags) / sizeof(run_flags[0]); i++) {
+		if (run_flags[i].opt != opt)
+			continue;
+		if (config_set_flag(&o->flags, run_flags[i].key, run_flags[i].flag, arg, err))
+			return cli_usage_error("run", "%s", err);
+		return 0;
+	}
 	switch (opt) {
-	case OPT_IFACE:
-		return add_iface("--iface", o->ifaces, &o->nifaces, arg);
-	case OPT_XDP:
-		return add_iface("--xdp", o->xdp_ifaces, &o->nxdp, arg);
-	case OPT_POLICY:
-		o->policy_path = arg;
-		return 0;
-	case OPT_MODE:
-		if (strcmp(arg, "enforce") == 0)
-			o->mode = SLUICE_MODE_ENFORCE;
-		else if (strcmp(arg, "audit") == 0)
-			o->mode = SLUICE_MODE_AUDIT;
-		else
-			return cli_usage_error("run", "--mode must be enforce or audit, not '%s'", arg);
-		return 0;
-	case OPT_METRICS:
-		if (metrics_parse_addr(arg, &o->metrics_addr, &o->metrics_len, &o->metrics_off))
-			return cli_usage_error("run", "--metrics must be ADDR:PORT, [ADDR6]:PORT or off, "
-					       "not '%s'", arg);
-		return 0;
 	case OPT_TOP: {
 		char *end;
 		unsigned long n;
@@ -123,55 +113,131 @@ static int run_option(int opt, const char *arg, void *ctx)
 		o->top_n = n;
 		return 0;
 	}
-	case OPT_EVENTS:
-		if (events_config_add(&o->events, arg))
-			return cli_usage_error("run", "--events takes stdout, syslog, a file or off "
-					       "(off alone, each at most once, at most %d): '%s'",
-					       EVENTS_OUTPUTS_MAX, arg);
-		return 0;
 	case OPT_EVENT_INTERVAL: {
 		uint64_t secs;
 
 		if (parse_duration(arg, &secs) || secs > 3600)
 			return cli_usage_error("run", "--event-interval must be a duration from 1s "
 					       "to 1h, not '%s'", arg);
-		o->events.interval_ns = secs * 1000000000ull;
+		o->event_interval_ns = secs * 1000000000ull;
 		return 0;
 	}
 	}
 	return EXIT_USAGE;
 }
 
-static int parse_run_options(int argc, char **argv, struct run_opts *o)
+/* Is there anything to enforce on? */
+static bool has_hooks(const struct daemon_config *cfg)
+{
+	return cfg->ifaces.n > 0 || cfg->xdp.n > 0;
+}
+
+/* The configuration in force: the file (read by the option loop) with the flags over it. */
+static int parse_run_options(int argc, char **argv, struct run_opts *o, struct daemon_config *cfg)
 {
 	int ret;
 
-	o->policy_path = POLICY_DEFAULT;
-	o->mode = -1;
+	config_init(&o->flags);
 	o->top_n = METRICS_TOP_DEFAULT;
-	metrics_parse_addr(METRICS_ADDR_DEFAULT, &o->metrics_addr, &o->metrics_len, &o->metrics_off);
 	ret = cli_parse_options("run", argc, argv, run_options, run_option, o);
 	if (ret)
 		return ret;
 	if (optind < argc)
 		return cli_usage_error("run", "unexpected argument '%s'", argv[optind]);
-	if (o->nifaces == 0 && o->nxdp == 0)
-		return cli_usage_error("run", "at least one --iface or --xdp is needed");
-	if (o->events.noutputs == 0 && !o->events.off)
-		events_config_add(&o->events, "stdout");
+	*cfg = *cli.config;
+	config_overlay(cfg, &o->flags);
+	if (!has_hooks(cfg))
+		return cli_usage_error("run", "nothing to enforce on: give --iface IF or --xdp IF, "
+					      "or 'interface'/'xdp' lines in %s",
+				       cfg->file[0] ? cfg->file : CONFIG_PATH_DEFAULT);
 	return 0;
 }
 
-/* What the daemon keeps between events. */
+/* The names of the interfaces present, for config_check. *names is malloc'd. */
+static int interface_names(struct if_nameindex **ifs, const char ***names, size_t *n)
+{
+	*n = 0;
+	*names = NULL;
+	*ifs = if_nameindex();
+	if (!*ifs)
+		return -errno;
+	while ((*ifs)[*n].if_index)
+		(*n)++;
+	*names = calloc(*n + 1, sizeof(**names));
+	if (!*names) {
+		if_freenameindex(*ifs);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < *n; i++)
+		(*names)[i] = (*ifs)[i].if_name;
+	return 0;
+}
+
+/* Hold the configuration against the system and parse its policy; log what is wrong. */
+static int check_config(const struct daemon_config *cfg)
+{
+	char err[CONFIG_ERROR_MAX], perr[POLICY_ERROR_MAX];
+	struct if_nameindex *ifs;
+	const char **names;
+	struct policy check;
+	size_t n;
+	int ret;
+
+	ret = interface_names(&ifs, &names, &n);
+	if (ret) {
+		pr_err("cannot list interfaces: %s", strerror(-ret));
+		return ret;
+	}
+	ret = config_check(cfg, names, n, err);
+	free(names);
+	if_freenameindex(ifs);
+	if (ret) {
+		pr_err("%s", err);
+		return ret;
+	}
+	ret = policy_parse_file(cfg->policy.text, &check, perr);
+	if (ret) {
+		pr_err("%s", perr);
+		return ret;
+	}
+	policy_free(&check);
+	return 0;
+}
+
+/* When the next override expires (0: none), read again when overrides.json changes. */
+static int64_t next_expiry(void)
+{
+	struct override_list l;
+	int64_t next;
+
+	if (overrides_load(cli.state_dir, &l, false))
+		return 0;
+	next = overrides_next_expiry(&l);
+	overrides_free(&l);
+	return next;
+}
+
+/* What the running daemon holds. */
 struct daemon {
-	const struct datapath *dp;
+	struct datapath dp;
 	struct policy_maps maps;
-	struct policy_live live; /* the policy in force, for overrides applied in place */
+	struct policy_live live;         /* the policy in force, for overrides applied in place */
 	struct metrics_policy published; /* what scrapes report about it */
 	char *names[SLUICE_RULE_COUNTERS]; /* rule names of the install in force, by rule id */
 	size_t nnames;
 	struct events *events;           /* NULL with --events off */
+	struct events_stats event_stats;
+	struct config_list event_outputs; /* as started: the outputs hold pointers into it */
 	bool subscribe_follow;           /* of the `sluice events` request being answered */
+	struct daemon_config cfg;        /* in force: the file with the flags over it */
+	const struct daemon_config *flags;
+	struct iface_set ifaces;
+	int sig_fd;
+	int nl_fd; /* link notifications: interfaces appearing, going, renamed */
+	int ctl_fd;
+	time_t started;
+	json_t *degraded; /* the conditions last logged */
+	char *status;     /* status.json as last written */
 };
 
 /* Tell the exporter what is in force now (ok), or count a rejected change. */
@@ -232,7 +298,10 @@ static void after_change(struct daemon *d, int old_epoch)
 	}
 }
 
-/* Install the policy (and overrides); on any error the policy in force stays. */
+/*
+ * Install the policy (and overrides); on any error the policy in force stays. path: a file,
+ * or NULL for the policy in force re-read from its source.
+ */
 static int apply_policy(struct daemon *d, const char *path, int mode, struct apply_result *res)
 {
 	int old_epoch = active_epoch(d);
@@ -287,7 +356,7 @@ static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 
 		if (!path || path[0] != '/')
 			return json_pack("{s:b,s:s}", "ok", 0, "error", "load needs an absolute path");
-		ret = apply_policy(ctx, path, POLICY_MODE_KEEP, &res);
+		ret = apply_policy(d, path, POLICY_MODE_KEEP, &res);
 		if (ret)
 			return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
 		return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I}", "ok", 1, "source", res.source,
@@ -297,179 +366,305 @@ static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 	}
 	if (!command || strcmp(command, "sync-overrides") != 0)
 		return json_pack("{s:b,s:s}", "ok", 0, "error", "unknown command");
-	ret = sync_overrides(ctx, &res);
+	ret = sync_overrides(d, &res);
 	if (ret)
 		return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
 	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "generation", (json_int_t)res.generation,
 			 "overrides", (json_int_t)res.overrides, "changed", (json_int_t)res.changed);
 }
 
-static int attach_all(const struct datapath *dp, const struct run_opts *o)
+/*
+ * Assess health after anything that may change it: log each degraded condition as it
+ * appears (loudly) and as it clears, and record for `sluice status` what only the daemon
+ * knows (its configuration with the flags over it, attach errors). Written when changed.
+ */
+static void report(struct daemon *d)
 {
-	int lock = state_lock_writers(cli.state_dir), ret = 0;
+	json_t *config = health_config_json(&d->cfg), *errors = ifaces_errors_json(&d->ifaces);
+	json_t *health, *doc;
+	struct attachment *att = NULL;
+	char stamp[32], *text;
+	size_t natt = 0;
+	int err = attach_list(cli.pin_dir, &att, &natt);
 
-	if (lock < 0)
-		return lock;
-	for (int i = 0; i < o->nifaces && !ret; i++) {
-		enum attach_kind kind, ingress_kind;
-		int slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd, if_nametoindex(o->ifaces[i]));
+	if (err)
+		pr_warn("cannot list the attachments under %s: %s", cli.pin_dir, strerror(-err));
+	health = health_assess(config, errors, att, natt);
+	free(att);
+	health_log_changes(d->degraded, json_object_get(health, "degraded"));
+	json_decref(d->degraded);
+	d->degraded = json_incref(json_object_get(health, "degraded"));
+	json_decref(health);
 
-		if (slot < 0) {
-			pr_err("cannot assign counters to %s: %s", o->ifaces[i], strerror(-slot));
-			ret = slot;
-			break;
-		}
-		ret = attach_iface(cli.pin_dir, dp->egress_prog_fd, dp->ingress_prog_fd, o->ifaces[i],
-				   &kind, &ingress_kind);
-		if (!ret) {
-			pr_info("attached to %s egress (%s)", o->ifaces[i], attach_kind_name(kind));
-			pr_info("attached to %s ingress (%s)", o->ifaces[i],
-				attach_kind_name(ingress_kind));
-		}
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", gmtime(&d->started));
+	doc = json_pack("{s:i,s:s,s:I,s:o,s:o}", "pid", (int)getpid(), "started_at", stamp,
+			"started_at_unix", (json_int_t)d->started, "config", config, "errors",
+			errors);
+	text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (text && (!d->status || strcmp(text, d->status) != 0) &&
+	    state_write_file(cli.state_dir, STATE_STATUS, text, strlen(text)) == 0) {
+		free(d->status);
+		d->status = text;
+		text = NULL;
 	}
-	for (int i = 0; i < o->nxdp && !ret; i++) {
-		enum xdp_mode mode;
-		int slot = ifslot_assign(dp->ifaces_fd, dp->totals_fd,
-					 if_nametoindex(o->xdp_ifaces[i]));
-
-		if (slot < 0) {
-			pr_err("cannot assign counters to %s: %s", o->xdp_ifaces[i], strerror(-slot));
-			ret = slot;
-			break;
-		}
-		ret = attach_xdp(cli.pin_dir, dp->xdp_prog_fd, o->xdp_ifaces[i], &mode);
-		if (!ret)
-			pr_info("attached to %s XDP (%s)", o->xdp_ifaces[i], xdp_mode_name(mode));
-	}
-	close(lock);
-	return ret;
+	free(text);
 }
 
-/* When the next override expires (0: none), read again when overrides.json changes. */
-static int64_t next_expiry(void)
+/* A setting read once at start (its socket or files are open): say a change waits. */
+static void note_restart_needed(const struct daemon_config *now, const struct daemon_config *was)
 {
-	struct override_list l;
-	int64_t next;
+	bool events_changed = now->events.n != was->events.n;
 
-	if (overrides_load(cli.state_dir, &l, false))
+	for (size_t i = 0; !events_changed && i < now->events.n; i++)
+		events_changed = strcmp(now->events.items[i].text, was->events.items[i].text) != 0;
+	if (strcmp(now->metrics.text, was->metrics.text) != 0)
+		pr_warn("metrics: %s stays in force until sluice restarts (%s asked)",
+			was->metrics.text, now->metrics.text);
+	if (events_changed)
+		pr_warn("events: the outputs stay as started until sluice restarts");
+}
+
+/* A directory cannot move under a running daemon: its pins and locks are in use. */
+static int same_dir(const struct daemon_config *cfg, const struct config_value *v,
+		    const char *in_use, bool given, const char *key)
+{
+	char where[CONFIG_PATH_MAX + 32];
+
+	if (given || strcmp(v->text, in_use) == 0)
 		return 0;
-	next = overrides_next_expiry(&l);
-	overrides_free(&l);
-	return next;
-}
-
-/* The signals the daemon handles: blocked in every thread, read through a signalfd. */
-static void daemon_signals(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGHUP);
+	pr_err("%s: %s cannot change while sluice runs (%s in use, %s asked): restart sluice",
+	       config_where(cfg, v, where, sizeof(where)), key, in_use, v->text);
+	return -EBUSY;
 }
 
 /*
- * Serve until SIGTERM/SIGINT. SIGHUP re-reads the policy in force (the file given here or to
- * the last `sluice policy load`). Commands reach the daemon on its control socket. Each
- * second, check whether an override has expired (overrides are added by other processes,
- * so the expiry is looked up, not remembered) and report the events the kernel lost. The
- * event ring buffer, its outputs and `sluice events` clients are served in the same loop,
- * never blocking (events.h).
+ * SIGHUP: reopen the event files (logrotate), read the configuration file again (the flags
+ * still lie over it) and re-apply the policy: the policy in force re-read from its source,
+ * or the file's `policy` when that line changed. Everything is checked first; if anything
+ * is wrong, nothing changes. Interfaces then follow the new configuration.
  */
-static void serve(struct daemon *d, int ctl)
+static void reload(struct daemon *d)
 {
-	struct signalfd_siginfo si;
-	time_t last_tick = 0;
-	sigset_t set;
-	int sfd, sig = 0;
+	struct daemon_config *cfg = malloc(sizeof(*cfg));
+	char err[CONFIG_ERROR_MAX];
+	const char *path = NULL;
+	int mode = POLICY_MODE_KEEP;
+	struct apply_result res;
 
-	daemon_signals(&set);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (sfd < 0) {
-		pr_err("cannot receive signals: %s", strerror(errno));
+	pr_info("SIGHUP: reopening event files, reloading the configuration and the policy");
+	notify_service_manager("RELOADING=1");
+	events_reopen(d->events);
+	if (!cfg) {
+		pr_err("reload: out of memory");
+		goto rejected;
+	}
+	if (cli_read_config_file(cfg, err)) {
+		pr_err("%s", err);
+		goto rejected;
+	}
+	config_overlay(cfg, d->flags);
+	if (!has_hooks(cfg)) {
+		pr_err("%s: no interface or xdp line left: sluice would enforce nowhere",
+		       cfg->file[0] ? cfg->file : CONFIG_PATH_DEFAULT);
+		goto rejected;
+	}
+	if (same_dir(cfg, &cfg->pin_dir, cli.pin_dir, cli.pin_dir_given, "pin-dir") ||
+	    same_dir(cfg, &cfg->state_dir, cli.state_dir, cli.state_dir_given, "state-dir") ||
+	    check_config(cfg))
+		goto rejected;
+	if (strcmp(cfg->policy.text, d->cfg.policy.text) != 0)
+		path = cfg->policy.text;
+	if (cfg->mode != d->cfg.mode)
+		mode = cfg->mode >= 0 ? cfg->mode : POLICY_MODE_FILE;
+	if (apply_policy(d, path, mode, &res))
+		goto rejected;
+	note_restart_needed(cfg, &d->cfg);
+	d->cfg = *cfg;
+	free(cfg);
+	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, true);
+	report(d);
+	pr_info("reloaded");
+	notify_service_manager("READY=1\nSTATUS=reloaded");
+	return;
+rejected:
+	free(cfg);
+	pr_warn("reload rejected: the configuration and the policy in force are unchanged");
+	notify_service_manager("READY=1\nSTATUS=reload rejected; the previous configuration "
+			       "is in force");
+}
+
+/*
+ * Every second: expired overrides (added by other processes, so their expiry is looked up,
+ * not remembered), interfaces due for another attach attempt, health, lost events.
+ */
+static void tick(struct daemon *d)
+{
+	int64_t expiry = next_expiry();
+	struct apply_result res;
+
+	events_tick(d->events);
+	if (expiry && expiry <= time(NULL) && sync_overrides(d, &res))
+		pr_warn("removing an expired override failed; it stays until that succeeds");
+	if (ifaces_retry_due(&d->ifaces, time(NULL)))
+		ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
+	/* An attachment can also go away behind the daemon's back (sluice detach --iface). */
+	report(d);
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Interfaces changed: attach to what now matches, release what is gone. */
+static void links_changed(struct daemon *d)
+{
+	int ret = nl_link_drain(d->nl_fd);
+
+	if (ret < 0) {
+		pr_err("netlink: %s", strerror(-ret));
 		return;
 	}
-	for (;;) {
-		struct pollfd fds[2 + EVENTS_POLLFDS_MAX] = { { .fd = sfd, .events = POLLIN },
-							      { .fd = ctl, .events = POLLIN } };
-		int nev = events_pollfds(d->events, fds + 2), kept = -1;
-		struct apply_result res;
-		int64_t expiry;
-		time_t now;
+	if (ret == 0)
+		return;
+	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
+	report(d);
+}
 
-		if (poll(fds, 2 + nev, 1000) < 0 && errno != EINTR)
-			break;
+enum { POLL_SIGNALS, POLL_LINKS, POLL_CONTROL, POLL_EVENTS };
+
+/* Serve until SIGTERM/SIGINT (see the header comment for what is served). */
+static void serve(struct daemon *d)
+{
+	double next_tick = now_seconds() + 1;
+
+	for (;;) {
+		struct pollfd pfd[POLL_EVENTS + EVENTS_POLLFDS_MAX] = {
+			[POLL_SIGNALS] = { .fd = d->sig_fd, .events = POLLIN },
+			[POLL_LINKS] = { .fd = d->nl_fd, .events = POLLIN },
+			[POLL_CONTROL] = { .fd = d->ctl_fd, .events = POLLIN },
+		};
+		int nev = events_pollfds(d->events, pfd + POLL_EVENTS), kept = -1;
+		struct signalfd_siginfo si;
+		double wait = next_tick - now_seconds();
+		int n = poll(pfd, POLL_EVENTS + nev, wait > 0 ? (int)(wait * 1000) + 1 : 0);
+
+		if (n < 0 && errno != EINTR) {
+			pr_err("poll: %s", strerror(errno));
+			sleep(1); /* keep the loop from spinning on a persistent error */
+			continue;
+		}
 		/* Events first: the ring buffer is what must never wait long. */
-		events_process(d->events, fds + 2, nev);
-		if (fds[1].revents & POLLIN)
-			control_serve_one(ctl, handle_control, d, &kept);
+		events_process(d->events, pfd + POLL_EVENTS, nev);
+		if (pfd[POLL_CONTROL].revents & POLLIN)
+			control_serve_one(d->ctl_fd, handle_control, d, &kept);
 		if (kept >= 0 && events_subscribe(d->events, kept, d->subscribe_follow)) {
 			pr_warn("too many 'sluice events' clients; one refused");
 			close(kept);
 		}
-		if ((fds[0].revents & POLLIN) && read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			sig = si.ssi_signo;
-			if (sig == SIGTERM || sig == SIGINT)
-				break;
-			pr_info("SIGHUP: reopening event files, reloading the policy in force");
-			events_reopen(d->events);
-			if (apply_policy(d, NULL, POLICY_MODE_KEEP, &res))
-				pr_warn("reload rejected; the policy in force is unchanged");
+		while (n > 0 && read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+			if (si.ssi_signo == SIGHUP) {
+				reload(d);
+				continue;
+			}
+			pr_info("exiting on %s; enforcement stays in force (sluice detach removes "
+				"it)",
+				strsignal(si.ssi_signo));
+			notify_service_manager("STOPPING=1");
+			return;
 		}
-		now = time(NULL);
-		if (now == last_tick)
-			continue;
-		last_tick = now;
-		events_tick(d->events);
-		expiry = next_expiry();
-		if (expiry && expiry <= now && sync_overrides(d, &res))
-			pr_warn("removing an expired override failed; it stays until that succeeds");
+		if (n > 0 && (pfd[POLL_LINKS].revents & (POLLIN | POLLERR)))
+			links_changed(d);
+		if (now_seconds() >= next_tick) {
+			tick(d);
+			next_tick = now_seconds() + 1;
+		}
 	}
-	close(sfd);
-	pr_info("exiting on %s; enforcement stays in force (sluice detach removes it)",
-		strsignal(sig));
+}
+
+/*
+ * Take SIGHUP, SIGTERM and SIGINT as events from the start: a SIGHUP during start-up must
+ * not kill the daemon (its default action), and a SIGTERM waits until start-up is whole.
+ * Blocked before any thread starts (the exporter's), so none of them takes these signals.
+ */
+static int signals_open(void)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -EINVAL;
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The event outputs and the exporter's address, from the configuration; checked first. */
+static int runtime_settings(struct daemon *d, const struct run_opts *o, struct events_config *ev,
+			    struct sockaddr_storage *maddr, socklen_t *mlen, bool *moff)
+{
+	d->event_outputs = d->cfg.events;
+	*ev = (struct events_config){ .interval_ns = o->event_interval_ns };
+	for (size_t i = 0; i < d->event_outputs.n; i++) {
+		if (events_config_add(ev, d->event_outputs.items[i].text)) {
+			pr_err("events: stdout, syslog, a file or off (off alone, each at most "
+			       "once, at most %d): '%s'",
+			       EVENTS_OUTPUTS_MAX, d->event_outputs.items[i].text);
+			return -EINVAL;
+		}
+	}
+	if (metrics_parse_addr(d->cfg.metrics.text, maddr, mlen, moff)) {
+		pr_err("metrics must be ADDR:PORT, [ADDR6]:PORT or off, not '%s'",
+		       d->cfg.metrics.text);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int cmd_run(int argc, char **argv)
 {
-	struct run_opts o = {};
-	struct datapath dp;
-	struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER };
-	struct events_stats event_stats = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	static struct daemon d = { .published.lock = PTHREAD_MUTEX_INITIALIZER,
+				   .event_stats.lock = PTHREAD_MUTEX_INITIALIZER,
+				   .ctl_fd = -1 };
+	static struct run_opts o;
 	struct metrics_server *metrics = NULL;
 	struct metrics_scan scan = {};
+	struct sockaddr_storage metrics_addr;
+	socklen_t metrics_len;
+	bool metrics_off;
+	struct events_config ev;
 	struct apply_result res;
-	sigset_t sigs;
-	int ret, daemon_lock, other_pid = 0, ctl = -1;
-	char err[POLICY_ERROR_MAX];
-	struct policy check;
+	int ret, daemon_lock, other_pid = 0;
 
-	ret = parse_run_options(argc, argv, &o);
+	ret = parse_run_options(argc, argv, &o, &d.cfg);
 	if (ret)
 		return ret == -1 ? EXIT_OK : ret;
+	d.flags = &o.flags;
 	if (cli_require_privileges("run"))
 		return EXIT_FAIL;
-	/* Before any thread starts (the exporter's), so none of them takes these signals. */
-	daemon_signals(&sigs);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-
-	/* Check all input before anything in the kernel changes. */
-	if (policy_parse_file(o.policy_path, &check, err)) {
-		pr_err("%s", err);
+	/* Without it the verifier refuses sluice's programs with a bare EPERM: say why first. */
+	if (!cli_has_capability(CAP_PERFMON) && !cli_has_capability(CAP_SYS_ADMIN)) {
+		pr_err("'sluice run' loads BPF programs and needs CAP_PERFMON too (the verifier "
+		       "refuses them without it)");
 		return EXIT_FAIL;
 	}
-	policy_free(&check);
-	for (int i = 0; i < o.nifaces; i++) {
-		if (!if_nametoindex(o.ifaces[i])) {
-			pr_err("no such interface: %s", o.ifaces[i]);
-			return EXIT_FAIL;
-		}
+	d.sig_fd = signals_open();
+	if (d.sig_fd < 0) {
+		pr_err("cannot set up signal handling: %s", strerror(-d.sig_fd));
+		return EXIT_FAIL;
 	}
-	for (int i = 0; i < o.nxdp; i++) {
-		if (!if_nametoindex(o.xdp_ifaces[i])) {
-			pr_err("no such interface: %s", o.xdp_ifaces[i]);
-			return EXIT_FAIL;
-		}
-	}
+
+	/* Check all input before anything in the kernel changes. */
+	if (check_config(&d.cfg) ||
+	    runtime_settings(&d, &o, &ev, &metrics_addr, &metrics_len, &metrics_off))
+		return EXIT_FAIL;
 
 	daemon_lock = state_lock_daemon(cli.state_dir, &other_pid);
 	if (daemon_lock == -EBUSY) {
@@ -480,60 +675,62 @@ int cmd_run(int argc, char **argv)
 	if (daemon_lock < 0)
 		return EXIT_FAIL;
 
+	/* Subscribed before the first look at the interfaces, so no change falls between. */
+	d.nl_fd = nl_link_open();
+	if (d.nl_fd < 0) {
+		pr_err("cannot subscribe to link notifications: %s", strerror(-d.nl_fd));
+		close(daemon_lock);
+		return EXIT_FAIL;
+	}
 	ret = pins_prepare(cli.pin_dir);
 	if (!ret)
-		ret = datapath_load(&dp, cli.pin_dir);
+		ret = datapath_load(&d.dp, cli.pin_dir);
 	if (ret) {
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
-	/* Policy before attach: a fresh datapath must never run without one. */
-	d.dp = &dp;
-	d.maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
-				       .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
+	d.maps = (struct policy_maps){ .policy_fd = d.dp.policy_fd, .config_fd = d.dp.config_fd,
+				       .ports_fd = d.dp.ports_fd, .rules_fd = d.dp.rules_fd };
 	/* Events before the policy, so its `policy` event is written too. */
-	ret = events_start(&d.events, &dp, &o.events, &event_stats, cli.state_dir);
+	ret = events_start(&d.events, &d.dp, &ev, &d.event_stats, cli.state_dir);
+	/* Policy before attach: a fresh datapath must never run without one. */
 	if (!ret)
-		ret = apply_policy(&d, o.policy_path, o.mode >= 0 ? o.mode : POLICY_MODE_FILE, &res);
+		ret = apply_policy(&d, d.cfg.policy.text,
+				   d.cfg.mode >= 0 ? d.cfg.mode : POLICY_MODE_FILE, &res);
 	if (!ret)
-		ret = attach_all(&dp, &o);
-	if (!ret && (ctl = control_listen(cli.state_dir)) < 0)
-		ret = ctl;
-	if (!ret && !o.metrics_off) {
+		ret = ifaces_reconcile(&d.ifaces, &d.cfg, &d.dp, cli.pin_dir, cli.state_dir, true);
+	if (!ret && (d.ctl_fd = control_listen(cli.state_dir)) < 0)
+		ret = d.ctl_fd;
+	if (!ret && !metrics_off) {
 		struct metrics_source src = {
-			.dests_fd = dp.dests_fd, .totals_fd = dp.totals_fd, .ifaces_fd = dp.ifaces_fd,
-			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
-			.config_fd = dp.config_fd, .rules_fd = dp.rules_fd, .state_dir = cli.state_dir,
-			.policy = &d.published, .scan = &scan, .events = &event_stats,
+			.dests_fd = d.dp.dests_fd, .totals_fd = d.dp.totals_fd,
+			.ifaces_fd = d.dp.ifaces_fd, .policy_fd = d.dp.policy_fd,
+			.ports_fd = d.dp.ports_fd, .top_n = o.top_n, .config_fd = d.dp.config_fd,
+			.rules_fd = d.dp.rules_fd, .state_dir = cli.state_dir,
+			.policy = &d.published, .scan = &scan, .events = &d.event_stats,
 		};
 
 		/* Without the iterator (older kernels), scrapes copy every entry out instead. */
-		scan.scan = dest_scan_open(dp.dests_fd);
-
-		metrics = metrics_start(&o.metrics_addr, o.metrics_len, &src);
+		scan.scan = dest_scan_open(d.dp.dests_fd);
+		metrics = metrics_start(&metrics_addr, metrics_len, &src);
 		if (!metrics)
 			ret = -EADDRNOTAVAIL;
 	}
-	if (ret) {
-		metrics_stop(metrics);
-		dest_scan_close(scan.scan);
-		control_close(ctl, cli.state_dir);
-		events_stop(d.events);
-		policy_live_free(&d.live);
-		datapath_close(&dp);
-		close(daemon_lock);
-		return EXIT_FAIL;
+	if (!ret) {
+		d.started = time(NULL);
+		report(&d);
+		pr_info("ready: enforcing on %zu interface(s)", d.ifaces.n);
+		notify_service_manager("READY=1\nSTATUS=enforcing");
+		serve(&d);
 	}
-	pr_info("ready: enforcing on %d interface(s), XDP on %d", o.nifaces, o.nxdp);
-	serve(&d, ctl);
 	metrics_stop(metrics);
 	dest_scan_close(scan.scan);
-	control_close(ctl, cli.state_dir);
+	control_close(d.ctl_fd, cli.state_dir);
 	events_stop(d.events);
 	policy_live_free(&d.live);
 	after_change(&d, -1); /* frees the names */
 	rule_counts_free(&d.published.folded);
-	datapath_close(&dp);
+	datapath_close(&d.dp);
 	close(daemon_lock);
-	return EXIT_OK;
+	return ret ? EXIT_FAIL : EXIT_OK;
 }

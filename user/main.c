@@ -15,6 +15,7 @@
 #include <sluice/abi.h>
 
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 
 #ifndef CAP_BPF
@@ -41,22 +42,31 @@ static const struct command commands[] = {
 	{
 		"run",
 		cmd_run,
-		"sluice run [--iface IF]... [--xdp IF]... [--policy FILE] [--mode enforce|audit]\n"
-		"           [--metrics ADDR:PORT|off] [--top-destinations N]\n"
+		"sluice run [--config FILE] [--iface IF]... [--xdp IF]... [--policy FILE]\n"
+		"           [--mode enforce|audit] [--metrics ADDR:PORT|off] [--top-destinations N]\n"
 		"           [--events stdout|FILE|syslog|off]... [--event-interval DURATION]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
-		"Loads the BPF programs (adopting maps already pinned), installs the policy\n"
-		"atomically, attaches tc egress to every --iface (tcx, or clsact on kernels\n"
-		"without tcx) and XDP to every --xdp interface, and waits. SIGHUP\n"
-		"re-reads the policy (a bad one is rejected and the old stays). SIGTERM/SIGINT exit and leave enforcement in force: programs,\n"
-		"maps and links stay pinned until 'sluice detach'.\n"
+		"Reads the configuration file (" CONFIG_PATH_DEFAULT " when present, or\n"
+		"--config FILE; see examples/sluice.conf), lays the flags over it (a flag replaces\n"
+		"the file's value for its key), and checks everything before it changes anything:\n"
+		"the policy must compile, every interface name must exist and every pattern must\n"
+		"match an interface. Then it loads the BPF programs (adopting maps already\n"
+		"pinned), installs the policy atomically, attaches tc egress and ingress to every\n"
+		"matching interface (tcx, or clsact on kernels without tcx) and XDP to every --xdp\n"
+		"interface, follows interfaces that come, go and are renamed, and waits. SIGHUP\n"
+		"re-reads the configuration and the policy in force (or the file's new 'policy');\n"
+		"if either is bad, nothing changes and the error is logged. SIGTERM/SIGINT exit and\n"
+		"leave enforcement in force: programs, maps and links stay pinned until\n"
+		"'sluice detach'.\n"
 		"\n"
-		"  --iface IF        interface to enforce on: what the node sends (repeatable)\n"
+		"  --config FILE     configuration file (default " CONFIG_PATH_DEFAULT ")\n"
+		"  --iface IF        interface name or pattern (eth*, ib[01]) to enforce on: what\n"
+		"                    the node sends (repeatable; replaces the file's 'interface')\n"
 		"  --xdp IF          gateway mode: decide packets arriving on IF to be forwarded\n"
 		"                    (repeatable; native XDP where the driver has it, else\n"
 		"                    generic; packets for the node itself are not policed there).\n"
-		"                    At least one --iface or --xdp.\n"
-		"  --policy FILE     policy file (default /etc/sluice/policy.conf)\n"
+		"                    At least one --iface or --xdp, here or in the file.\n"
+		"  --policy FILE     policy file (default " CONFIG_POLICY_DEFAULT ")\n"
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
 		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"                    (default 127.0.0.1:9753; [::1]:PORT for IPv6; off: none)\n"
@@ -69,10 +79,29 @@ static const struct command commands[] = {
 		"                    DURATION (default 1s); repeats are counted as 'suppressed'\n"
 		"\n"
 		"EXAMPLES\n"
+		"  sluice run\n"
+		"  sluice run --config /etc/sluice/dtn.conf\n"
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
-		"  sluice run --iface eth0 --iface ib0 --mode audit\n"
+		"  sluice run --iface 'eth*' --iface ib0 --mode audit\n"
 		"  sluice run --iface eth0 --events /var/log/sluice/events.json --events syslog\n"
 		"  sluice run --iface eth0 --xdp ib0   # a gateway routing ib0's nodes out via eth0\n",
+	},
+	{
+		"status",
+		cmd_status,
+		"sluice status [--json]",
+		"Show whether the daemon runs, what is attached where, the policy, and what is wrong.",
+		"Reads the kernel's attachments (program and link ids per interface and hook), the\n"
+		"policy in force (generation, load time, mode) and the daemon's pid lock, and holds\n"
+		"them against the configuration (the running daemon's, flags included). Every\n"
+		"degraded condition is listed: daemon not running, a configured interface missing\n"
+		"or not attached, a pattern matching nothing, a stale pin. The exit status is 0\n"
+		"whenever status could be read; test health with --json: .healthy.\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice status\n"
+		"  sluice status --json | jq -e .healthy\n"
+		"  sluice status --json | jq '.interfaces[] | {iface, hooks}'\n",
 	},
 	{
 		"policy",
@@ -191,6 +220,8 @@ static const char common_help[] =
 	"COMMON OPTIONS (every command)\n"
 	"  --pin-dir DIR     BPF pin directory (default " SLUICE_PIN_DIR_DEFAULT ")\n"
 	"  --state-dir DIR   state directory (default " SLUICE_STATE_DIR_DEFAULT ")\n"
+	"  --config FILE     configuration file (default " CONFIG_PATH_DEFAULT ", if present);\n"
+	"                    its pin-dir and state-dir apply to every command\n"
 	"  --json            machine-readable output (read commands; errors too)\n"
 	"  -v, --verbose     debug output, including libbpf's\n"
 	"  -h, --help        this help\n"
@@ -284,11 +315,16 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 		if (arg[0] != '/')
 			return cli_usage_error(command, "--pin-dir needs an absolute path"), -2;
 		cli.pin_dir = arg;
+		cli.pin_dir_given = true;
 		return 1;
 	case OPT_STATE_DIR:
 		if (arg[0] != '/')
 			return cli_usage_error(command, "--state-dir needs an absolute path"), -2;
 		cli.state_dir = arg;
+		cli.state_dir_given = true;
+		return 1;
+	case OPT_CONFIG:
+		cli.config_path = arg;
 		return 1;
 	case OPT_JSON:
 		cli.json = true;
@@ -307,6 +343,46 @@ int cli_common_option(const char *command, int opt, const char *arg, char *const
 	}
 }
 
+static struct daemon_config file_config;
+
+int cli_read_config_file(struct daemon_config *c, char err[CONFIG_ERROR_MAX])
+{
+	const char *path = cli.config_path ? cli.config_path : CONFIG_PATH_DEFAULT;
+
+	if (!cli.config_path && access(path, F_OK) < 0 && errno == ENOENT) {
+		config_init(c);
+		return 0;
+	}
+	return config_parse_file(path, c, err);
+}
+
+/*
+ * Read the configuration file: every command takes its pin-dir and state-dir (flags win),
+ * `sluice run` the rest. A broken default file stops only `sluice run`; other commands warn
+ * and use the default directories, so `sluice detach` works whatever the file says.
+ */
+static int read_config(const char *command)
+{
+	bool strict = cli.config_path || strcmp(command, "run") == 0;
+	char err[CONFIG_ERROR_MAX];
+
+	cli.config = &file_config;
+	if (cli_read_config_file(&file_config, err)) {
+		if (strict) {
+			pr_err("%s", err);
+			return EXIT_FAIL;
+		}
+		pr_warn("%s (configuration ignored)", err);
+		config_init(&file_config);
+		return 0;
+	}
+	if (!cli.pin_dir_given)
+		cli.pin_dir = file_config.pin_dir.text;
+	if (!cli.state_dir_given)
+		cli.state_dir = file_config.state_dir.text;
+	return 0;
+}
+
 int cli_parse_options(const char *command, int argc, char **argv, const struct option *options,
 		      int (*own)(int opt, const char *arg, void *ctx), void *ctx)
 {
@@ -321,24 +397,24 @@ int cli_parse_options(const char *command, int argc, char **argv, const struct o
 		if (ret == 0 && (!own || (ret = own(opt, optarg, ctx))))
 			return ret ? ret : EXIT_USAGE;
 	}
-	return 0;
+	return read_config(command);
+}
+
+bool cli_has_capability(int cap)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+
+	if (cap < 0 || cap >= 64 || syscall(SYS_capget, &hdr, data) < 0)
+		return false;
+	return data[cap / 32].effective & (1u << (cap % 32));
 }
 
 int cli_require_privileges(const char *command)
 {
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2] = {};
-	bool bpf, net_admin;
+	bool bpf = cli_has_capability(CAP_BPF) || cli_has_capability(CAP_SYS_ADMIN);
 
-	if (syscall(SYS_capget, &hdr, data) < 0) {
-		pr_err("cannot read process capabilities: %s", strerror(errno));
-		return -errno;
-	}
-#define HAS_CAP(cap) (data[(cap) / 32].effective & (1u << ((cap) % 32)))
-	bpf = HAS_CAP(CAP_BPF) || HAS_CAP(CAP_SYS_ADMIN);
-	net_admin = HAS_CAP(CAP_NET_ADMIN);
-#undef HAS_CAP
-	if (!bpf || !net_admin) {
+	if (!bpf || !cli_has_capability(CAP_NET_ADMIN)) {
 		pr_err("'sluice %s' changes kernel state and needs root (CAP_BPF and CAP_NET_ADMIN)",
 		       command);
 		return -EPERM;

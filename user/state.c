@@ -81,6 +81,51 @@ int state_lock_daemon(const char *state_dir, int *pid)
 	return fd; /* held until the daemon exits */
 }
 
+/*
+ * A flock cannot be tested without taking it (which would make a daemon starting at that
+ * moment fail), so read /proc/locks instead: the lock on daemon.pid's inode held by the pid
+ * the file names means that daemon is alive.
+ */
+int state_daemon_pid(const char *state_dir)
+{
+	char path[PATH_MAX], buf[32], line[256];
+	struct stat st;
+	int fd, pid, found = 0;
+	ssize_t n;
+	FILE *f;
+
+	if (pin_path(path, sizeof(path), state_dir, NULL, STATE_DAEMON) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	pid = atoi(buf);
+	if (pid <= 0)
+		return 0;
+	f = fopen("/proc/locks", "re");
+	if (!f)
+		return -errno;
+	/* "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5678 0 EOF"; waiters have "->" and are skipped. */
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long long ino;
+		int holder;
+
+		if (sscanf(line, "%*d: FLOCK %*s %*s %d %x:%x:%llu", &holder, &maj, &min, &ino) == 4 &&
+		    holder == pid && ino == (unsigned long long)st.st_ino)
+			found = 1;
+	}
+	fclose(f);
+	return found ? pid : 0;
+}
+
 /* Write a state file atomically (temporary file, fsync, rename), mode 0600. */
 int state_write_file(const char *state_dir, const char *name, const char *data,
 			    size_t len)

@@ -18,6 +18,12 @@ int state_lock_writers(const char *state_dir);
 /* Claim the one-daemon-per-state-dir lock; -EBUSY (with *pid) if a daemon holds it. */
 int state_lock_daemon(const char *state_dir, int *pid);
 
+/*
+ * The pid of the daemon holding state_dir's daemon lock: > 0 while it runs, 0 if none does,
+ * -errno if the state cannot be read (-EACCES for a user other than root).
+ */
+int state_daemon_pid(const char *state_dir);
+
 /* Write STATE_DIR/name atomically (temporary file, fsync, rename), mode 0600. */
 int state_write_file(const char *state_dir, const char *name, const char *data, size_t len);
 /* Record the names of p's rules for generation, atomically (write + rename, 0600). */

@@ -24,23 +24,6 @@ allow 198.51.100.0/24
 allow 2001:db8:a::/48
 POLICY
 
-# bad_cmd DESC EXPECTED_RC ERE -- COMMAND... — COMMAND must exit EXPECTED_RC, print nothing
-# on stdout, and on stderr exactly one "sluice: error: " line matching ERE (a usage error
-# may add one "Try 'sluice help CMD'." line).
-bad_cmd() {
-	local desc=$1 want_rc=$2 re=$3 rc=0 err out nerr nother
-	shift 4
-	out=$("$@" 2>"$SL_TMP/stderr") || rc=$?
-	err=$(cat "$SL_TMP/stderr")
-	check "$desc: exit status" "$rc" "$want_rc"
-	check "$desc: nothing on stdout" "$out" ""
-	nerr=$(grep -c '^sluice: error: ' <<<"$err" || true)
-	nother=$(grep -v -c -e '^sluice: error: ' -e "^Try 'sluice help [a-z]*'\.\$" <<<"$err" || true)
-	check "$desc: one 'sluice: error:' line on stderr" "$nerr/$nother" "1/0"
-	[ "$nerr/$nother" = 1/0 ] || printf '# stderr was: %s\n' "$err"
-	check_match "$desc: message" "$(grep '^sluice: error: ' <<<"$err" | head -n1 || true)" "$re"
-}
-
 # What "nothing changed" means: the same pins (same inodes: nothing re-pinned), the same
 # program attached to the veth, the same policy generation and the same counters.
 snapshot() {

@@ -65,7 +65,8 @@ ip -n "$SL_NODE_NS" route add 203.0.113.200/32 dev "$HOSTILE_IF"
 ip -n "$SL_NODE_NS" neigh replace 203.0.113.200 lladdr 02:00:5e:10:00:03 nud permanent \
 	dev "$HOSTILE_IF"
 
-sluice_start "$policy" --iface "$HOSTILE_IF" --events "$EVENTS" --events stdout \
+# The configuration refuses control characters in a name; a pattern reaches the interface.
+sluice_start "$policy" --iface 'd"*' --events "$EVENTS" --events stdout \
 	--event-interval 1s --metrics "127.0.0.1:$MPORT"
 scrape() { in_node curl -sf -m 5 "http://127.0.0.1:$MPORT/metrics"; }
 metric() { scrape | awk -v m="$1" '$1 == m { print $2 }'; }

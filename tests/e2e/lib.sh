@@ -165,29 +165,9 @@ sl_setup_net() {
 	ip netns add "$SL_WORLD_NS"
 	sl_ns_sysctls "$SL_NODE_NS"
 	sl_ns_sysctls "$SL_WORLD_NS"
-	# Created inside the node namespace with its peer in world: never in the root namespace.
-	ip -n "$SL_NODE_NS" link add "$SL_NODE_IF" address "$SL_NODE_MAC" type veth \
-		peer name "$SL_WORLD_IF" address "$SL_WORLD_MAC" netns "$SL_WORLD_NS"
-	# One skb = one wire packet, so per-packet counts on both sides compare exactly.
-	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" gso_max_segs 1 2>/dev/null || true
-
+	sl_veth_create
 	ip -n "$SL_NODE_NS" link set dev lo up
-	ip -n "$SL_NODE_NS" addr add "$SL_NODE_V4/24" dev "$SL_NODE_IF"
-	ip -n "$SL_NODE_NS" addr add "$SL_NODE_V6/64" dev "$SL_NODE_IF" nodad
-	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" up
-	ip -n "$SL_NODE_NS" -6 neigh replace "$SL_WORLD_V6" lladdr "$SL_WORLD_MAC" nud permanent \
-		dev "$SL_NODE_IF"
-	ip -n "$SL_NODE_NS" route add 198.51.100.0/24 via "$SL_WORLD_V4"
-	ip -n "$SL_NODE_NS" route add 203.0.113.0/24 via "$SL_WORLD_V4"
-	ip -n "$SL_NODE_NS" -6 route add 2001:db8:a::/48 via "$SL_WORLD_V6"
-	ip -n "$SL_NODE_NS" -6 route add 2001:db8:d::/48 via "$SL_WORLD_V6"
-
 	ip -n "$SL_WORLD_NS" link set dev lo up
-	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V4/24" dev "$SL_WORLD_IF"
-	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V6/64" dev "$SL_WORLD_IF" nodad
-	ip -n "$SL_WORLD_NS" link set dev "$SL_WORLD_IF" up
-	ip -n "$SL_WORLD_NS" -6 neigh replace "$SL_NODE_V6" lladdr "$SL_NODE_MAC" nud permanent \
-		dev "$SL_WORLD_IF"
 	local d
 	for d in "${SL_DESTS[@]}"; do
 		case $d in
@@ -198,6 +178,36 @@ sl_setup_net() {
 	# Joining the solicited-node group of the node's address sends the only IPv6 packets
 	# nobody asked for: two MLDv2 reports, 10 ms apart. Let them leave before sluice runs.
 	wait_for 3 sl_mld_done || sl_log "MLD reports not seen; continuing"
+}
+
+# sl_veth_create — the veth pair between node and world, addressed and routed (also to
+# bring it back after a test deleted it).
+sl_veth_create() {
+	# Created inside the node namespace with its peer in world: never in the root namespace.
+	ip -n "$SL_NODE_NS" link add "$SL_NODE_IF" address "$SL_NODE_MAC" type veth \
+		peer name "$SL_WORLD_IF" address "$SL_WORLD_MAC" netns "$SL_WORLD_NS"
+	# One skb = one wire packet, so per-packet counts on both sides compare exactly.
+	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" gso_max_segs 1 2>/dev/null || true
+	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V4/24" dev "$SL_WORLD_IF"
+	ip -n "$SL_WORLD_NS" addr add "$SL_WORLD_V6/64" dev "$SL_WORLD_IF" nodad
+	ip -n "$SL_WORLD_NS" link set dev "$SL_WORLD_IF" up
+	ip -n "$SL_WORLD_NS" -6 neigh replace "$SL_NODE_V6" lladdr "$SL_NODE_MAC" nud permanent \
+		dev "$SL_WORLD_IF"
+	sl_veth_up
+}
+
+# sl_veth_up — bring the node's veth up with its addresses, neighbour and routes (the
+# kernel removes the routes and the IPv6 address when the interface goes down).
+sl_veth_up() {
+	ip -n "$SL_NODE_NS" addr replace "$SL_NODE_V4/24" dev "$SL_NODE_IF"
+	ip -n "$SL_NODE_NS" addr replace "$SL_NODE_V6/64" dev "$SL_NODE_IF" nodad
+	ip -n "$SL_NODE_NS" link set dev "$SL_NODE_IF" up
+	ip -n "$SL_NODE_NS" -6 neigh replace "$SL_WORLD_V6" lladdr "$SL_WORLD_MAC" nud permanent \
+		dev "$SL_NODE_IF"
+	ip -n "$SL_NODE_NS" route replace 198.51.100.0/24 via "$SL_WORLD_V4"
+	ip -n "$SL_NODE_NS" route replace 203.0.113.0/24 via "$SL_WORLD_V4"
+	ip -n "$SL_NODE_NS" -6 route replace 2001:db8:a::/48 via "$SL_WORLD_V6"
+	ip -n "$SL_NODE_NS" -6 route replace 2001:db8:d::/48 via "$SL_WORLD_V6"
 }
 
 sl_mld_done() {
@@ -226,12 +236,17 @@ sl_setup() {
 sluice_start() {
 	local policy=$1
 	shift
+	sluice_start_args --iface "$SL_NODE_IF" --policy "$policy" "$@"
+}
+
+# sluice_start_args ARGS... — `sluice run ARGS` (this run's pin and state dirs added) in the
+# background, as sluice_start.
+sluice_start_args() {
 	: >"$SL_RUN_LOG"
 	# ip netns exec execs the command, so $! is sluice itself (not a subshell) and the
 	# SIGTERM of sluice_stop reaches it.
-	ip netns exec "$SL_NODE_NS" "$SLUICE" run --iface "$SL_NODE_IF" --policy "$policy" \
-		--pin-dir "$SL_PIN_DIR" --state-dir "$SL_STATE_DIR" "$@" \
-		</dev/null >>"$SL_RUN_LOG" 2>&1 &
+	ip netns exec "$SL_NODE_NS" "$SLUICE" run --pin-dir "$SL_PIN_DIR" \
+		--state-dir "$SL_STATE_DIR" "$@" </dev/null >>"$SL_RUN_LOG" 2>&1 &
 	SL_SLUICE_PID=$!
 	local deadline=$((SECONDS + 20))
 	until grep -q 'ready' "$SL_RUN_LOG"; do
@@ -498,6 +513,23 @@ check_match() {
 		printf 'not ok %d - %s: "%s" does not match /%s/\n' "$SL_CHECKS" "$1" "$2" "$3"
 		SL_FAILURES=$((SL_FAILURES + 1))
 	fi
+}
+
+# bad_cmd DESC EXPECTED_RC ERE -- COMMAND... — COMMAND must exit EXPECTED_RC, print nothing
+# on stdout, and on stderr exactly one "sluice: error: " line matching ERE (a usage error
+# may add one "Try 'sluice help CMD'." line).
+bad_cmd() {
+	local desc=$1 want_rc=$2 re=$3 rc=0 err out nerr nother
+	shift 4
+	out=$("$@" 2>"$SL_TMP/stderr") || rc=$?
+	err=$(cat "$SL_TMP/stderr")
+	check "$desc: exit status" "$rc" "$want_rc"
+	check "$desc: nothing on stdout" "$out" ""
+	nerr=$(grep -c '^sluice: error: ' <<<"$err" || true)
+	nother=$(grep -v -c -e '^sluice: error: ' -e "^Try 'sluice help [a-z]*'\.\$" <<<"$err" || true)
+	check "$desc: one 'sluice: error:' line on stderr" "$nerr/$nother" "1/0"
+	[ "$nerr/$nother" = 1/0 ] || printf '# stderr was: %s\n' "$err"
+	check_match "$desc: message" "$(grep '^sluice: error: ' <<<"$err" | head -n1 || true)" "$re"
 }
 
 sl_finish() {
