@@ -353,6 +353,50 @@ sl_dest_count() {
 
 # --- traffic ----------------------------------------------------------------------------
 
+# sl_stream_start DEST... — a steady UDP stream from the sender namespace: one 64-byte
+# datagram to port SL_UDP_PORT of each destination every millisecond, until
+# sl_stream_stop. sl_stream_sent DEST then prints how many were sent (attempted: a datagram
+# sluice drops fails the sendto, and still counts as sent).
+sl_stream_start() {
+	SL_STREAM_SENT=$SL_TMP/stream.sent
+	# Not through in_sender: ip netns exec execs python, so $! is the sender itself.
+	ip netns exec "${SL_SENDER_NS:-$SL_NODE_NS}" python3 - "$SL_STREAM_SENT" "$SL_UDP_PORT" "$@" <<'PY' &
+import json, signal, socket, sys, time
+out, port, dests = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+socks = {d: socket.socket(socket.AF_INET6 if ":" in d else socket.AF_INET, socket.SOCK_DGRAM)
+         for d in dests}
+sent = dict.fromkeys(dests, 0)
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+while not stop:
+    for d, s in socks.items():
+        sent[d] += 1
+        try:
+            s.sendto(b"s" * 64, (d, port))
+        except OSError:
+            pass
+    time.sleep(0.001)
+with open(out, "w") as f:
+    json.dump(sent, f)
+PY
+	SL_STREAM_PID=$!
+	SL_CLEANUP_HOOKS+=(sl_stream_stop)
+}
+
+sl_stream_stop() {
+	[ -n "${SL_STREAM_PID:-}" ] || return 0
+	kill -TERM "$SL_STREAM_PID" 2>/dev/null
+	wait "$SL_STREAM_PID" 2>/dev/null || true
+	SL_STREAM_PID=
+	return 0
+}
+
+sl_stream_sent() { jq -r --arg d "$1" '.[$d] // 0' "$SL_STREAM_SENT"; }
+
+
 # sl_ping DEST [COUNT [DEADLINE]] — echo requests from the sender (node), 0.2 s apart; prints the number
 # of replies. To a denied destination ping keeps retrying until DEADLINE (default 5 s).
 sl_ping() {
