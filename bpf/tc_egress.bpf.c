@@ -23,6 +23,14 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	__u64 packets = 1, bytes = skb->len;
 	int ret;
 
+#ifdef SLUICE_UPGRADE_PROBE
+	/*
+	 * Only in the upgrade test's "next release" build (CMakeLists.txt: sluice-next): one
+	 * extra instruction, so its program differs from this one (another tag) and the test
+	 * can watch one replace the other on the same link.
+	 */
+	asm volatile("r0 = %[probe]" ::[probe] "i"(SLUICE_UPGRADE_PROBE) : "r0");
+#endif
 	ret = parse_packet(skb, &pi);
 	if (ret < 0) {
 		decide_unparsed(-ret, &d);
