@@ -25,7 +25,53 @@ static void datapath_reset(struct datapath *dp)
 	dp->event_reported_fd = -1;
 }
 
-/* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
+/*
+ * Does the map pinned at path (if any) have the layout this build's map needs? A pinned map
+ * from another version with another layout cannot be adopted, and is never replaced behind
+ * the admin's back (it holds the policy and counters in force): refuse, saying which map
+ * differs and how. -EEXIST: it differs; 0: it fits, or there is none.
+ */
+static int check_pinned_layout(const struct bpf_map *map, const char *path)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	const char *what = NULL;
+	unsigned long have = 0, need = 0;
+	int fd = bpf_obj_get(path);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	close(fd);
+	if (info.type != bpf_map__type(map))
+		what = "map type", have = info.type, need = bpf_map__type(map);
+	else if (info.key_size != bpf_map__key_size(map))
+		what = "key size", have = info.key_size, need = bpf_map__key_size(map);
+	else if (info.value_size != bpf_map__value_size(map))
+		what = "value size", have = info.value_size, need = bpf_map__value_size(map);
+	else if (info.max_entries != bpf_map__max_entries(map))
+		what = "capacity", have = info.max_entries, need = bpf_map__max_entries(map);
+	else if (info.map_flags != bpf_map__map_flags(map))
+		what = "flags", have = info.map_flags, need = bpf_map__map_flags(map);
+	if (!what)
+		return 0;
+	pr_err("the pinned map %s has another layout than this sluice needs (%s %lu, this "
+	       "build: %lu): it comes from another sluice version. Its policy and counters stay "
+	       "in force; to change versions, run 'sluice detach --all' (enforcement ends, "
+	       "counters restart) and start this one",
+	       path, what, have, need);
+	return -EEXIST;
+}
+
+/*
+ * Point every map at PIN_DIR/maps/NAME: libbpf reuses the pin or pins a new map. Every pin
+ * that exists is checked first, so a layout change is refused with a precise message.
+ */
 static int set_map_pins(struct bpf_object *obj, const char *pin_dir)
 {
 	char path[PATH_MAX];
@@ -34,8 +80,17 @@ static int set_map_pins(struct bpf_object *obj, const char *pin_dir)
 	bpf_object__for_each_map(map, obj) {
 		int err;
 
-		if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_MAPS, bpf_map__name(map)) < 0)
+		if (pin_path(path, sizeof(path), pin_dir, SLUICE_PIN_MAPS, bpf_map__name(map)) < 0) {
+			pr_err("pin path too long under %s", pin_dir);
 			return -ENAMETOOLONG;
+		}
+		err = check_pinned_layout(map, path);
+		if (err == -EEXIST)
+			return err;
+		if (err) {
+			pr_err("cannot read the pinned map %s: %s", path, strerror(-err));
+			return err;
+		}
 		err = bpf_map__set_pin_path(map, path);
 		if (err)
 			return err;
@@ -73,10 +128,8 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	}
 	if (pin_dir) {
 		err = set_map_pins(skel->obj, pin_dir);
-		if (err) {
-			pr_err("pin path too long under %s", pin_dir);
+		if (err)
 			goto fail;
-		}
 	}
 	err = sluice_bpf__load(skel);
 	if (err) {

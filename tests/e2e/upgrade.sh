@@ -5,7 +5,8 @@
 # is started again (a downgrade). Meanwhile a UDP stream runs to an allowed and a denied
 # destination and hook_watch asks the kernel every millisecond which programs are attached.
 # The hooks are never seen empty, the new program (another tag) replaces the old one on the
-# same link, and zero denied datagrams reach the world.
+# same link, and zero denied datagrams reach the world. Last, a version whose map layout
+# differs is refused with a message naming the map, and what is in force stays.
 #
 # usage: upgrade.sh PATH/TO/sluice PATH/TO/sluice-next PATH/TO/hook_watch   (root)
 set -euo pipefail
@@ -90,5 +91,21 @@ sl_log "allowed delivery: $got_allowed of $sent_allowed"
 check_ge "the stream ran (denied datagrams sent)" "$(sl_stream_sent "$DENIED")" 500
 check "zero denied datagrams reached the world" "$(sl_count in "$DENIED" udp packets)" 0
 check_ge "allowed datagrams kept arriving (at least 90%)" "$got_allowed" $((sent_allowed * 9 / 10))
+
+sl_log "a version whose map layout differs is refused, and what is in force stays"
+sluice_stop
+# The pin of one map replaced by one of another layout (value size), as another version's.
+flows=$SL_PIN_DIR/maps/sluice_flows
+key_size=$(bpftool -j map show pinned "$flows" | jq .bytes_key)
+rm "$flows"
+bpftool map create "$flows" type lru_hash key "$key_size" value 4 entries 8 name sluice_flows
+in_node "$SLUICE" run --iface "$SL_NODE_IF" --policy "$policy" --metrics off --events off \
+	--pin-dir "$SL_PIN_DIR" --state-dir "$SL_STATE_DIR" >"$SL_TMP/refused.log" 2>&1 &&
+	rc=0 || rc=$?
+check "sluice run refuses the foreign layout" "$rc" 1
+check_match "it names the map and what differs" "$(grep error "$SL_TMP/refused.log")" \
+	"pinned map .*/sluice_flows has another layout .*value size 4, this build: [0-9]+"
+check "the program in force is untouched" "$(prog_of tc_egress)" "$downgraded"
+check "still denied" "$(sl_ping "$DENIED" 2)" 0
 
 sl_finish
