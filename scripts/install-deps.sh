@@ -10,11 +10,13 @@ fi
 packages=(
 	# build
 	build-essential cmake pkg-config clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
-	libjansson-dev libmicrohttpd-dev
+	libjansson-dev libmicrohttpd-dev libyaml-dev libcrypt-dev
 	# tests: namespaces, traffic, JSON checks
 	iproute2 iputils-ping jq python3 util-linux curl passwd
 	# metrics tests: a real Prometheus server and promtool
 	prometheus
+	# exporter TLS and basic auth tests: certificates, bcrypt hashes
+	openssl apache2-utils
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
 	# e2e: TSO/GSO switched on and off on the veth (gso.sh)

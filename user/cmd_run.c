@@ -41,6 +41,7 @@
 #include "rule_counts.h"
 #include "state.h"
 #include "units.h"
+#include "web_config.h"
 
 #ifndef CAP_PERFMON
 #define CAP_PERFMON 38 /* Linux 5.8; older uapi headers lack it */
@@ -60,6 +61,7 @@ enum {
 	OPT_MODE,
 	OPT_METRICS,
 	OPT_EVENTS,
+	OPT_WEB_CONFIG,
 	OPT_TOP,
 	OPT_EVENT_INTERVAL,
 };
@@ -71,6 +73,7 @@ static const struct option run_options[] = {
 	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "events", required_argument, NULL, OPT_EVENTS },
+	{ "web-config", required_argument, NULL, OPT_WEB_CONFIG },
 	{ "top-destinations", required_argument, NULL, OPT_TOP },
 	{ "event-interval", required_argument, NULL, OPT_EVENT_INTERVAL },
 	CLI_COMMON_OPTIONS,
@@ -85,6 +88,7 @@ static const struct {
 	{ OPT_IFACE, CONFIG_INTERFACE, "--iface" },   { OPT_XDP, CONFIG_XDP, "--xdp" },
 	{ OPT_POLICY, CONFIG_POLICY, "--policy" },    { OPT_MODE, CONFIG_MODE, "--mode" },
 	{ OPT_METRICS, CONFIG_METRICS, "--metrics" }, { OPT_EVENTS, CONFIG_EVENTS, "--events" },
+	{ OPT_WEB_CONFIG, CONFIG_WEB_CONFIG, "--web-config" },
 };
 
 /* A flag's value is checked exactly as the same key in the configuration file. */
@@ -228,6 +232,7 @@ struct daemon {
 	struct events *events;           /* NULL with --events off */
 	struct events_stats event_stats;
 	struct config_list event_outputs; /* as started: the outputs hold pointers into it */
+	struct web_config web;           /* the exporter's TLS and basic auth, as started */
 	bool subscribe_follow;           /* of the `sluice events` request being answered */
 	struct daemon_config cfg;        /* in force: the file with the flags over it */
 	const struct daemon_config *flags;
@@ -418,6 +423,9 @@ static void note_restart_needed(const struct daemon_config *now, const struct da
 
 	for (size_t i = 0; !events_changed && i < now->events.n; i++)
 		events_changed = strcmp(now->events.items[i].text, was->events.items[i].text) != 0;
+	if (strcmp(now->web_config.text, was->web_config.text) != 0)
+		pr_warn("web-config: the exporter's TLS and auth stay as started until sluice "
+			"restarts");
 	if (strcmp(now->metrics.text, was->metrics.text) != 0)
 		pr_warn("metrics: %s stays in force until sluice restarts (%s asked)",
 			was->metrics.text, now->metrics.text);
@@ -625,6 +633,15 @@ static int runtime_settings(struct daemon *d, const struct run_opts *o, struct e
 		       d->cfg.metrics.text);
 		return -EINVAL;
 	}
+	if (d->cfg.web_config.text[0]) {
+		char err[WEB_ERROR_MAX];
+		int ret = web_config_load(d->cfg.web_config.text, &d->web, err);
+
+		if (ret) {
+			pr_err("%s", err);
+			return ret;
+		}
+	}
 	return 0;
 }
 
@@ -712,7 +729,7 @@ int cmd_run(int argc, char **argv)
 
 		/* Without the iterator (older kernels), scrapes copy every entry out instead. */
 		scan.scan = dest_scan_open(d.dp.dests_fd);
-		metrics = metrics_start(&metrics_addr, metrics_len, &src);
+		metrics = metrics_start(&metrics_addr, metrics_len, &src, &d.web);
 		if (!metrics)
 			ret = -EADDRNOTAVAIL;
 	}
@@ -727,6 +744,7 @@ int cmd_run(int argc, char **argv)
 	dest_scan_close(scan.scan);
 	control_close(d.ctl_fd, cli.state_dir);
 	events_stop(d.events);
+	web_config_free(&d.web);
 	policy_live_free(&d.live);
 	after_change(&d, -1); /* frees the names */
 	rule_counts_free(&d.published.folded);

@@ -26,6 +26,7 @@ static const struct {
 	[CONFIG_EVENTS] = { "events", true },
 	[CONFIG_PIN_DIR] = { "pin-dir", false },
 	[CONFIG_STATE_DIR] = { "state-dir", false },
+	[CONFIG_WEB_CONFIG] = { "web-config", false },
 };
 
 const char *config_key_name(enum config_key key)
@@ -78,7 +79,7 @@ void config_init(struct daemon_config *c)
 		 CONFIG_EVENTS_DEFAULT);
 	c->events.n = 1;
 	c->policy.origin = c->metrics.origin = c->pin_dir.origin = c->state_dir.origin =
-		c->events.items[0].origin = c->mode_at.origin = "default";
+		c->events.items[0].origin = c->mode_at.origin = c->web_config.origin = "default";
 }
 
 /* Split a line into words and ','. '#' starts a comment. Returns the count or -EINVAL. */
@@ -317,7 +318,7 @@ static int unknown_key(const struct reader *r, const struct token *t)
 	}
 	return fail(r, t->col,
 		    "unknown key '%s' (expected interface, xdp, mode, policy, metrics, events, "
-		    "pin-dir or state-dir)",
+		    "pin-dir, state-dir or web-config)",
 		    word);
 }
 
@@ -376,12 +377,14 @@ static int set_key(struct reader *r, struct daemon_config *c, enum config_key ke
 	case CONFIG_POLICY:
 	case CONFIG_PIN_DIR:
 	case CONFIG_STATE_DIR:
-		single = key == CONFIG_POLICY ? &c->policy
-		       : key == CONFIG_PIN_DIR ? &c->pin_dir
-					       : &c->state_dir;
+	case CONFIG_WEB_CONFIG:
+		single = key == CONFIG_POLICY	  ? &c->policy
+		       : key == CONFIG_PIN_DIR	  ? &c->pin_dir
+		       : key == CONFIG_STATE_DIR ? &c->state_dir
+						  : &c->web_config;
 		err = take(r, &tok[1], single);
-		/* A flag's relative policy path is the shell's: resolved from the working directory. */
-		if (!err && (r->path || key != CONFIG_POLICY))
+		/* A flag's relative file path is the shell's: resolved from the working directory. */
+		if (!err && (r->path || (key != CONFIG_POLICY && key != CONFIG_WEB_CONFIG)))
 			err = check_absolute(r, single, keys[key].name);
 		break;
 	case CONFIG_METRICS:
@@ -529,6 +532,8 @@ void config_overlay(struct daemon_config *file, const struct daemon_config *flag
 		file->pin_dir = flags->pin_dir;
 	if (flags->set & (1u << CONFIG_STATE_DIR))
 		file->state_dir = flags->state_dir;
+	if (flags->set & (1u << CONFIG_WEB_CONFIG))
+		file->web_config = flags->web_config;
 	file->set |= flags->set;
 }
 

@@ -40,6 +40,7 @@ enum config_key {
 	CONFIG_EVENTS,
 	CONFIG_PIN_DIR,
 	CONFIG_STATE_DIR,
+	CONFIG_WEB_CONFIG,
 	CONFIG_KEY_MAX,
 };
 
@@ -63,6 +64,7 @@ struct daemon_config {
 	int mode;                   /* -1: as the policy says; else SLUICE_MODE_* */
 	struct config_value mode_at;
 	struct config_value policy, metrics, pin_dir, state_dir;
+	struct config_value web_config; /* TLS and basic auth of the exporter; "" when none */
 	struct config_list events; /* "stdout", "syslog", "off" or an absolute file path */
 };
 

@@ -43,8 +43,9 @@ static const struct command commands[] = {
 		"run",
 		cmd_run,
 		"sluice run [--config FILE] [--iface IF]... [--xdp IF]... [--policy FILE]\n"
-		"           [--mode enforce|audit] [--metrics ADDR:PORT|off] [--top-destinations N]\n"
-		"           [--events stdout|FILE|syslog|off]... [--event-interval DURATION]",
+		"           [--mode enforce|audit] [--metrics ADDR:PORT|off] [--web-config FILE]\n"
+		"           [--top-destinations N] [--events stdout|FILE|syslog|off]...\n"
+		"           [--event-interval DURATION]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
 		"Reads the configuration file (" CONFIG_PATH_DEFAULT " when present, or\n"
 		"--config FILE; see examples/sluice.conf), lays the flags over it (a flag replaces\n"
@@ -70,6 +71,9 @@ static const struct command commands[] = {
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
 		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 		"                    (default 127.0.0.1:9753; [::1]:PORT for IPv6; off: none)\n"
+		"  --web-config FILE TLS and basic auth for the exporter, in the format of\n"
+		"                    Prometheus' exporter web configuration (tls_server_config:\n"
+		"                    cert_file, key_file, min_version; basic_auth_users: bcrypt)\n"
 		"  --top-destinations N  per-destination series for the N destinations with the\n"
 		"                    most bytes, the rest summed as destination=\"other\" (default 100)\n"
 		"  --events OUT      write events as JSON lines to stdout (the default), a FILE\n"

@@ -18,6 +18,7 @@
 #include "output.h"
 #include "policy.h"
 #include "state.h"
+#include "web_config.h"
 
 /* --- rendering ----------------------------------------------------------------------------- */
 
@@ -407,7 +408,40 @@ int metrics_parse_addr(const char *s, struct sockaddr_storage *sa, socklen_t *le
 struct metrics_server {
 	struct MHD_Daemon *mhd;
 	struct metrics_source src;
+	struct web_config *web; /* TLS and basic auth; NULL: plain HTTP, no auth */
 };
+
+/* With basic_auth_users configured: is the request's user and password one of them? */
+static bool authorised(struct metrics_server *m, struct MHD_Connection *c)
+{
+	char *user, *password = NULL;
+	bool ok;
+
+	if (!m->web || m->web->nusers == 0)
+		return true;
+	user = MHD_basic_auth_get_username_password(c, &password);
+	ok = web_auth_check(m->web, user, password);
+	if (password)
+		explicit_bzero(password, strlen(password));
+	MHD_free(user);
+	MHD_free(password);
+	return ok;
+}
+
+static enum MHD_Result refuse_unauthorised(struct MHD_Connection *c)
+{
+	static char body[] = "unauthorized\n";
+	struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(body) - 1, body,
+								 MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+	ret = MHD_queue_basic_auth_fail_response(c, "sluice", r);
+	MHD_destroy_response(r);
+	return ret;
+}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
 			     char *body, size_t len, enum MHD_ResponseMemoryMode mode)
@@ -440,6 +474,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		return MHD_YES;
 	}
 	(void)con_cls;
+	if (!authorised(m, c))
+		return refuse_unauthorised(c);
 	if (strcmp(url, "/metrics") != 0)
 		return reply(c, MHD_HTTP_NOT_FOUND, "text/plain", "not found\n", 10,
 			     MHD_RESPMEM_PERSISTENT);
@@ -470,8 +506,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	pr_debug("metrics: %s", msg);
 }
 
+/* TLS 1.2 and 1.3 (as Prometheus' exporters default to), or 1.3 alone. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define TLS13_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+
 struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_t len,
-				     const struct metrics_source *src)
+				     const struct metrics_source *src, struct web_config *web)
 {
 	struct metrics_server *m = calloc(1, sizeof(*m));
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -481,6 +521,7 @@ struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_
 	if (!m)
 		return NULL;
 	m->src = *src;
+	m->web = web;
 	/* Room for the connection limit: idle clients must not starve the scrapes. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max &&
 	    rl.rlim_cur < HTTP_CONNECTIONS_MAX + 256) {
@@ -491,11 +532,25 @@ struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_
 	if (sa->ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	(void)len;
-	m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, sa,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (web && web->tls) {
+		/* The TLS options first: MHD_OPTION_END after them when there is no TLS. */
+		m->mhd = MHD_start_daemon(
+			flags | MHD_USE_TLS, 0, NULL, NULL, handle, m, MHD_OPTION_HTTPS_MEM_CERT,
+			web->cert_pem, MHD_OPTION_HTTPS_MEM_KEY, web->key_pem,
+			MHD_OPTION_HTTPS_PRIORITIES, web->tls13_only ? TLS13_PRIORITIES : TLS_PRIORITIES,
+			MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
+			(unsigned)HTTP_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+			(unsigned)HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+			(size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			MHD_OPTION_END);
+	} else {
+		m->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, sa,
+					  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+					  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+					  MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+					  (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_EXTERNAL_LOGGER,
+					  mhd_log, NULL, MHD_OPTION_END);
+	}
 	if (sa->ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
 	else
@@ -506,9 +561,11 @@ struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_
 		free(m);
 		return NULL;
 	}
-	pr_info("serving metrics on http://%s%s%s:%u/metrics", sa->ss_family == AF_INET6 ? "[" : "",
+	pr_info("serving metrics on %s://%s%s%s:%u/metrics%s", web && web->tls ? "https" : "http",
+		sa->ss_family == AF_INET6 ? "[" : "",
 		addr, sa->ss_family == AF_INET6 ? "]" : "",
-		ntohs(((const struct sockaddr_in *)sa)->sin_port));
+		ntohs(((const struct sockaddr_in *)sa)->sin_port),
+		web && web->nusers ? " (basic auth)" : "");
 	return m;
 }
 

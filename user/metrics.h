@@ -60,9 +60,13 @@ int metrics_parse_addr(const char *s, struct sockaddr_storage *sa, socklen_t *le
 int metrics_render(const struct metrics_source *src, FILE *f);
 
 struct metrics_server;
-/* Serve src on sa. Returns NULL (error logged) if the address cannot be bound. */
+struct web_config;
+/*
+ * Serve src on sa, with TLS and basic auth as web says (NULL: plain HTTP, no auth; it must
+ * outlive the server). Returns NULL (error logged) if the address cannot be bound.
+ */
 struct metrics_server *metrics_start(const struct sockaddr_storage *sa, socklen_t len,
-				     const struct metrics_source *src);
+				     const struct metrics_source *src, struct web_config *web);
 void metrics_stop(struct metrics_server *m);
 
 #endif
