@@ -9,9 +9,11 @@
 #               sluice, nftables sets, iptables + ipset, linear iptables rules
 #               (bench/throughput.sh)
 #   scrape      one /metrics scrape with 1 000 000 tracked destinations (sluice-bench-scrape)
+#   events      deny-path throughput with events off and on, and no filter (bench/events.sh)
 #
 # Usage: bench/run.sh [--quick] [--docs|--no-docs] [--build-dir DIR] [--skip-build]
-#                     [--only pktcost|apply|throughput|scrape] [-- ARGS FOR sluice-bench-pktcost]
+#                     [--only pktcost|apply|throughput|scrape|events]
+#                     [-- ARGS FOR sluice-bench-pktcost]
 #   --quick        about a minute: pktcost at 10 and 100000 prefixes, fewer repetitions
 #                  and 1-second throughput runs; leaves docs/ alone unless --docs is given
 #                  (quick numbers are too rough to publish)
@@ -53,8 +55,9 @@ while [ $# -gt 0 ]; do
 	--skip-build) skip_build=1 ;;
 	--only)
 		case ${2:-} in
-		pktcost | apply | throughput | scrape) only=$2 ;;
-		*) echo "run.sh: --only needs pktcost, apply, throughput or scrape" >&2; exit 2 ;;
+		pktcost | apply | throughput | scrape | events) only=$2 ;;
+		*) echo "run.sh: --only needs pktcost, apply, throughput, scrape or events" >&2
+		   exit 2 ;;
 		esac
 		shift
 		;;
@@ -104,6 +107,7 @@ if [ "$quick" -eq 1 ]; then
 	apply_args=(--reps 3)
 	scrape_args=(--destinations 100000 --reps 3)
 	throughput_args=(--seconds 1 --reps 2)
+	events_args=(--seconds 1 --reps 2)
 else
 	kind=full
 	bench_args=(--prefixes 10,1000,10000,100000,1000000 --reps 7 --hot-repeat 1000000
@@ -111,6 +115,7 @@ else
 	apply_args=(--reps 7)
 	scrape_args=(--destinations 1000000 --reps 7)
 	throughput_args=(--seconds 5 --reps 5)
+	events_args=(--seconds 3 --reps 5)
 fi
 bench_args+=("${extra[@]}")
 # The CLI, for `sluice policy load` and the single-override latency (measured only where
@@ -382,6 +387,41 @@ if [ "$only" = all ] || [ "$only" = scrape ]; then
 	make_scrape_block >"$out/scrape-block.md"
 	if [ "$docs" = yes ]; then
 		update_doc scrape "$out/scrape-block.md"
+	fi
+fi
+
+# --- events ----------------------------------------------------------------------------------
+make_events_block() {
+	awk -F'\t' '
+	FNR == NR { meta[$1] = $2; next }
+	{ v[$1] = $2 }
+	END {
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), commit `%s`%s.\n",
+			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
+			meta["commit"], meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
+		printf "Command: `%s` (`bench/events.sh --dests %s --seconds %s --reps %s`).\n\n",
+			meta["command"], v["dests"], v["seconds"], v["reps"]
+		print "| sender'"'"'s egress | median | min–max | unit |"
+		print "|:---|---:|---:|:---|"
+		printf "| no filter (the datagrams cross the veth) | %.0f | %.0f–%.0f | packets/s |\n",
+			v["none_pps_median"], v["none_pps_min"], v["none_pps_max"]
+		printf "| sluice, events off (dropped at tc egress) | %.0f | %.0f–%.0f | packets/s |\n",
+			v["events-off_pps_median"], v["events-off_pps_min"], v["events-off_pps_max"]
+		printf "| sluice, events on (%d lines written) | %.0f | %.0f–%.0f | packets/s |\n\n",
+			v["event_lines"], v["events-on_pps_median"], v["events-on_pps_min"], v["events-on_pps_max"]
+		printf "Events on cost %.1f %% of the deny path'"'"'s throughput (%.1f ns per denied packet).\n",
+			100 * v["loss_on_vs_off"], v["ns_added_by_events"]
+		printf "**Target** (issue): at most 5 %% loss, events on vs off: **%s**.\n",
+			(v["loss_on_vs_off"] <= 0.05 ? "met" : "not met")
+	}' "$out/meta.tsv" "$out/events.tsv"
+}
+
+if [ "$only" = all ] || [ "$only" = events ]; then
+	"$root/bench/events.sh" --build-dir "$build_dir" --out "$out" "${events_args[@]}" \
+		2> >(tee "$out/events.log" >&2) >/dev/null
+	make_events_block >"$out/events-block.md"
+	if [ "$docs" = yes ]; then
+		update_doc events "$out/events-block.md"
 	fi
 fi
 

@@ -15,6 +15,12 @@
  * Prints one line: "sent N received M seconds S rx_pps R tx_pps T", where rx_pps is the
  * datagrams the receiving socket got per second of sending: what the path delivered.
  *
+ * With --spread N there is no receiver: the datagrams go to N consecutive addresses from
+ * --dst on (one batch rotates through them), for a flood a filter drops — the deny path.
+ * UDP without IP_RECVERR does not report the filter's drop, so every datagram costs the
+ * sender the same system-call share and stack path whatever the filter decides; the line
+ * printed is "sent N seconds S tx_pps T" (tx_pps: what the sender's CPU got through).
+ *
  * Needs root (setns, SO_RCVBUFFORCE). Never part of ctest: rates do not pass or fail.
  */
 #define _GNU_SOURCE /* setns, sendmmsg, recvmmsg, CPU_SET */
@@ -26,6 +32,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +59,9 @@
 /* The end: the receiver is done once nothing arrived for this long. */
 #define DRAIN_IDLE_MS 200
 #define DRAIN_MAX_MS 5000
+/* --spread: destinations at most, and how long to send before timing (ARP, caches). */
+#define SPREAD_MAX 65536
+#define SPREAD_WARMUP_S 0.5
 
 struct options {
 	const char *from_ns, *to_ns;
@@ -60,6 +70,7 @@ struct options {
 	double seconds;
 	unsigned size, batch;
 	int send_cpu, recv_cpu;
+	unsigned spread; /* 0: one destination and a receiver; N: N destinations, no receiver */
 };
 
 struct receiver {
@@ -202,6 +213,78 @@ static long long send_until(int fd, struct mmsghdr *msgs, unsigned batch, double
 	return sent;
 }
 
+/* The i-th address from dst on (the last 32 bits counted up), port kept. */
+static void nth_address(const struct options *o, unsigned i, struct sockaddr_storage *out)
+{
+	unsigned char *last = o->dst.ss_family == AF_INET
+				      ? (unsigned char *)&((struct sockaddr_in *)out)->sin_addr
+				      : ((struct sockaddr_in6 *)out)->sin6_addr.s6_addr + 12;
+	uint32_t v;
+
+	*out = o->dst;
+	memcpy(&v, last, sizeof(v));
+	v = htonl(ntohl(v) + i);
+	memcpy(last, &v, sizeof(v));
+}
+
+/* Every destination once, a batch per call; the datagrams sent, or -errno. */
+static long long spread_round(int fd, struct mmsghdr *msgs, unsigned spread, unsigned batch)
+{
+	long long sent = 0;
+
+	for (unsigned off = 0; off < spread; off += batch) {
+		unsigned n = spread - off < batch ? spread - off : batch;
+		int k = sendmmsg(fd, msgs + off, n, 0);
+
+		if (k > 0)
+			sent += k;
+		else if (k < 0 && errno != ENOBUFS && errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
+	return sent;
+}
+
+/* --spread: a flood to o->spread destinations nobody receives; see the header comment. */
+static int run_spread(const struct options *o)
+{
+	static struct sockaddr_storage dests[SPREAD_MAX];
+	static struct mmsghdr msgs[SPREAD_MAX];
+	static char payload[PAYLOAD_MAX];
+	struct iovec iov = { .iov_base = payload, .iov_len = o->size };
+	long long sent = 0, n = 0;
+	double t0, t1;
+	int fd, err;
+
+	memset(payload, 'x', sizeof(payload));
+	for (unsigned i = 0; i < o->spread; i++) {
+		nth_address(o, i, &dests[i]);
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_name = &dests[i],
+							 .msg_namelen = o->dst_len,
+							 .msg_iov = &iov,
+							 .msg_iovlen = 1 } };
+	}
+	err = enter_ns(o->from_ns);
+	if (err)
+		return err;
+	fd = socket(o->dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	pin_to(o->send_cpu);
+	/* Warm-up: neighbour resolution, the filter's per-destination state, caches. */
+	for (t0 = now_s(); n >= 0 && now_s() < t0 + SPREAD_WARMUP_S;)
+		n = spread_round(fd, msgs, o->spread, o->batch);
+	for (t0 = now_s(); n >= 0 && now_s() < t0 + o->seconds; sent += n)
+		n = spread_round(fd, msgs, o->spread, o->batch);
+	t1 = now_s();
+	close(fd);
+	if (n < 0) {
+		fprintf(stderr, "udp: sendmmsg: %s\n", strerror((int)-n));
+		return (int)n;
+	}
+	printf("sent %lld seconds %.6f tx_pps %.0f\n", sent, t1 - t0, sent / (t1 - t0));
+	return 0;
+}
+
 static int run(const struct options *o)
 {
 	static char payload[PAYLOAD_MAX];
@@ -298,12 +381,14 @@ static void usage(FILE *f)
 		"%d)\n"
 		"  --send-cpu N      CPU of the sender (default %d; -1: not pinned)\n"
 		"  --recv-cpu N      CPU of the receiver (default %d; -1: not pinned)\n"
+		"  --spread N        no receiver: send to N consecutive addresses from --dst on\n"
+		"                    (at most %d), e.g. a flood a filter denies; prints tx_pps\n"
 		"  -h, --help        this text\n"
 		"\n"
 		"Example:\n"
 		"  sluice-bench-udp --from node --to world --dst 198.51.100.10 --seconds 2\n",
 		DEFAULT_PORT, DEFAULT_SECONDS, DEFAULT_SIZE, PAYLOAD_MAX, DEFAULT_BATCH,
-		BATCH_MAX, DEFAULT_SEND_CPU, DEFAULT_RECV_CPU);
+		BATCH_MAX, DEFAULT_SEND_CPU, DEFAULT_RECV_CPU, SPREAD_MAX);
 }
 
 static bool parse_long(const char *opt, const char *s, long min, long max, long *out)
@@ -353,6 +438,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "send-cpu", required_argument, NULL, 'S' },
 		{ "recv-cpu", required_argument, NULL, 'R' },
+		{ "spread", required_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -415,6 +501,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return 2;
 			o->recv_cpu = (int)v;
 			break;
+		case 'N':
+			if (!parse_long("--spread", optarg, 1, SPREAD_MAX, &v))
+				return 2;
+			o->spread = (unsigned)v;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -427,8 +518,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		fprintf(stderr, "udp: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (!o->from_ns || !o->to_ns || !dst) {
-		fprintf(stderr, "udp: --from, --to and --dst are required\n");
+	if (!o->from_ns || (!o->to_ns && !o->spread) || !dst) {
+		fprintf(stderr, "udp: --from and --dst are required, and --to without --spread\n");
 		usage(stderr);
 		return 2;
 	}
@@ -442,7 +533,7 @@ int main(int argc, char **argv)
 
 	if (err)
 		return err;
-	err = run(&o);
+	err = o.spread ? run_spread(&o) : run(&o);
 	if (err) {
 		fprintf(stderr, "udp: %s\n", strerror(-err));
 		return 1;
