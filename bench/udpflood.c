@@ -148,17 +148,25 @@ static void *receive(void *arg)
 	return NULL;
 }
 
+/* A UDP socket of the destination's family, created in network namespace ns. */
+static int socket_in(const char *ns, const struct options *o)
+{
+	int fd, err = enter_ns(ns);
+
+	if (err)
+		return err;
+	fd = socket(o->dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
 static int open_receiver(const struct options *o)
 {
 	struct timeval tv = { .tv_usec = RECV_TIMEOUT_MS * 1000 };
 	int fd, bytes = RCVBUF_BYTES, err;
 
-	err = enter_ns(o->to_ns);
-	if (err)
-		return err;
-	fd = socket(o->dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = socket_in(o->to_ns, o);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* FORCE: past net.core.rmem_max, which a fresh namespace leaves small. */
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
@@ -176,12 +184,9 @@ static int open_sender(const struct options *o)
 {
 	int fd, err;
 
-	err = enter_ns(o->from_ns);
-	if (err)
-		return err;
-	fd = socket(o->dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = socket_in(o->from_ns, o);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (connect(fd, (const struct sockaddr *)&o->dst, o->dst_len) < 0) {
 		err = -errno;
 		fprintf(stderr, "udp: cannot connect the sending socket in %s: %s\n", o->from_ns,
@@ -253,7 +258,7 @@ static int run_spread(const struct options *o)
 	struct iovec iov = { .iov_base = payload, .iov_len = o->size };
 	long long sent = 0, n = 0;
 	double t0, t1;
-	int fd, err;
+	int fd;
 
 	memset(payload, 'x', sizeof(payload));
 	for (unsigned i = 0; i < o->spread; i++) {
@@ -263,12 +268,9 @@ static int run_spread(const struct options *o)
 							 .msg_iov = &iov,
 							 .msg_iovlen = 1 } };
 	}
-	err = enter_ns(o->from_ns);
-	if (err)
-		return err;
-	fd = socket(o->dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = socket_in(o->from_ns, o);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	pin_to(o->send_cpu);
 	/* Warm-up: neighbour resolution, the filter's per-destination state, caches. */
 	for (t0 = now_s(); n >= 0 && now_s() < t0 + SPREAD_WARMUP_S;)
