@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
+#include <pthread.h>
+#include <signal.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,11 +30,40 @@
 #define ENRICH_USER_MAX 64
 /* The kernfs file handle type: an 8-byte cgroup id (the kernel's FILEID_KERNFS). */
 #define FILEID_KERNFS 0xfe
+/*
+ * User names come from NSS, which on a cluster is often LDAP or SSSD: a lookup can hang for
+ * seconds when the directory is slow, and the event loop must never wait that long (the
+ * ring buffer fills, events are lost). Lookups run on a thread of their own; the loop waits
+ * at most this long for a new uid's answer, and only when no other lookup is in flight.
+ * Until the answer comes, events carry the uid without a name.
+ */
+#define USER_LOOKUP_WAIT_MS 50
+#define USER_QUEUE_MAX 64 /* uids waiting for a lookup, and answers waiting to be read */
 
 struct slot {
 	uint64_t key;
 	time_t at; /* 0: empty */
 	bool known;
+};
+
+struct user_answer {
+	uint32_t uid;
+	bool known;
+	char name[ENRICH_USER_MAX];
+};
+
+/* The lookup thread and what it shares with the event loop, under lock. */
+struct resolver {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t work, answered;
+	uint32_t queue[USER_QUEUE_MAX];
+	size_t nqueue;
+	struct user_answer answers[USER_QUEUE_MAX];
+	size_t nanswers;
+	bool busy;   /* a lookup is running */
+	bool stop;   /* enrich_free: finish */
+	bool orphan; /* enrich_free left while a lookup hung: the thread frees this itself */
 };
 
 struct enrich {
@@ -45,6 +76,7 @@ struct enrich {
 	int cg_mount_fd;             /* a directory on the cgroup2 mount, -1 if none */
 	char cg_mountpoint[PATH_MAX]; /* where readlink shows that mount */
 	char cg_root[PATH_MAX];      /* the mount's root inside the hierarchy ("" for "/") */
+	struct resolver *resolver;   /* NULL: lookups inline (the thread could not start) */
 };
 
 /* Look key up in a cache; returns the slot and whether it holds key, fresh. */
@@ -127,6 +159,162 @@ static void open_cgroup_mount(struct enrich *x)
 		pr_warn("no cgroup2 hierarchy found: events will carry no cgroup paths");
 }
 
+static bool nss_lookup(uint32_t uid, char *name, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+		return false;
+	snprintf(name, len, "%s", pw.pw_name);
+	return true;
+}
+
+static enrich_user_lookup_fn user_lookup = nss_lookup;
+
+void enrich_set_user_lookup(enrich_user_lookup_fn fn)
+{
+	user_lookup = fn ? fn : nss_lookup;
+}
+
+static void *resolve_users(void *arg)
+{
+	struct resolver *r = arg;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		struct user_answer a = {};
+
+		while (!r->stop && r->nqueue == 0)
+			pthread_cond_wait(&r->work, &r->lock);
+		if (r->stop)
+			break;
+		a.uid = r->queue[0];
+		memmove(r->queue, r->queue + 1, --r->nqueue * sizeof(r->queue[0]));
+		r->busy = true;
+		pthread_mutex_unlock(&r->lock);
+		a.known = user_lookup(a.uid, a.name, sizeof(a.name));
+		pthread_mutex_lock(&r->lock);
+		r->busy = false;
+		if (r->nanswers < USER_QUEUE_MAX)
+			r->answers[r->nanswers++] = a;
+		pthread_cond_broadcast(&r->answered);
+	}
+	if (r->orphan) {
+		pthread_mutex_unlock(&r->lock);
+		free(r);
+		return NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+static struct resolver *resolver_start(void)
+{
+	struct resolver *r = calloc(1, sizeof(*r));
+	sigset_t all, old;
+	int err;
+
+	if (!r)
+		return NULL;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->work, NULL);
+	pthread_cond_init(&r->answered, NULL);
+	/* The daemon takes its signals through a signalfd: this thread must never take one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&r->thread, NULL, resolve_users, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err) {
+		pr_warn("cannot start the user-name lookup thread (%s): looking names up inline",
+			strerror(err));
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* Stop the thread; one stuck in a lookup is left to finish and free itself. */
+static void resolver_stop(struct resolver *r)
+{
+	bool stuck;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stop = true;
+	stuck = r->busy;
+	r->orphan = stuck;
+	pthread_cond_signal(&r->work);
+	pthread_mutex_unlock(&r->lock);
+	if (stuck) {
+		pthread_detach(r->thread);
+		return;
+	}
+	pthread_join(r->thread, NULL);
+	free(r);
+}
+
+static void remember_user(struct enrich *x, const struct user_answer *a, time_t now)
+{
+	struct slot *s = &x->user_slot[a->uid % ENRICH_USERS];
+
+	s->key = a->uid;
+	s->at = now;
+	s->known = a->known;
+	if (a->known)
+		snprintf(x->user[s - x->user_slot], ENRICH_USER_MAX, "%s", a->name);
+}
+
+/* Move the thread's answers into the cache. Called with r->lock held. */
+static void take_answers(struct enrich *x, struct resolver *r, time_t now)
+{
+	for (size_t i = 0; i < r->nanswers; i++)
+		remember_user(x, &r->answers[i], now);
+	r->nanswers = 0;
+}
+
+static bool answered(const struct resolver *r, uint32_t uid)
+{
+	for (size_t i = 0; i < r->nanswers; i++)
+		if (r->answers[i].uid == uid)
+			return true;
+	return false;
+}
+
+/*
+ * Ask the thread for uid. Wait for the answer (at most USER_LOOKUP_WAIT_MS) only when the
+ * thread had nothing else to do: a slow directory then costs the loop one short wait, not
+ * one per uid.
+ */
+static void lookup_user(struct enrich *x, struct resolver *r, uint32_t uid, time_t now)
+{
+	struct timespec deadline;
+	bool idle;
+
+	pthread_mutex_lock(&r->lock);
+	idle = !r->busy && r->nqueue == 0;
+	if (r->nqueue == USER_QUEUE_MAX) {
+		pthread_mutex_unlock(&r->lock);
+		return; /* the slot stays pending: asked again once it expires */
+	}
+	r->queue[r->nqueue++] = uid;
+	pthread_cond_signal(&r->work);
+	if (idle) {
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_nsec += USER_LOOKUP_WAIT_MS * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		while (!answered(r, uid) &&
+		       pthread_cond_timedwait(&r->answered, &r->lock, &deadline) == 0)
+			;
+	}
+	take_answers(x, r, now);
+	pthread_mutex_unlock(&r->lock);
+}
+
 struct enrich *enrich_new(void)
 {
 	struct enrich *x = calloc(1, sizeof(*x));
@@ -141,6 +329,7 @@ struct enrich *enrich_new(void)
 		}
 	}
 	open_cgroup_mount(x);
+	x->resolver = resolver_start();
 	return x;
 }
 
@@ -148,6 +337,7 @@ void enrich_free(struct enrich *x)
 {
 	if (!x)
 		return;
+	resolver_stop(x->resolver);
 	for (size_t i = 0; i < ENRICH_CGROUPS; i++)
 		free(x->cgroup[i]);
 	if (x->cg_mount_fd >= 0)
@@ -158,20 +348,30 @@ void enrich_free(struct enrich *x)
 const char *enrich_user(struct enrich *x, uint32_t uid)
 {
 	time_t now = time(NULL);
-	struct passwd pw, *res = NULL;
-	char buf[4096];
+	struct resolver *r = x->resolver;
 	bool hit;
-	struct slot *s = cache_slot(x->user_slot, ENRICH_USERS, uid, now, &hit);
-	char *name = x->user[s - x->user_slot];
+	struct slot *s;
 
-	if (hit)
-		return s->known ? name : NULL;
-	s->key = uid;
-	s->at = now;
-	s->known = getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res;
-	if (s->known)
-		snprintf(name, ENRICH_USER_MAX, "%s", pw.pw_name);
-	return s->known ? name : NULL;
+	if (r) {
+		pthread_mutex_lock(&r->lock);
+		take_answers(x, r, now);
+		pthread_mutex_unlock(&r->lock);
+	}
+	s = cache_slot(x->user_slot, ENRICH_USERS, uid, now, &hit);
+	if (!hit) {
+		s->key = uid;
+		s->at = now;
+		s->known = false; /* until the lookup answers */
+		if (r) {
+			lookup_user(x, r, uid, now);
+		} else {
+			struct user_answer a = { .uid = uid };
+
+			a.known = user_lookup(uid, a.name, sizeof(a.name));
+			remember_user(x, &a, now);
+		}
+	}
+	return s->key == uid && s->known ? x->user[s - x->user_slot] : NULL;
 }
 
 /* The path of cgroup id under the cgroup2 root: open it by handle, read the fd's link. */

@@ -8,6 +8,8 @@
 #ifndef SLUICE_ENRICH_H
 #define SLUICE_ENRICH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct enrich;
@@ -20,5 +22,14 @@ void enrich_free(struct enrich *x);
 const char *enrich_user(struct enrich *x, uint32_t uid);
 const char *enrich_cgroup(struct enrich *x, uint64_t cgroup_id);
 const char *enrich_iface(struct enrich *x, uint32_t ifindex);
+
+/*
+ * User names are looked up on a thread of their own (NSS may hang on a slow directory);
+ * the first event of a new uid waits for its name a few tens of milliseconds at most, and
+ * goes out without it if the answer is late. For tests: replace the lookup (default: NSS,
+ * getpwuid_r); fn returns whether uid has a name and writes it to name.
+ */
+typedef bool (*enrich_user_lookup_fn)(uint32_t uid, char *name, size_t len);
+void enrich_set_user_lookup(enrich_user_lookup_fn fn);
 
 #endif

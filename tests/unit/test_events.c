@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Events as users read them: Slurm job ids from cgroup paths, RFC 3339 timestamps, and JSON
- * lines that stay valid (and round-trip) whatever bytes a name holds.
+ * Events as users read them: Slurm job ids from cgroup paths, RFC 3339 timestamps, JSON
+ * lines that stay valid (and round-trip) whatever bytes a name holds, and user names that
+ * never hold the event loop up however slow the directory is.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <netinet/in.h>
 
 #include "addr.h"
 #include "check.h"
+#include "enrich.h"
 #include "event_format.h"
 
 static void test_job_id(void)
@@ -160,11 +165,74 @@ static void test_fields(void)
 	json_decref(o);
 }
 
+/* A directory that hangs until the test lets it answer. */
+static pthread_mutex_t dir_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dir_cond = PTHREAD_COND_INITIALIZER;
+static bool dir_open;
+
+static bool hanging_lookup(uint32_t uid, char *name, size_t len)
+{
+	pthread_mutex_lock(&dir_lock);
+	while (!dir_open)
+		pthread_cond_wait(&dir_cond, &dir_lock);
+	pthread_mutex_unlock(&dir_lock);
+	snprintf(name, len, "user%u", uid);
+	return true;
+}
+
+static bool quick_lookup(uint32_t uid, char *name, size_t len)
+{
+	if (uid == 4242)
+		return false;
+	snprintf(name, len, "quick%u", uid);
+	return true;
+}
+
+/*
+ * A hung directory (LDAP down) must not hang the caller: enrich_user answers without the
+ * name (were it to block, this test would never end and ctest's timeout would fail it),
+ * and gives the name once the directory answers.
+ */
+static void test_slow_directory(void)
+{
+	struct enrich *x;
+	const char *name = NULL;
+
+	enrich_set_user_lookup(quick_lookup);
+	x = enrich_new();
+	CHECK(x != NULL, "enrich_new");
+	if (!x)
+		return;
+	CHECK(enrich_user(x, 1000) && strcmp(enrich_user(x, 1000), "quick1000") == 0,
+	      "a directory that answers at once: the name with the first event");
+	CHECK(enrich_user(x, 4242) == NULL, "a uid without a name: none");
+	enrich_free(x);
+
+	enrich_set_user_lookup(hanging_lookup);
+	x = enrich_new();
+	CHECK(enrich_user(x, 1001) == NULL, "the directory hangs: the event goes without a name");
+	CHECK(enrich_user(x, 1002) == NULL, "another uid meanwhile: no wait, no name");
+	CHECK(enrich_user(x, 1001) == NULL, "asked again while it hangs: still no wait");
+	pthread_mutex_lock(&dir_lock);
+	dir_open = true;
+	pthread_cond_broadcast(&dir_cond);
+	pthread_mutex_unlock(&dir_lock);
+	/* The answers arrive on the lookup thread; poll for them (bounded, 10 s). */
+	for (int i = 0; i < 1000 && !(name = enrich_user(x, 1002)); i++)
+		usleep(10000);
+	CHECK(name && strcmp(name, "user1002") == 0, "the directory answered: the name");
+	name = enrich_user(x, 1001);
+	CHECK(name && strcmp(name, "user1001") == 0, "and the first uid's name too");
+	enrich_free(x);
+	enrich_set_user_lookup(NULL);
+}
+
 int main(void)
 {
 	test_job_id();
 	test_ts();
 	test_hostile_names();
 	test_fields();
+	test_slow_directory();
 	return check_summary();
 }
