@@ -14,6 +14,7 @@
 #include <sluice/abi.h>
 
 #include "attach.h"
+#include "attach_cgroup.h"
 #include "log.h"
 #include "pins.h"
 
@@ -329,11 +330,13 @@ int detach_iface(const char *pin_dir, const char *ifname)
 	return err;
 }
 
-/* Is name a link pin of ours (NAME_IFINDEX for one of the hooks)? */
+/* Is name a link pin of ours (NAME_IFINDEX for one of the hooks, or a cgroup hook's)? */
 static bool is_link_pin(const char *name)
 {
 	size_t xdp_len = strlen(SLUICE_PIN_PROG_XDP);
 
+	if (is_connect_link_pin(name))
+		return true;
 	if (strncmp(name, SLUICE_PIN_PROG_XDP, xdp_len) == 0 && name[xdp_len] == '_')
 		return true;
 	for (size_t i = 0; i < ATTACH_DIRS; i++) {

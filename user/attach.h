@@ -33,7 +33,7 @@ int attach_xdp(const char *pin_dir, int prog_fd, const char *ifname, enum xdp_mo
  * sluice was attached there with none of them.
  */
 int detach_iface(const char *pin_dir, const char *ifname);
-/* Detach from every interface this pin directory's programs are attached to. */
+/* Detach from every interface (and cgroup) this pin directory's programs are attached to. */
 int detach_all(const char *pin_dir);
 
 #endif

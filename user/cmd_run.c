@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 
 #include "attach.h"
+#include "attach_cgroup.h"
 #include "cli.h"
 #include "control.h"
 #include "datapath.h"
@@ -40,6 +41,7 @@ struct run_opts {
 	int nifaces;
 	const char *xdp_ifaces[RUN_MAX_IFACES]; /* gateway mode: XDP on these */
 	int nxdp;
+	const char *connect_cgroup; /* --connect-hooks: the cgroup to hook (NULL: none) */
 	const char *policy_path;
 	int mode; /* -1: as the policy says */
 	struct sockaddr_storage metrics_addr;
@@ -52,6 +54,7 @@ struct run_opts {
 enum {
 	OPT_IFACE = OPT_COMMAND_BASE,
 	OPT_XDP,
+	OPT_CONNECT_HOOKS,
 	OPT_POLICY,
 	OPT_MODE,
 	OPT_METRICS,
@@ -63,6 +66,7 @@ enum {
 static const struct option run_options[] = {
 	{ "iface", required_argument, NULL, OPT_IFACE },
 	{ "xdp", required_argument, NULL, OPT_XDP },
+	{ "connect-hooks", optional_argument, NULL, OPT_CONNECT_HOOKS },
 	{ "policy", required_argument, NULL, OPT_POLICY },
 	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
@@ -95,6 +99,12 @@ static int run_option(int opt, const char *arg, void *ctx)
 		return add_iface("--iface", o->ifaces, &o->nifaces, arg);
 	case OPT_XDP:
 		return add_iface("--xdp", o->xdp_ifaces, &o->nxdp, arg);
+	case OPT_CONNECT_HOOKS:
+		if (arg && arg[0] != '/')
+			return cli_usage_error("run", "--connect-hooks takes an absolute cgroup path, "
+					       "not '%s'", arg);
+		o->connect_cgroup = arg ? arg : CONNECT_HOOKS_CGROUP_DEFAULT;
+		return 0;
 	case OPT_POLICY:
 		o->policy_path = arg;
 		return 0;
@@ -341,6 +351,11 @@ static int attach_all(const struct datapath *dp, const struct run_opts *o)
 		if (!ret)
 			pr_info("attached to %s XDP (%s)", o->xdp_ifaces[i], xdp_mode_name(mode));
 	}
+	if (!ret && o->connect_cgroup) {
+		ret = attach_connect_hooks(cli.pin_dir, dp->connect_prog_fds, o->connect_cgroup);
+		if (!ret)
+			pr_info("attached connect hooks to cgroup %s", o->connect_cgroup);
+	}
 	close(lock);
 	return ret;
 }
@@ -470,6 +485,9 @@ int cmd_run(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 	}
+
+	if (o.connect_cgroup && connect_hooks_check_cgroup(o.connect_cgroup))
+		return EXIT_FAIL;
 
 	daemon_lock = state_lock_daemon(cli.state_dir, &other_pid);
 	if (daemon_lock == -EBUSY) {
