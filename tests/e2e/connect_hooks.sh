@@ -13,6 +13,7 @@
 #  - a UDP server in the cgroup answering a denied peer that contacted it first is not
 #    refused (a reply, as tc egress decides it), IPv4 and IPv6; sending to a denied peer
 #    that did not is;
+#  - essential traffic passes: a DHCP client's datagram (port 68 to 67) to a denied address;
 #  - audit mode never refuses; a restart adopts the pinned links (still one program per
 #    hook on the cgroup); `sluice detach --all` removes them.
 set -euo pipefail
@@ -74,6 +75,13 @@ in_cg() {
 		# The system interpreter: root's PATH may lead to one the test user cannot run.
 		exec ip netns exec "$SL_NODE_NS" setpriv --reuid="$TEST_UID" --regid=65534 \
 			--clear-groups "$@"
+	)
+}
+# in_cg_root COMMAND... — the same as root (a privileged source port).
+in_cg_root() {
+	(
+		echo "$BASHPID" >"$CG/cgroup.procs"
+		exec ip netns exec "$SL_NODE_NS" "$@"
 	)
 }
 
@@ -173,6 +181,25 @@ check "a deny event for $DENIED4 at hook connect" "$(jq -r .hook <<<"$ev")" conn
 check "... with the sender's uid" "$(jq -r .uid <<<"$ev")" "$TEST_UID"
 check "... and user" "$(jq -r .user <<<"$ev")" "$TEST_USER"
 check "... and cgroup" "$(jq -r .cgroup <<<"$ev")" "$CG_REL"
+
+# --- essential traffic: a DHCP client's shape passes whatever the destination -------------
+# sendto_from SPORT DEST DPORT — as root in the cgroup, from a socket bound to SPORT.
+sendto_from() {
+	in_cg_root /usr/bin/python3 - "$@" <<'PY'
+import errno, socket, sys
+sport, dst, dport = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", sport))
+try:
+    s.sendto(b"dhcp-ish", (dst, dport))
+    print("ok")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e.errno)))
+PY
+}
+check "UDP 68 -> $DENIED4:67 (a DHCP client's shape): essential, not refused" \
+	"$(sendto_from 68 "$DENIED4" 67)" ok
+check "UDP 69 -> $DENIED4:67 (not the shape): EPERM" "$(sendto_from 69 "$DENIED4" 67)" EPERM
 
 # --- a UDP server in the cgroup answering a denied peer that contacted it first ------------
 # reply_check LOCAL PEER OTHER — a server on the wildcard address (port REPLY_PORT) waits
