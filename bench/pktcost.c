@@ -2,7 +2,10 @@
 /*
  * sluice-bench-pktcost: what sluice's tc egress program costs per packet, against a no-op
  * tc program (the harness's own cost) and a plain one-lookup LPM program (the least any
- * destination filter on an LPM trie can cost), for policies of growing size.
+ * destination filter on an LPM trie can cost), for policies of growing size; and what
+ * sluice's XDP program (gateway mode) costs against a no-op XDP program, in the same run.
+ * XDP decides only packets the node forwards, so the benchmark runs in a network namespace
+ * of its own made a router (forwarding on, default routes out of a veth pair).
  *
  * Everything runs through BPF_PROG_TEST_RUN on crafted frames: no interface is touched.
  * Two workloads:
@@ -10,13 +13,13 @@
  *   spread  tens of thousands of distinct destinations, one test run each, cycled several
  *           times, averaging the kernel's per-run duration (the destination table and
  *           the trie no longer fit in the CPU caches, as on a busy DTN).
- * Contenders are interleaved (noop lpm sluice noop lpm sluice ...) so that drift in the
+ * Contenders are interleaved (noop lpm sluice xdp-noop xdp noop ...) so that drift in the
  * machine (frequency, a neighbour VM) spreads over all of them instead of biasing one.
  *
  * Prints a table and writes the same numbers as TSV (--out). Needs root (or CAP_BPF +
  * CAP_NET_ADMIN). Never part of ctest: timings do not pass or fail.
  */
-#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET, unshare */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -72,8 +75,14 @@
 enum workload { WL_HOT, WL_SPREAD, WL_MAX };
 static const char *const workload_names[WL_MAX] = { "hot", "spread" };
 
-enum contender { C_NOOP, C_LPM, C_SLUICE, C_MAX };
-static const char *const contender_names[C_MAX] = { "noop", "lpm", "sluice" };
+enum contender { C_NOOP, C_LPM, C_SLUICE, C_XDP_NOOP, C_XDP, C_MAX };
+static const char *const contender_names[C_MAX] = { "noop", "lpm", "sluice", "xdp-noop", "xdp" };
+
+/* The no-op program of the contender's own hook: the cost it is measured against. */
+static int baseline_of(int c)
+{
+	return c >= C_XDP_NOOP ? C_XDP_NOOP : C_NOOP;
+}
 
 struct options {
 	size_t prefix_counts[MAX_PREFIX_COUNTS];
@@ -136,6 +145,11 @@ static void mask_addr(struct sluice_addr *a, unsigned prefixlen)
 	}
 }
 
+/*
+ * Unicast space only (first octet 1..223, not 127): a gateway's XDP program leaves
+ * multicast, broadcast and loopback to the stack, and the contenders must all decide the
+ * same destinations.
+ */
 static void random_v4(struct rng *r, struct sluice_addr *a)
 {
 	__u32 v = (__u32)rng_next(r);
@@ -143,6 +157,9 @@ static void random_v4(struct rng *r, struct sluice_addr *a)
 	memset(a->a, 0, 10);
 	a->a[10] = a->a[11] = 0xff;
 	memcpy(&a->a[12], &v, 4);
+	a->a[12] = (__u8)(a->a[12] % 222 + 1); /* 1..222 */
+	if (a->a[12] >= 127)
+		a->a[12]++; /* 1..126, 128..223 */
 }
 
 /* Global unicast space (2000::/3), so no rule lands in the IPv4-mapped block by accident. */
@@ -370,6 +387,7 @@ struct sluice_dp {
 	struct bpf_object *obj; /* when loaded from --sluice-obj */
 	bool loaded;
 	int prog_fd, policy_fd, config_fd, dests_fd, ports_fd;
+	int xdp_fd; /* -1 for a --sluice-obj without the XDP program */
 	int rules_fd; /* -1 for an older --sluice-obj without per-rule counters */
 };
 
@@ -396,6 +414,7 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 			return err;
 		s->loaded = true;
 		s->prog_fd = s->dp.egress_prog_fd;
+		s->xdp_fd = s->dp.xdp_prog_fd;
 		s->policy_fd = s->dp.policy_fd;
 		s->config_fd = s->dp.config_fd;
 		s->dests_fd = s->dp.dests_fd;
@@ -423,6 +442,8 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		goto fail;
 	}
 	s->prog_fd = bpf_program__fd(prog);
+	prog = bpf_object__find_program_by_name(s->obj, "sluice_xdp");
+	s->xdp_fd = prog ? bpf_program__fd(prog) : -1;
 	s->policy_fd = map_fd_by_name(s->obj, "sluice_policy");
 	s->config_fd = map_fd_by_name(s->obj, "sluice_config");
 	s->rules_fd = bpf_object__find_map_by_name(s->obj, "sluice_rules")
@@ -605,17 +626,24 @@ static bool passes(__u32 retval)
 	return retval == (__u32)TC_ACT_UNSPEC || retval == TC_ACT_OK;
 }
 
+/* XDP's codes overlap tc's (XDP_PASS is TC_ACT_SHOT): read them apart. */
+static bool xdp_drops(__u32 retval)
+{
+	return retval == XDP_DROP;
+}
+
 /*
  * Cross-check what the contenders decided on the warm-up pass: sluice against the plain
- * program (same trie data) on every destination, and against the reference decision
- * (policy_decide, linear in the rules) on a sample. A benchmark of a wrong program is
+ * program (same trie data) and sluice's XDP program on every destination, and against the
+ * reference decision (policy_decide, linear in the rules) on a sample. xdp_ret NULL: no XDP
+ * program to check. A benchmark of a wrong program is
  * worthless, so disagreement is reported loudly and fails the run (after the numbers are
  * written); it is not a test. Returns the number of disagreements.
  */
 static size_t check_decisions(const struct policy *p, const struct sluice_addr *dests, size_t n,
-			      const __u32 *lpm_ret, const __u32 *sluice_ret)
+			      const __u32 *lpm_ret, const __u32 *sluice_ret, const __u32 *xdp_ret)
 {
-	size_t mismatch = 0, oracle_bad = 0, odd = 0, dropped = 0;
+	size_t mismatch = 0, oracle_bad = 0, odd = 0, dropped = 0, xdp_mismatch = 0;
 	size_t sample = n < 256 ? n : 256;
 	char buf[ADDR_STRLEN];
 
@@ -630,6 +658,11 @@ static size_t check_decisions(const struct policy *p, const struct sluice_addr *
 			addr_format(&dests[i], buf, sizeof(buf));
 			fprintf(stderr, "pktcost: MISMATCH %s: lpm %d sluice %d\n", buf,
 				(int)lpm_ret[i], (int)sluice_ret[i]);
+		}
+		if (xdp_ret && xdp_drops(xdp_ret[i]) != drops(sluice_ret[i]) && xdp_mismatch++ < 5) {
+			addr_format(&dests[i], buf, sizeof(buf));
+			fprintf(stderr, "pktcost: MISMATCH %s: xdp %d sluice tc %d\n", buf,
+				(int)xdp_ret[i], (int)sluice_ret[i]);
 		}
 	}
 	for (size_t k = 0; k < sample; k++) {
@@ -646,9 +679,10 @@ static size_t check_decisions(const struct policy *p, const struct sluice_addr *
 	}
 	fprintf(stderr,
 		"pktcost:   decisions: %zu/%zu dropped; sluice vs lpm mismatches: %zu; "
-		"sluice vs reference (%zu sampled): %zu wrong; unexpected tc verdicts: %zu\n",
-		dropped, n, mismatch, sample, oracle_bad, odd);
-	return mismatch + oracle_bad + odd;
+		"xdp vs tc mismatches: %zu; sluice vs reference (%zu sampled): %zu wrong; "
+		"unexpected tc verdicts: %zu\n",
+		dropped, n, mismatch, xdp_mismatch, sample, oracle_bad, odd);
+	return mismatch + oracle_bad + odd + xdp_mismatch;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -670,13 +704,13 @@ static void summarize(const double *ns, unsigned n, double *median, double *min,
 }
 
 /* Everything for one policy size: build, load, warm, measure interleaved. */
-static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, struct result *res,
-		     size_t *wrong)
+static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size_t nprefixes,
+		     struct result *res, size_t *wrong)
 {
 	struct rng rng = { .state = o->seed ^ (nprefixes * 0x9e3779b97f4a7c15ull) };
 	struct compiled_policy cp = { 0 };
 	struct sluice_addr *dests = NULL;
-	__u32 *lpm_ret = NULL, *sluice_ret = NULL;
+	__u32 *lpm_ret = NULL, *sluice_ret = NULL, *xdp_ret = NULL;
 	struct sluice_dp dp = { .obj = NULL };
 	struct lpm *lpm = NULL;
 	struct policy pol;
@@ -697,7 +731,8 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	dests = calloc(o->spread_dests, sizeof(*dests));
 	lpm_ret = calloc(o->spread_dests, sizeof(*lpm_ret));
 	sluice_ret = calloc(o->spread_dests, sizeof(*sluice_ret));
-	if (!dests || !lpm_ret || !sluice_ret) {
+	xdp_ret = calloc(o->spread_dests, sizeof(*xdp_ret));
+	if (!dests || !lpm_ret || !sluice_ret || !xdp_ret) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -705,6 +740,12 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	if (err)
 		goto out;
 	hot_len = build_frame(&dests[0], hot_frame);
+	{
+		char buf[ADDR_STRLEN];
+
+		addr_format(&dests[0], buf, sizeof(buf));
+		fprintf(stderr, "pktcost:   hot destination: %s\n", buf);
+	}
 
 	/* A fresh datapath per size: an empty destination table, as after a daemon start. */
 	err = sluice_dp_load(&dp, o->sluice_obj);
@@ -747,6 +788,8 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	fds[C_NOOP] = noop_fd;
 	fds[C_LPM] = bpf_program__fd(lpm->progs.bench_lpm_egress);
 	fds[C_SLUICE] = dp.prog_fd;
+	fds[C_XDP_NOOP] = dp.xdp_fd >= 0 ? noop_xdp_fd : -1;
+	fds[C_XDP] = dp.xdp_fd;
 
 	/*
 	 * Warm-up: one spread pass each populates sluice's destination table (steady state on
@@ -755,15 +798,19 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 	 */
 	for (int c = 0; c < C_MAX; c++) {
 		double ignored;
-		__u32 *ret = c == C_LPM ? lpm_ret : c == C_SLUICE ? sluice_ret : NULL;
+		__u32 *ret = c == C_LPM ? lpm_ret : c == C_SLUICE ? sluice_ret : c == C_XDP ? xdp_ret
+											  : NULL;
 
+		if (fds[c] < 0)
+			continue;
 		err = run_spread(fds[c], dests, o->spread_dests, 1, &ignored, ret);
 		if (!err)
 			err = run_hot(fds[c], hot_frame, hot_len, 10000, &ignored);
 		if (err)
 			goto out;
 	}
-	*wrong += check_decisions(&pol, dests, o->spread_dests, lpm_ret, sluice_ret);
+	*wrong += check_decisions(&pol, dests, o->spread_dests, lpm_ret, sluice_ret,
+				  fds[C_XDP] >= 0 ? xdp_ret : NULL);
 	fprintf(stderr, "pktcost:   sluice destination table after warm-up: %zu entries\n",
 		count_entries(dp.dests_fd, sizeof(struct sluice_addr)));
 
@@ -773,6 +820,10 @@ static int bench_one(const struct options *o, int noop_fd, size_t nprefixes, str
 			for (int c = 0; c < C_MAX; c++) {
 				double *ns = &res->s[w][c].ns[rep];
 
+				if (fds[c] < 0) {
+					*ns = NAN; /* a --sluice-obj without XDP */
+					continue;
+				}
 				err = w == WL_HOT ? run_hot(fds[c], hot_frame, hot_len,
 							    o->hot_repeat, ns)
 						  : run_spread(fds[c], dests, o->spread_dests,
@@ -797,6 +848,7 @@ out:
 	free(dests);
 	free(lpm_ret);
 	free(sluice_ret);
+	free(xdp_ret);
 	return err;
 }
 
@@ -812,11 +864,12 @@ static struct row make_row(const struct options *o, const struct result *r, int 
 	struct row row;
 
 	summarize(r->s[w][c].ns, o->reps, &row.median, &row.min, &row.max);
-	summarize(r->s[w][C_NOOP].ns, o->reps, &noop_med, &lo, &hi);
+	summarize(r->s[w][baseline_of(c)].ns, o->reps, &noop_med, &lo, &hi);
 	summarize(r->s[w][C_LPM].ns, o->reps, &lpm_med, &lo, &hi);
 	row.minus_noop = row.median - noop_med;
 	row.ratio_noop = noop_med > 0 ? row.median / noop_med : NAN;
-	row.ratio_lpm = lpm_med > 0 ? row.median / lpm_med : NAN;
+	/* The plain LPM program is a tc program: XDP rows are compared with their own no-op. */
+	row.ratio_lpm = lpm_med > 0 && baseline_of(c) == C_NOOP ? row.median / lpm_med : NAN;
 	return row;
 }
 
@@ -877,6 +930,42 @@ static int write_tsv(const char *path, const struct options *o, const struct res
 	return err;
 }
 
+/* --- the namespace ------------------------------------------------------------------- */
+
+/*
+ * XDP polices what the node forwards (bpf_fib_lookup on the arriving interface): make this
+ * process's own network namespace a router, with default routes out of a veth pair (the
+ * kernel may lack the dummy driver). Nothing outside the namespace is touched, and it goes
+ * away with the process. BPF_PROG_TEST_RUN of XDP arrives on the namespace's loopback.
+ */
+static int gateway_namespace(void)
+{
+	static const char *const steps[] = {
+		"ip link set lo up",
+		"ip link add sl-bench0 type veth peer name sl-bench0p",
+		"ip link set sl-bench0p up",
+		"ip link set sl-bench0 up",
+		"ip addr add 192.0.2.254/24 dev sl-bench0",
+		"ip addr add 2001:db8:1::fe/64 dev sl-bench0 nodad",
+		"ip route add default dev sl-bench0",
+		"ip -6 route add default dev sl-bench0",
+		"sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1",
+	};
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		fprintf(stderr, "pktcost: cannot create a network namespace: %s (root needed)\n",
+			strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		if (system(steps[i]) != 0) {
+			fprintf(stderr, "pktcost: failed: %s\n", steps[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* --- command line -------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -885,7 +974,9 @@ static void usage(FILE *f)
 		"Usage: sluice-bench-pktcost [OPTIONS]\n"
 		"\n"
 		"Per-packet cost of sluice's tc egress program against a no-op tc program and a\n"
-		"plain one-lookup LPM program, via BPF_PROG_TEST_RUN (no interface is touched).\n"
+		"plain one-lookup LPM program, and of sluice's XDP program against a no-op XDP\n"
+		"program, via BPF_PROG_TEST_RUN (no interface of the host is touched: the run\n"
+		"is in a network namespace of its own, made a router for XDP's route lookup).\n"
 		"\n"
 		"Options:\n"
 		"  --prefixes LIST     policy sizes, comma-separated (default %s)\n"
@@ -1080,6 +1171,9 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (gateway_namespace())
+		return 1;
+
 	res = calloc(o.nprefix_counts, sizeof(*res));
 	pool = calloc(o.nprefix_counts * WL_MAX * C_MAX * o.reps, sizeof(*pool));
 	if (!res || !pool) {
@@ -1106,7 +1200,8 @@ int main(int argc, char **argv)
 		o.reps, o.hot_repeat, o.spread_dests, o.spread_passes,
 		(unsigned long long)o.seed, o.cpu);
 	for (; done < o.nprefix_counts; done++) {
-		err = bench_one(&o, bpf_program__fd(noop->progs.bench_noop), o.prefix_counts[done],
+		err = bench_one(&o, bpf_program__fd(noop->progs.bench_noop),
+				bpf_program__fd(noop->progs.bench_noop_xdp), o.prefix_counts[done],
 				&res[done], &wrong);
 		if (err) {
 			err = 1;

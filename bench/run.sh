@@ -2,7 +2,7 @@
 # sluice's benchmarks: build, run, record the machine, and (for a full run) regenerate the
 # marked blocks of docs/performance.md and the plots docs/img/pktcost.png and
 # docs/img/throughput.png. Raw results go to bench/results/<UTC time>-<full|quick>/.
-#   pktcost     per-packet cost of the tc egress program (sluice-bench-pktcost)
+#   pktcost     per-packet cost of the tc egress and XDP programs (sluice-bench-pktcost)
 #   apply       time and peak RSS to apply a 100 000-prefix policy, against `nft -f` and
 #               `ipset restore` loading the same prefixes (sluice-bench-apply)
 #   throughput  TCP and small-packet UDP over veth between network namespaces: no filter,
@@ -189,7 +189,7 @@ run_pktcost() {
 	# plot ----------------------------------------------------------------------------------
 	# One data file per (workload, program): prefixes, median, min, max.
 	for w in spread hot; do
-		for p in noop lpm sluice; do
+		for p in noop lpm sluice xdp-noop xdp; do
 			awk -F'\t' -v w="$w" -v p="$p" 'NR > 1 && $1 == w && $8 == p {
 				print $2, $9, $10, $11 }' "$out/pktcost.tsv" | sort -n >"$out/plot-$w-$p.dat"
 		done
@@ -197,7 +197,7 @@ run_pktcost() {
 	gnuplot <<EOF
 set terminal pngcairo size 1200,480 font ",10"
 set output "$out/pktcost.png"
-set multiplot layout 1,2 title "sluice tc egress: ns per packet vs policy size (kernel $(uname -r), ${cpu_model:-unknown})" noenhanced
+set multiplot layout 1,2 title "sluice tc egress and XDP: ns per packet vs policy size (kernel $(uname -r), ${cpu_model:-unknown})" noenhanced
 set logscale xy
 set grid
 set key top left
@@ -208,11 +208,15 @@ set title "spread: distinct destinations, one BPF_PROG_TEST_RUN each" noenhanced
 plot "$out/plot-spread-noop.dat" using 1:2:3:4 with yerrorlines lw 2 title "no-op", \
      "$out/plot-spread-lpm.dat" using 1:2:3:4 with yerrorlines lw 2 title "plain LPM", \
      "$out/plot-spread-sluice.dat" using 1:2:3:4 with yerrorlines lw 2 title "sluice", \
+     "$out/plot-spread-xdp-noop.dat" using 1:2:3:4 with yerrorlines lw 2 dt 3 title "XDP no-op", \
+     "$out/plot-spread-xdp.dat" using 1:2:3:4 with yerrorlines lw 2 dt 3 title "sluice XDP", \
      "$out/plot-spread-noop.dat" using 1:(\$2+60) with lines dt 2 lc rgb "black" title "target: no-op + 60 ns"
 set title "hot: one destination, repeat per run" noenhanced
 plot "$out/plot-hot-noop.dat" using 1:2:3:4 with yerrorlines lw 2 title "no-op", \
      "$out/plot-hot-lpm.dat" using 1:2:3:4 with yerrorlines lw 2 title "plain LPM", \
-     "$out/plot-hot-sluice.dat" using 1:2:3:4 with yerrorlines lw 2 title "sluice"
+     "$out/plot-hot-sluice.dat" using 1:2:3:4 with yerrorlines lw 2 title "sluice", \
+     "$out/plot-hot-xdp-noop.dat" using 1:2:3:4 with yerrorlines lw 2 dt 3 title "XDP no-op", \
+     "$out/plot-hot-xdp.dat" using 1:2:3:4 with yerrorlines lw 2 dt 3 title "sluice XDP"
 unset multiplot
 EOF
 }
@@ -226,6 +230,7 @@ make_block() {
 		n++
 		for (i = 1; i <= NF; i++) row[n, i] = $i
 		if ($1 == "spread" && $2 == 100000 && $8 == "sluice") target = $12
+		if ($2 == 100000 && $8 == "xdp") xdp[$1] = $12
 		if ($1 == "spread") { dests = $4; passes = $6 }
 		if ($1 == "hot") repeat = $5
 		reps = $7
@@ -236,11 +241,13 @@ make_block() {
 		print "|---:|---:|:---|---:|---:|---:|---:|---:|"
 		for (i = 1; i <= n; i++) {
 			if (row[i, 1] != w) continue
-			printf "| %s | %s | %s | %s%.1f%s | %.1f–%.1f | %+.1f | %.2f | %.2f |\n",
-				row[i, 2], row[i, 3], row[i, 8],
-				row[i, 8] == "sluice" ? "**" : "", row[i, 9],
-				row[i, 8] == "sluice" ? "**" : "",
-				row[i, 10], row[i, 11], row[i, 12], row[i, 13], row[i, 14]
+			# XDP rows: "− no-op" and "× no-op" are against the XDP no-op; the plain
+			# LPM program is a tc program, so no ratio to it.
+			bold = row[i, 8] == "sluice" || row[i, 8] == "xdp" ? "**" : ""
+			printf "| %s | %s | %s | %s%.1f%s | %.1f–%.1f | %+.1f | %.2f | %s |\n",
+				row[i, 2], row[i, 3], row[i, 8], bold, row[i, 9], bold,
+				row[i, 10], row[i, 11], row[i, 12], row[i, 13],
+				row[i, 8] ~ /^xdp/ ? "–" : sprintf("%.2f", row[i, 14])
 		}
 	}
 	END {
@@ -256,6 +263,10 @@ make_block() {
 		else
 			printf "**Target** (sluice at 100000 prefixes, spread ≤ no-op + 60 ns): measured no-op %+.1f ns — **%s**.\n",
 				target, target <= 60 ? "met" : "not met"
+		if ("spread" in xdp)
+			printf "\n**XDP target** (sluice XDP at 100000 prefixes ≤ XDP no-op + 60 ns): spread %+.1f ns — **%s**; hot %+.1f ns — **%s**.\n",
+				xdp["spread"], xdp["spread"] <= 60 ? "met" : "not met",
+				xdp["hot"], xdp["hot"] <= 60 ? "met" : "not met"
 		table("spread", sprintf("spread: %s distinct destinations, one run each, %s passes", dests, passes))
 		table("hot", sprintf("hot: one destination, repeat %s", repeat))
 	}' "$out/meta.tsv" "$out/pktcost.tsv"

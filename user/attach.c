@@ -14,6 +14,7 @@
 #include <sluice/abi.h>
 
 #include "attach.h"
+#include "attach_cgroup.h"
 #include "log.h"
 #include "pins.h"
 
@@ -368,11 +369,13 @@ int detach_iface(const char *pin_dir, const char *ifname)
 	return err;
 }
 
-/* Is name a link pin of ours (NAME_IFINDEX for one of the hooks)? */
+/* Is name a link pin of ours (NAME_IFINDEX for one of the hooks, or a cgroup hook's)? */
 static bool is_link_pin(const char *name)
 {
 	size_t xdp_len = strlen(SLUICE_PIN_PROG_XDP);
 
+	if (is_connect_link_pin(name))
+		return true;
 	if (strncmp(name, SLUICE_PIN_PROG_XDP, xdp_len) == 0 && name[xdp_len] == '_')
 		return true;
 	for (size_t i = 0; i < ATTACH_DIRS; i++) {
@@ -445,13 +448,18 @@ static int add_attachment(struct attachment **out, size_t *n, size_t *cap,
 	return 0;
 }
 
-/* A link pin's name is HOOK_IFINDEX: split it. */
+/*
+ * An interface's link pin's name is HOOK_IFINDEX: split it. The connect hooks' pins
+ * (NAME_CGROUPID) are a cgroup's, not an interface's: not one of these.
+ */
 static bool parse_link_pin(const char *name, struct attachment *a)
 {
 	const char *us = strrchr(name, '_');
 	char *end;
 	unsigned long ifindex;
 
+	if (is_connect_link_pin(name))
+		return false;
 	if (!us || us == name || (size_t)(us - name) >= sizeof(a->hook) || !us[1])
 		return false;
 	ifindex = strtoul(us + 1, &end, 10);

@@ -39,7 +39,7 @@ int detach_iface(const char *pin_dir, const char *ifname);
 /* Detach only the tc programs, or only XDP, from ifindex (named ifname in messages). */
 int detach_tc(const char *pin_dir, unsigned ifindex, const char *ifname);
 int detach_xdp(const char *pin_dir, unsigned ifindex, const char *ifname);
-/* Detach from every interface this pin directory's programs are attached to. */
+/* Detach from every interface (and cgroup) this pin directory's programs are attached to. */
 int detach_all(const char *pin_dir);
 
 /* One program of this pin directory attached to one interface, as the kernel has it. */

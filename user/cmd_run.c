@@ -22,6 +22,8 @@
 #include <linux/capability.h>
 
 #include "attach.h"
+#include "attach_cgroup.h"
+#include "attach_cgroup.h"
 #include "cli.h"
 #include "config.h"
 #include "control.h"
@@ -62,6 +64,7 @@ enum {
 	OPT_METRICS,
 	OPT_EVENTS,
 	OPT_WEB_CONFIG,
+	OPT_CONNECT_HOOKS,
 	OPT_TOP,
 	OPT_EVENT_INTERVAL,
 };
@@ -74,6 +77,7 @@ static const struct option run_options[] = {
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "events", required_argument, NULL, OPT_EVENTS },
 	{ "web-config", required_argument, NULL, OPT_WEB_CONFIG },
+	{ "connect-hooks", optional_argument, NULL, OPT_CONNECT_HOOKS },
 	{ "top-destinations", required_argument, NULL, OPT_TOP },
 	{ "event-interval", required_argument, NULL, OPT_EVENT_INTERVAL },
 	CLI_COMMON_OPTIONS,
@@ -89,6 +93,7 @@ static const struct {
 	{ OPT_POLICY, CONFIG_POLICY, "--policy" },    { OPT_MODE, CONFIG_MODE, "--mode" },
 	{ OPT_METRICS, CONFIG_METRICS, "--metrics" }, { OPT_EVENTS, CONFIG_EVENTS, "--events" },
 	{ OPT_WEB_CONFIG, CONFIG_WEB_CONFIG, "--web-config" },
+	{ OPT_CONNECT_HOOKS, CONFIG_CONNECT_HOOKS, "--connect-hooks" },
 };
 
 /* A flag's value is checked exactly as the same key in the configuration file. */
@@ -100,6 +105,9 @@ static int run_option(int opt, const char *arg, void *ctx)
 	for (size_t i = 0; i < sizeof(run_flags) / sizeof(run_flags[0]); i++) {
 		if (run_flags[i].opt != opt)
 			continue;
+		/* --connect-hooks without a value: the root cgroup, every process on the node. */
+		if (!arg && opt == OPT_CONNECT_HOOKS)
+			arg = CONNECT_HOOKS_CGROUP_DEFAULT;
 		if (config_set_flag(&o->flags, run_flags[i].key, run_flags[i].flag, arg, err))
 			return cli_usage_error("run", "%s", err);
 		return 0;
@@ -199,6 +207,8 @@ static int check_config(const struct daemon_config *cfg)
 		pr_err("%s", err);
 		return ret;
 	}
+	if (cfg->connect_hooks.text[0] && connect_hooks_check_cgroup(cfg->connect_hooks.text))
+		return -EINVAL;
 	ret = policy_parse_file(cfg->policy.text, &check, perr);
 	if (ret) {
 		pr_err("%s", perr);
@@ -423,6 +433,9 @@ static void note_restart_needed(const struct daemon_config *now, const struct da
 
 	for (size_t i = 0; !events_changed && i < now->events.n; i++)
 		events_changed = strcmp(now->events.items[i].text, was->events.items[i].text) != 0;
+	if (strcmp(now->connect_hooks.text, was->connect_hooks.text) != 0)
+		pr_warn("connect-hooks: the hooks stay on %s until sluice restarts",
+			was->connect_hooks.text[0] ? was->connect_hooks.text : "no cgroup");
 	if (strcmp(now->web_config.text, was->web_config.text) != 0)
 		pr_warn("web-config: the exporter's TLS and auth stay as started until sluice "
 			"restarts");
@@ -716,6 +729,12 @@ int cmd_run(int argc, char **argv)
 				   d.cfg.mode >= 0 ? d.cfg.mode : POLICY_MODE_FILE, &res);
 	if (!ret)
 		ret = ifaces_reconcile(&d.ifaces, &d.cfg, &d.dp, cli.pin_dir, cli.state_dir, true);
+	if (!ret && d.cfg.connect_hooks.text[0]) {
+		ret = attach_connect_hooks(cli.pin_dir, d.dp.connect_prog_fds,
+					   d.cfg.connect_hooks.text);
+		if (!ret)
+			pr_info("attached connect hooks to cgroup %s", d.cfg.connect_hooks.text);
+	}
 	if (!ret && (d.ctl_fd = control_listen(cli.state_dir)) < 0)
 		ret = d.ctl_fd;
 	if (!ret && !metrics_off) {

@@ -27,6 +27,7 @@ static const struct {
 	[CONFIG_PIN_DIR] = { "pin-dir", false },
 	[CONFIG_STATE_DIR] = { "state-dir", false },
 	[CONFIG_WEB_CONFIG] = { "web-config", false },
+	[CONFIG_CONNECT_HOOKS] = { "connect-hooks", false },
 };
 
 const char *config_key_name(enum config_key key)
@@ -79,7 +80,8 @@ void config_init(struct daemon_config *c)
 		 CONFIG_EVENTS_DEFAULT);
 	c->events.n = 1;
 	c->policy.origin = c->metrics.origin = c->pin_dir.origin = c->state_dir.origin =
-		c->events.items[0].origin = c->mode_at.origin = c->web_config.origin = "default";
+		c->events.items[0].origin = c->mode_at.origin = c->web_config.origin =
+		c->connect_hooks.origin = "default";
 }
 
 /* Split a line into words and ','. '#' starts a comment. Returns the count or -EINVAL. */
@@ -318,7 +320,7 @@ static int unknown_key(const struct reader *r, const struct token *t)
 	}
 	return fail(r, t->col,
 		    "unknown key '%s' (expected interface, xdp, mode, policy, metrics, events, "
-		    "pin-dir, state-dir or web-config)",
+		    "pin-dir, state-dir, web-config or connect-hooks)",
 		    word);
 }
 
@@ -386,6 +388,14 @@ static int set_key(struct reader *r, struct daemon_config *c, enum config_key ke
 		/* A flag's relative file path is the shell's: resolved from the working directory. */
 		if (!err && (r->path || (key != CONFIG_POLICY && key != CONFIG_WEB_CONFIG)))
 			err = check_absolute(r, single, keys[key].name);
+		break;
+	case CONFIG_CONNECT_HOOKS:
+		/* A cgroup v2 directory, or off; config_check holds it against the system. */
+		err = take(r, &tok[1], &c->connect_hooks);
+		if (!err && strcmp(c->connect_hooks.text, "off") == 0)
+			c->connect_hooks.text[0] = '\0';
+		else if (!err)
+			err = check_absolute(r, &c->connect_hooks, keys[key].name);
 		break;
 	case CONFIG_METRICS:
 		err = take(r, &tok[1], &c->metrics);
@@ -534,6 +544,8 @@ void config_overlay(struct daemon_config *file, const struct daemon_config *flag
 		file->state_dir = flags->state_dir;
 	if (flags->set & (1u << CONFIG_WEB_CONFIG))
 		file->web_config = flags->web_config;
+	if (flags->set & (1u << CONFIG_CONNECT_HOOKS))
+		file->connect_hooks = flags->connect_hooks;
 	file->set |= flags->set;
 }
 

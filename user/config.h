@@ -41,6 +41,7 @@ enum config_key {
 	CONFIG_PIN_DIR,
 	CONFIG_STATE_DIR,
 	CONFIG_WEB_CONFIG,
+	CONFIG_CONNECT_HOOKS,
 	CONFIG_KEY_MAX,
 };
 
@@ -65,6 +66,7 @@ struct daemon_config {
 	struct config_value mode_at;
 	struct config_value policy, metrics, pin_dir, state_dir;
 	struct config_value web_config; /* TLS and basic auth of the exporter; "" when none */
+	struct config_value connect_hooks; /* the cgroup of the connect-time hooks; "" when off */
 	struct config_list events; /* "stdout", "syslog", "off" or an absolute file path */
 };
 

@@ -10,6 +10,7 @@
 
 #include <sluice/abi.h>
 
+#include "attach_cgroup.h"
 #include "datapath.h"
 #include "log.h"
 #include "pins.h"
@@ -19,6 +20,8 @@ static void datapath_reset(struct datapath *dp)
 {
 	memset(dp, 0, sizeof(*dp));
 	dp->egress_prog_fd = dp->ingress_prog_fd = dp->xdp_prog_fd = -1;
+	for (int h = 0; h < CONNECT_HOOKS; h++)
+		dp->connect_prog_fds[h] = -1;
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
@@ -150,6 +153,18 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 					  SLUICE_PIN_PROG_TC_INGRESS);
 		if (!err)
 			err = pin_program(skel->progs.sluice_xdp, pin_dir, SLUICE_PIN_PROG_XDP);
+		if (!err)
+			err = pin_program(skel->progs.sluice_connect4, pin_dir,
+					  SLUICE_PIN_PROG_CONNECT4);
+		if (!err)
+			err = pin_program(skel->progs.sluice_connect6, pin_dir,
+					  SLUICE_PIN_PROG_CONNECT6);
+		if (!err)
+			err = pin_program(skel->progs.sluice_sendmsg4, pin_dir,
+					  SLUICE_PIN_PROG_SENDMSG4);
+		if (!err)
+			err = pin_program(skel->progs.sluice_sendmsg6, pin_dir,
+					  SLUICE_PIN_PROG_SENDMSG6);
 		if (err)
 			goto fail;
 	}
@@ -157,6 +172,10 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->egress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_egress);
 	dp->ingress_prog_fd = bpf_program__fd(skel->progs.sluice_tc_ingress);
 	dp->xdp_prog_fd = bpf_program__fd(skel->progs.sluice_xdp);
+	dp->connect_prog_fds[CONNECT_HOOK_CONNECT4] = bpf_program__fd(skel->progs.sluice_connect4);
+	dp->connect_prog_fds[CONNECT_HOOK_CONNECT6] = bpf_program__fd(skel->progs.sluice_connect6);
+	dp->connect_prog_fds[CONNECT_HOOK_SENDMSG4] = bpf_program__fd(skel->progs.sluice_sendmsg4);
+	dp->connect_prog_fds[CONNECT_HOOK_SENDMSG6] = bpf_program__fd(skel->progs.sluice_sendmsg6);
 	dp->policy_fd = bpf_map__fd(skel->maps.sluice_policy);
 	dp->config_fd = bpf_map__fd(skel->maps.sluice_config);
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);

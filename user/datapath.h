@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "attach_cgroup.h"
+
 struct sluice_bpf;
 
 /* The programs come from one linked object (sluice.bpf.o), so they share every map. */
@@ -18,6 +20,7 @@ struct datapath {
 	int egress_prog_fd;
 	int ingress_prog_fd;
 	int xdp_prog_fd;
+	int connect_prog_fds[CONNECT_HOOKS]; /* by enum connect_hook */
 	int policy_fd; /* outer array-of-maps: slot 0 holds the active trie */
 	int config_fd;
 	int dests_fd;

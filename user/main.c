@@ -42,10 +42,10 @@ static const struct command commands[] = {
 	{
 		"run",
 		cmd_run,
-		"sluice run [--config FILE] [--iface IF]... [--xdp IF]... [--policy FILE]\n"
-		"           [--mode enforce|audit] [--metrics ADDR:PORT|off] [--web-config FILE]\n"
-		"           [--top-destinations N] [--events stdout|FILE|syslog|off]...\n"
-		"           [--event-interval DURATION]",
+		"sluice run [--config FILE] [--iface IF]... [--xdp IF]... [--connect-hooks[=CGROUP]]\n"
+		"           [--policy FILE] [--mode enforce|audit] [--metrics ADDR:PORT|off]\n"
+		"           [--web-config FILE] [--top-destinations N]\n"
+		"           [--events stdout|FILE|syslog|off]... [--event-interval DURATION]",
 		"Load the policy, attach to the interfaces, and stay in the foreground.",
 		"Reads the configuration file (" CONFIG_PATH_DEFAULT " when present, or\n"
 		"--config FILE; see examples/sluice.conf), lays the flags over it (a flag replaces\n"
@@ -67,6 +67,11 @@ static const struct command commands[] = {
 		"                    (repeatable; native XDP where the driver has it, else\n"
 		"                    generic; packets for the node itself are not policed there).\n"
 		"                    At least one --iface or --xdp, here or in the file.\n"
+		"  --connect-hooks[=CGROUP]  also decide at connect()/sendmsg() time for the\n"
+		"                    processes in CGROUP (cgroup v2 path, default /sys/fs/cgroup:\n"
+		"                    every process): a denied destination fails at once with\n"
+		"                    EPERM instead of a silent drop. Counted as hook=connect\n"
+		"                    (one per call, 0 bytes); tc egress stays the backstop.\n"
 		"  --policy FILE     policy file (default " CONFIG_POLICY_DEFAULT ")\n"
 		"  --mode MODE       override the policy's mode: enforce or audit\n"
 		"  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
@@ -88,7 +93,8 @@ static const struct command commands[] = {
 		"  sluice run --iface eth0 --policy /etc/sluice/policy.conf\n"
 		"  sluice run --iface 'eth*' --iface ib0 --mode audit\n"
 		"  sluice run --iface eth0 --events /var/log/sluice/events.json --events syslog\n"
-		"  sluice run --iface eth0 --xdp ib0   # a gateway routing ib0's nodes out via eth0\n",
+		"  sluice run --iface eth0 --xdp ib0   # a gateway routing ib0's nodes out via eth0\n"
+		"  sluice run --iface eth0 --connect-hooks   # login node: tools fail fast\n",
 	},
 	{
 		"status",
@@ -208,7 +214,8 @@ static const struct command commands[] = {
 		"sluice detach --all | --iface IF",
 		"Remove sluice from interfaces; --all also removes every pin.",
 		"  --iface IF        detach every program from one interface (repeatable)\n"
-		"  --all             detach everywhere and remove programs, maps and pins\n"
+		"  --all             detach everywhere (interfaces and the --connect-hooks\n"
+		"                    cgroup) and remove programs, maps and pins\n"
 		"\n"
 		"EXAMPLES\n"
 		"  sluice detach --iface eth1\n"

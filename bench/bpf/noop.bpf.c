@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Benchmark baseline: the cheapest tc program there is. Its BPF_PROG_TEST_RUN duration is
- * the harness's own cost (entering the program, the timer reads), which the other
- * contenders are measured against.
+ * Benchmark baselines: the cheapest tc and XDP programs there are. Their BPF_PROG_TEST_RUN
+ * durations are the harness's own cost (entering the program, the timer reads), which the
+ * other contenders of the same hook are measured against.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -15,4 +15,12 @@ int bench_noop(struct __sk_buff *skb)
 {
 	(void)skb;
 	return TC_ACT_UNSPEC;
+}
+
+/* The same baseline for XDP: sluice's XDP program is measured against this one. */
+SEC("xdp")
+int bench_noop_xdp(struct xdp_md *ctx)
+{
+	(void)ctx;
+	return XDP_PASS;
 }

@@ -3,9 +3,10 @@
  * The thin context layer that lets one policy library serve tc and XDP. Include from bpf/
  * entry files, before any other bpf/lib header. The libraries take `struct ctx_buff *` and
  * touch the context only through the helpers below; an entry file that defines
- * SLUICE_CTX_XDP before including this gets the XDP flavour (struct xdp_md), any other the
- * tc flavour (struct __sk_buff). Each entry file is compiled on its own, so one object
- * can hold both flavours of the same inline functions.
+ * SLUICE_CTX_XDP before including this gets the XDP flavour (struct xdp_md), one that defines
+ * SLUICE_CTX_SOCK_ADDR the connect-time flavour (struct bpf_sock_addr: a socket call, no
+ * packet bytes at all), any other the tc flavour (struct __sk_buff). Each entry file is
+ * compiled on its own, so one object can hold several flavours of the same inline functions.
  */
 #ifndef SLUICE_BPF_CTX_H
 #define SLUICE_BPF_CTX_H
@@ -53,6 +54,57 @@ static __always_inline int ctx_load(struct xdp_md *ctx, __u32 off, void *to, __u
 	return bpf_xdp_load_bytes(ctx, off, to, len);
 }
 
+#elif defined(SLUICE_CTX_SOCK_ADDR)
+
+#define ctx_buff bpf_sock_addr
+
+/*
+ * connect() and sendmsg() are decided before any packet exists: there are no bytes to read,
+ * no interface yet, and the caller is the process itself. The packet helpers below say
+ * "nothing here" so the shared headers compile; the connect hooks never parse.
+ */
+static __always_inline __u32 ctx_frame_len(const struct bpf_sock_addr *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+static __always_inline int ctx_is_gso(const struct bpf_sock_addr *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+/* No interface is chosen at connect time: the counters' "other" slot. */
+static __always_inline __u32 ctx_ifindex(const struct bpf_sock_addr *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+/* The calling process owns the socket: attribute to its uid and cgroup. */
+#define ctx_has_socket(ctx) 1
+#define ctx_socket_uid(ctx) ((__u32)bpf_get_current_uid_gid())
+#define ctx_socket_cgroup(ctx) bpf_get_current_cgroup_id()
+
+static __always_inline int ctx_load(struct bpf_sock_addr *ctx, __u32 off, void *to, __u32 len)
+{
+	(void)ctx, (void)off, (void)to, (void)len;
+	return -1;
+}
+
+static __always_inline void *ctx_data(const struct bpf_sock_addr *ctx)
+{
+	(void)ctx;
+	return NULL;
+}
+
+static __always_inline void *ctx_data_end(const struct bpf_sock_addr *ctx)
+{
+	(void)ctx;
+	return NULL;
+}
+
 #else /* tc */
 
 #define ctx_buff __sk_buff
@@ -96,8 +148,9 @@ static __always_inline int ctx_load(struct __sk_buff *ctx, __u32 off, void *to, 
 	return bpf_skb_load_bytes(ctx, off, to, len);
 }
 
-#endif /* SLUICE_CTX_XDP */
+#endif /* SLUICE_CTX_XDP, SLUICE_CTX_SOCK_ADDR */
 
+#ifndef SLUICE_CTX_SOCK_ADDR
 static __always_inline void *ctx_data(const struct ctx_buff *ctx)
 {
 	return (void *)(long)ctx->data;
@@ -107,5 +160,6 @@ static __always_inline void *ctx_data_end(const struct ctx_buff *ctx)
 {
 	return (void *)(long)ctx->data_end;
 }
+#endif
 
 #endif /* SLUICE_BPF_CTX_H */

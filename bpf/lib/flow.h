@@ -159,13 +159,54 @@ static __always_inline int flow_local_socket(struct ctx_buff *ctx, const struct 
 	return found;
 }
 
-/* Record a new flow (or restart one whose 5-tuple is reused) that lives idle_ns. */
+/* The index entry of a UDP flow: its remote end and local port, without the local address. */
+static __always_inline void flow_peer_key(const struct sluice_flow_key *k,
+					  struct sluice_flow_peer *p)
+{
+	p->remote = k->remote;
+	__builtin_memcpy(p->local_port, k->local_port, 2);
+	__builtin_memcpy(p->remote_port, k->remote_port, 2);
+	p->proto = k->proto;
+}
+
+/*
+ * Record a new flow (or restart one whose 5-tuple is reused) that lives idle_ns. A UDP flow
+ * is also indexed by its remote end, for the connect-time hooks (sluice_flow_locals).
+ */
 static __always_inline void flow_record(const struct sluice_flow_key *k, __u64 now, __u64 idle_ns)
 {
 	struct sluice_flow f = { .expires_ns = now + idle_ns };
+	struct sluice_flow_peer p = {};
 
 	/* A full LRU evicts its oldest flow: under a flood, old replies lose their record. */
 	bpf_map_update_elem(&sluice_flows, k, &f, BPF_ANY);
+	if (k->proto != IPPROTO_UDP)
+		return;
+	flow_peer_key(k, &p);
+	bpf_map_update_elem(&sluice_flow_locals, &p, &k->local, BPF_ANY);
+}
+
+/*
+ * The local address a UDP datagram from a wildcard-bound socket would leave from, if it is
+ * the reply to a recorded flow: pi->src (unknown, all zero past the mapping prefix) becomes
+ * the flow's local address, so decide_reply finds the flow as tc egress will. Two local
+ * addresses with flows from the same remote end to the same port: the latest recorded wins.
+ */
+static __always_inline void flow_local_of(struct packet_info *pi)
+{
+	struct sluice_flow_peer p = {
+		.remote = pi->dst,
+		.local_port = { pi->l4[0], pi->l4[1] },
+		.remote_port = { pi->l4[2], pi->l4[3] },
+		.proto = pi->l4_proto,
+	};
+	struct sluice_addr *local;
+
+	if (pi->l4_proto != IPPROTO_UDP || !pi->has_l4)
+		return;
+	local = bpf_map_lookup_elem(&sluice_flow_locals, &p);
+	if (local)
+		pi->src = *local;
 }
 
 /*

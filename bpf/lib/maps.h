@@ -109,7 +109,8 @@ struct {
 /*
  * Connections initiated from outside, whose replies pass. Written by tc ingress (a SYN to
  * a listening socket, a datagram to a bound one; refreshed by later inbound packets) and
- * by tc egress (the node's FIN/RST); read by tc egress for packets the policy denies.
+ * by tc egress (the node's FIN/RST); read by tc egress for packets the policy denies, and
+ * by the connect-time hooks for UDP sends the policy denies.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -117,6 +118,17 @@ struct {
 	__type(key, struct sluice_flow_key);
 	__type(value, struct sluice_flow);
 } sluice_flows SEC(".maps") __weak;
+
+/*
+ * The local address of each recorded UDP flow, by remote end and local port. Written by tc
+ * ingress with the flow; read by the connect-time hooks of wildcard-bound sockets.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_FLOW_MAX);
+	__type(key, struct sluice_flow_peer);
+	__type(value, struct sluice_addr);
+} sluice_flow_locals SEC(".maps") __weak;
 
 /* Events for the daemon (struct sluice_event). Written by the datapath, read by the daemon. */
 struct {

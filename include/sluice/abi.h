@@ -53,8 +53,12 @@ enum sluice_reason {
 		SLUICE_REASON_MAX,
 };
 
-/* Hooks, the `hook` label of the counters. */
-#define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress") X(XDP, "xdp")
+/*
+ * Hooks, the `hook` label of the counters. At `connect` (the cgroup connect/sendmsg hooks)
+ * a "packet" is one decided connect() or sendmsg() call and its bytes are 0: the hook sees
+ * the call before any packet, and not its length.
+ */
+#define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress") X(XDP, "xdp") X(CONNECT, "connect")
 
 enum sluice_hook {
 #define SLUICE_ENUM_HOOK(id, name) SLUICE_HOOK_##id,
@@ -325,6 +329,20 @@ struct sluice_flow_key {
 _Static_assert(sizeof(struct sluice_flow_key) == 40, "sluice_flow_key is 40 bytes");
 
 /*
+ * Key of the flow table's index by remote end (LRU hash): a recorded UDP flow without its
+ * local address. A connect-time hook on a socket bound to the wildcard address does not know
+ * which local address the flow was recorded under; this finds it, then sluice_flows decides.
+ */
+struct sluice_flow_peer {
+	struct sluice_addr remote;
+	__u8 local_port[2];  /* network order */
+	__u8 remote_port[2]; /* network order */
+	__u8 proto;          /* IPPROTO_UDP */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sluice_flow_peer) == 24, "sluice_flow_peer is 24 bytes");
+
+/*
  * A recorded inbound flow. Live while the clock (bpf_ktime_get_coarse_ns) is below
  * expires_ns. fin_in is written by the ingress program only and fin_out by egress only, so
  * neither side overwrites the other's; closing, once set, stops refreshes from extending it.
@@ -396,5 +414,10 @@ _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 #define SLUICE_PIN_PROG_TC_EGRESS "tc_egress"
 #define SLUICE_PIN_PROG_TC_INGRESS "tc_ingress"
 #define SLUICE_PIN_PROG_XDP "xdp"
+/* The cgroup connect-time hooks: programs under progs/, links under links/ as NAME_CGROUPID. */
+#define SLUICE_PIN_PROG_CONNECT4 "connect4"
+#define SLUICE_PIN_PROG_CONNECT6 "connect6"
+#define SLUICE_PIN_PROG_SENDMSG4 "sendmsg4"
+#define SLUICE_PIN_PROG_SENDMSG6 "sendmsg6"
 
 #endif /* SLUICE_ABI_H */

@@ -79,7 +79,7 @@ static void test_bad(void)
 		{ "  interfaces eth1\n", "b.conf:1:3: unknown key 'interfaces' (did you mean 'interface'?)" },
 		{ "listen 127.0.0.1:9753\n",
 		  "b.conf:1:1: unknown key 'listen' (expected interface, xdp, mode, policy, metrics, "
-		  "events, pin-dir, state-dir or web-config)" },
+		  "events, pin-dir, state-dir, web-config or connect-hooks)" },
 		{ "metrics localhost:9753\n",
 		  "b.conf:1:9: bad address 'localhost:9753': expected IPV4:PORT, [IPV6]:PORT (numeric) "
 		  "or off" },
