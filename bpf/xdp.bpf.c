@@ -18,51 +18,23 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Address families of struct bpf_fib_lookup (linux/socket.h is not a uapi header). */
-#define AF_INET 2
-#define AF_INET6 10
-
 /*
- * Would the stack deliver this packet to the node rather than forward it? The kernel's own
- * routing answers: a local, broadcast or multicast destination is "not forwarded", and so
- * is every packet when forwarding is off on the interface or no route exists (the stack
- * would deliver or drop it, never send it on). Anything else, a failed lookup included, is
- * policed.
+ * Would the stack deliver this packet to the node rather than forward it? Multicast, the
+ * limited broadcast and IPv6 link-local destinations are never forwarded; the node's own
+ * addresses and its subnet broadcast addresses are in sluice_local_addrs, which the daemon
+ * keeps in step with rtnetlink. Anything else is policed: a packet the stack would drop
+ * for want of a route is counted (and maybe denied) here first, which changes nothing on
+ * the wire. One hash lookup: the kernel's FIB lookup gave the same answer for 100-270 ns.
  */
-static __always_inline int for_the_node(struct xdp_md *ctx, const struct packet_info *pi)
+static __always_inline int for_the_node(const struct packet_info *pi)
 {
-	struct bpf_fib_lookup fib = {
-		.ifindex = ctx->ingress_ifindex,
-		.l4_protocol = pi->l4_proto,
-	};
-	long rc;
-
-	/*
-	 * Multicast and the limited broadcast are never routed as unicast (the FIB would match
-	 * them to a default route): the node takes them in. Multicast routing is not policed.
-	 */
-	if (pi->dst.a[0] == 0xff)
-		return 1; /* IPv6 multicast */
+	if (pi->dst.a[0] == 0xff || (pi->dst.a[0] == 0xfe && (pi->dst.a[1] & 0xc0) == 0x80))
+		return 1; /* IPv6 multicast, link-local */
 	if (pi->l3_proto == ETH_P_IP && ((pi->dst.a[12] & 0xf0) == 0xe0 ||
 					 (pi->dst.a[12] == 0xff && pi->dst.a[13] == 0xff &&
 					  pi->dst.a[14] == 0xff && pi->dst.a[15] == 0xff)))
 		return 1; /* IPv4 multicast, 255.255.255.255 */
-	if (pi->l3_proto == ETH_P_IP) {
-		fib.family = AF_INET;
-		__builtin_memcpy(&fib.ipv4_src, &pi->src.a[12], 4);
-		__builtin_memcpy(&fib.ipv4_dst, &pi->dst.a[12], 4);
-	} else {
-		fib.family = AF_INET6;
-		__builtin_memcpy(fib.ipv6_src, pi->src.a, 16);
-		__builtin_memcpy(fib.ipv6_dst, pi->dst.a, 16);
-	}
-	if (pi_has_port(pi)) {
-		__builtin_memcpy(&fib.sport, &pi->l4[0], 2);
-		__builtin_memcpy(&fib.dport, &pi->l4[2], 2);
-	}
-	/* tot_len stays 0: no MTU verdict, which is the stack's business. */
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	return rc == BPF_FIB_LKUP_RET_NOT_FWDED || rc == BPF_FIB_LKUP_RET_FWD_DISABLED;
+	return bpf_map_lookup_elem(&sluice_local_addrs, &pi->dst) != NULL;
 }
 
 SEC("xdp")
@@ -80,7 +52,7 @@ int sluice_xdp(struct xdp_md *ctx)
 	} else if (ret == PARSE_NON_IP) {
 		decide_non_ip(pi.l3_proto, &d);
 	} else {
-		if (for_the_node(ctx, &pi))
+		if (for_the_node(&pi))
 			return XDP_PASS; /* neither policed nor counted: see the header comment */
 		entry = decide_ip(ctx, &pi, &d);
 	}

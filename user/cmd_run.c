@@ -32,6 +32,7 @@
 #include "events.h"
 #include "health.h"
 #include "ifaces.h"
+#include "local_addrs.h"
 #include "log.h"
 #include "metrics.h"
 #include "netlink.h"
@@ -541,7 +542,19 @@ static double now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Interfaces changed: attach to what now matches, release what is gone. */
+/* XDP's set of the node's own addresses, brought to what the interfaces hold now. */
+static int sync_local_addrs(struct daemon *d)
+{
+	int n = local_addrs_sync(d->dp.local_addrs_fd);
+
+	if (n < 0 && n != -ENOSPC)
+		pr_err("cannot record the node's addresses for XDP: %s", strerror(-n));
+	else if (n >= 0)
+		pr_debug("%d local addresses recorded for XDP", n);
+	return n < 0 && n != -ENOSPC ? n : 0;
+}
+
+/* Interfaces or addresses changed: attach to what now matches, release what is gone. */
 static void links_changed(struct daemon *d)
 {
 	int ret = nl_link_drain(d->nl_fd);
@@ -550,7 +563,9 @@ static void links_changed(struct daemon *d)
 		pr_err("netlink: %s", strerror(-ret));
 		return;
 	}
-	if (ret == 0)
+	if (ret & NL_ADDRS)
+		sync_local_addrs(d);
+	if (!(ret & NL_LINKS))
 		return;
 	ifaces_reconcile(&d->ifaces, &d->cfg, &d->dp, cli.pin_dir, cli.state_dir, false);
 	report(d);
@@ -723,7 +738,9 @@ int cmd_run(int argc, char **argv)
 				       .ports_fd = d.dp.ports_fd, .rules_fd = d.dp.rules_fd };
 	/* Events before the policy, so its `policy` event is written too. */
 	ret = events_start(&d.events, &d.dp, &ev, &d.event_stats, cli.state_dir);
-	/* Policy before attach: a fresh datapath must never run without one. */
+	/* Policy (and XDP's own addresses) before attach: no program runs without them. */
+	if (!ret)
+		ret = sync_local_addrs(&d);
 	if (!ret)
 		ret = apply_policy(&d, d.cfg.policy.text,
 				   d.cfg.mode >= 0 ? d.cfg.mode : POLICY_MODE_FILE, &res);

@@ -35,6 +35,7 @@ struct datapath {
 	int event_limits_fd;   /* limiters of events without a destination */
 	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
 	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
+	int local_addrs_fd;    /* the node's own addresses, for XDP (daemon writes) */
 };
 
 /*

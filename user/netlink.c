@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* rtnetlink link notifications for interface hotplug. */
+/* rtnetlink link and address notifications: interface hotplug, the node's addresses. */
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,7 +16,8 @@
 
 int nl_link_open(void)
 {
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK,
+				  .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR };
 	int fd, size = NL_SOCK_RCVBUF, err;
 
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -58,14 +59,18 @@ int nl_link_drain(int fd)
 				continue;
 			if (errno == ENOBUFS) {
 				/* Notifications were dropped: only a full look tells what changed. */
-				pr_warn("netlink: link notifications lost; rescanning interfaces");
-				changed = 1;
+				pr_warn("netlink: notifications lost; rescanning interfaces and addresses");
+				changed = NL_LINKS | NL_ADDRS;
 				continue;
 			}
 			return -errno;
 		}
 		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n);
 		     h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_DELADDR) {
+				changed |= NL_ADDRS;
+				continue;
+			}
 			if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK)
 				continue;
 			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct ifinfomsg)))
@@ -73,7 +78,7 @@ int nl_link_drain(int fd)
 			pr_debug("netlink: %s %s (ifindex %d)",
 				 h->nlmsg_type == RTM_NEWLINK ? "link" : "link gone", link_name(h),
 				 ((struct ifinfomsg *)NLMSG_DATA(h))->ifi_index);
-			changed = 1;
+			changed |= NL_LINKS;
 		}
 	}
 	/* Still more queued: the caller comes back after serving signals. */

@@ -130,6 +130,17 @@ struct {
 	__type(value, struct sluice_addr);
 } sluice_flow_locals SEC(".maps") __weak;
 
+/*
+ * The node's own addresses, and its IPv4 subnet broadcast addresses (value unused): XDP
+ * leaves packets to them to the stack, unpoliced. Written by the daemon from rtnetlink.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_LOCAL_ADDRS_MAX);
+	__type(key, struct sluice_addr);
+	__type(value, __u8);
+} sluice_local_addrs SEC(".maps") __weak;
+
 /* Events for the daemon (struct sluice_event). Written by the datapath, read by the daemon. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

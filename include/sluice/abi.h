@@ -400,6 +400,9 @@ _Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 #ifndef SLUICE_FLOW_MAX
 #define SLUICE_FLOW_MAX 65536
 #endif
+#ifndef SLUICE_LOCAL_ADDRS_MAX
+#define SLUICE_LOCAL_ADDRS_MAX 4096 /* the node's own addresses, for XDP */
+#endif
 
 /*
  * Pinned objects, relative to the pin directory (default /sys/fs/bpf/sluice). Map pins

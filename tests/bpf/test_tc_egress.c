@@ -27,6 +27,7 @@
 #include "addr.h"
 #include "check.h"
 #include "datapath.h"
+#include "local_addrs.h"
 #include "log.h"
 #include "output.h"
 #include "packets.h"
@@ -1821,6 +1822,8 @@ static void test_xdp_for_the_node(void)
 		{ .dst = "ff02::1", .l4 = UDP, .dport = 9 },
 		{ .dst = "ff0e::1234", .l4 = UDP, .dport = 9 },
 		{ .dst = "239.1.2.3", .l4 = UDP, .dport = 9 },
+		{ .dst = "192.0.2.255", .l4 = UDP, .dport = 9 }, /* the subnet's broadcast */
+		{ .dst = "fe80::1", .l4 = UDP, .dport = 9 },     /* link-local: never forwarded */
 	};
 	struct sluice_counter before, after;
 	struct sluice_dest_stats st_before, st_after;
@@ -1849,6 +1852,16 @@ static void test_xdp_for_the_node(void)
 	after = totals_of(SLUICE_HOOK_XDP, V(DENY), R(DEFAULT));
 	CHECK(after.packets == before.packets + 1 && after.bytes == before.bytes + len,
 	      "xdp counts the forwarded packet as deny/default");
+
+	/* An address the node gains is its own once the set is synced (the daemon: rtnetlink). */
+	CHECK(system("ip addr add 198.51.100.254/32 dev " GW_IF) == 0, "add an address");
+	routed.dst = "198.51.100.254";
+	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "not synced yet: policed as forwarded");
+	CHECK(local_addrs_sync(dp.local_addrs_fd) > 0, "sync");
+	CHECK(run_on(&xdp, &routed, &len, 0) == PASS, "synced: the node's own, left to the stack");
+	CHECK(system("ip addr del 198.51.100.254/32 dev " GW_IF) == 0, "remove it");
+	CHECK(local_addrs_sync(dp.local_addrs_fd) > 0, "sync");
+	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "removed and synced: policed again");
 }
 
 int main(void)
@@ -1866,6 +1879,11 @@ int main(void)
 	}
 	if (datapath_load(&dp, NULL)) {
 		fprintf(stderr, "cannot load the datapath (root needed)\n");
+		return 1;
+	}
+	/* What the daemon does at start: XDP's set of the node's own addresses. */
+	if (local_addrs_sync(dp.local_addrs_fd) < 0) {
+		fprintf(stderr, "cannot record the namespace's addresses\n");
 		return 1;
 	}
 	maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,

@@ -213,6 +213,14 @@ for a in "$GW_IN_V4" "$GW_IN_V6" "$SL_NODE_V4"; do
 done
 check "ping the gateway" "$(sl_ping "$GW_IN_V4" 3)" 3
 
+# An address the gateway gains while the daemon runs, in a range the policy denies: the
+# gateway's own once rtnetlink told the daemon (a TCP retry covers the moment between).
+NEW_GW_V4=203.0.113.254
+in_node ip addr add "$NEW_GW_V4/32" dev "$SL_NODE_IF"
+check "TCP to an address the gateway gained while sluice ran" "$(sl_tcp_send "$NEW_GW_V4")" delivered
+check "... received by the gateway itself" \
+	"$(grep -c "^tcp $NEW_GW_V4 sluice-tcp hello" "$gw_log" || true)" 1
+
 # --- adoption and detach ----------------------------------------------------------------
 sluice_stop
 check_match "denied still dropped with the daemon gone" "$(sl_tcp_send 203.0.113.10)" '^failed'
