@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* The connect-time hooks' cgroup links (pinned), next to attach.c's tc and XDP links. */
+#include <dirent.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -128,4 +130,40 @@ bool is_connect_link_pin(const char *name)
 			return true;
 	}
 	return false;
+}
+
+json_t *connect_hooks_json(const char *pin_dir)
+{
+	json_t *hooks_json = json_array();
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (pin_path(dir, sizeof(dir), pin_dir, SLUICE_PIN_LINKS, NULL) < 0)
+		return hooks_json;
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		struct bpf_link_info info = {};
+		__u32 len = sizeof(info);
+		const char *us = strrchr(de->d_name, '_');
+		int fd;
+
+		if (!is_connect_link_pin(de->d_name) || !us ||
+		    pin_path(path, sizeof(path), dir, NULL, de->d_name) < 0)
+			continue;
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+			json_array_append_new(
+				hooks_json,
+				json_pack("{s:s%,s:I,s:I,s:I}", "hook", de->d_name,
+					  (size_t)(us - de->d_name), "cgroup_id",
+					  (json_int_t)strtoull(us + 1, NULL, 10), "link_id",
+					  (json_int_t)info.id, "prog_id", (json_int_t)info.prog_id));
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+	return hooks_json;
 }

@@ -9,6 +9,7 @@
 #define SLUICE_ATTACH_CGROUP_H
 
 #include <stdbool.h>
+#include <jansson.h>
 
 /* The cgroup v2 root: production attaches there, so every process on the node is covered. */
 #define CONNECT_HOOKS_CGROUP_DEFAULT "/sys/fs/cgroup"
@@ -28,5 +29,7 @@ int attach_connect_hooks(const char *pin_dir, const int prog_fds[CONNECT_HOOKS],
 			 const char *cgroup_path);
 /* Is name a connect-hook link pin (NAME_CGROUPID)? For detaching everything. */
 bool is_connect_link_pin(const char *name);
+/* The pinned connect-hook links: [{"hook", "cgroup_id", "link_id", "prog_id"}]. */
+json_t *connect_hooks_json(const char *pin_dir);
 
 #endif

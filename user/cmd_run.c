@@ -397,7 +397,7 @@ static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 static void report(struct daemon *d)
 {
 	json_t *config = health_config_json(&d->cfg), *errors = ifaces_errors_json(&d->ifaces);
-	json_t *health, *doc;
+	json_t *health, *doc, *connect;
 	struct attachment *att = NULL;
 	char stamp[32], *text;
 	size_t natt = 0;
@@ -405,7 +405,9 @@ static void report(struct daemon *d)
 
 	if (err)
 		pr_warn("cannot list the attachments under %s: %s", cli.pin_dir, strerror(-err));
-	health = health_assess(config, errors, att, natt);
+	connect = connect_hooks_json(cli.pin_dir);
+	health = health_assess(config, errors, att, natt, connect);
+	json_decref(connect);
 	free(att);
 	health_log_changes(d->degraded, json_object_get(health, "degraded"));
 	json_decref(d->degraded);

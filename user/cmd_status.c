@@ -12,8 +12,10 @@
 #include <jansson.h>
 
 #include "attach.h"
+#include "attach_cgroup.h"
 #include "cli.h"
 #include "datapath.h"
+#include "attach_cgroup.h"
 #include "health.h"
 #include "log.h"
 #include "output.h"
@@ -86,7 +88,7 @@ static void print_human(json_t *doc)
 	       (long long)json_integer_value(json_object_get(p, "generation")),
 	       str_or(json_object_get(p, "loaded_at"), "?"),
 	       str_or(json_object_get(p, "source"), "?"));
-	printf("\n%-16s %-8s %-16s %-10s %-7s %8s %8s\n", "INTERFACE", "IFINDEX", "CONFIGURED",
+	printf("\n%-16s %-8s %-16s %-10s %-11s %8s %8s\n", "INTERFACE", "IFINDEX", "CONFIGURED",
 	       "HOOK", "ATTACH", "PROG", "LINK");
 	json_array_foreach(rows, i, row) {
 		json_t *hooks = json_object_get(row, "hooks"), *h;
@@ -96,7 +98,7 @@ static void print_human(json_t *doc)
 			snprintf(ifindex, sizeof(ifindex), "%lld",
 				 (long long)json_integer_value(json_object_get(row, "ifindex")));
 		if (json_array_size(hooks) == 0)
-			printf("%-16s %-8s %-16s %-10s %-7s %8s %8s  %s\n",
+			printf("%-16s %-8s %-16s %-10s %-11s %8s %8s  %s\n",
 			       str_or(json_object_get(row, "iface"), "?"), ifindex,
 			       str_or(json_object_get(row, "configured"), "-"), "-", "-", "-", "-",
 			       str_or(json_object_get(row, "error"), ""));
@@ -106,13 +108,24 @@ static void print_human(json_t *doc)
 			if (json_integer_value(json_object_get(h, "link_id")))
 				snprintf(link, sizeof(link), "%lld",
 					 (long long)json_integer_value(json_object_get(h, "link_id")));
-			printf("%-16s %-8s %-16s %-10s %-7s %8lld %8s\n",
+			printf("%-16s %-8s %-16s %-10s %-11s %8lld %8s\n",
 			       j ? "" : str_or(json_object_get(row, "iface"), "?"), j ? "" : ifindex,
 			       j ? "" : str_or(json_object_get(row, "configured"), "-"),
 			       str_or(json_object_get(h, "hook"), "?"),
 			       str_or(json_object_get(h, "attach"), "?"),
 			       (long long)json_integer_value(json_object_get(h, "prog_id")), link);
 		}
+	}
+	/* The connect hooks belong to a cgroup, not an interface: one row each. */
+	json_array_foreach(json_object_get(doc, "connect_hooks"), i, row) {
+		char cg[32];
+
+		snprintf(cg, sizeof(cg), "cgroup %lld",
+			 (long long)json_integer_value(json_object_get(row, "cgroup_id")));
+		printf("%-16s %-8s %-16s %-10s %-11s %8lld %8lld\n", cg, "-", "-",
+		       str_or(json_object_get(row, "hook"), "?"), "cgroup",
+		       (long long)json_integer_value(json_object_get(row, "prog_id")),
+		       (long long)json_integer_value(json_object_get(row, "link_id")));
 	}
 	if (json_array_size(bad) == 0) {
 		printf("\nhealth      ok\n");
@@ -125,7 +138,7 @@ static void print_human(json_t *doc)
 
 int cmd_status(int argc, char **argv)
 {
-	json_t *recorded, *config, *health, *doc, *bad;
+	json_t *recorded, *config, *health, *doc, *bad, *connect;
 	struct attachment *att;
 	struct pinned_maps m;
 	size_t natt;
@@ -159,8 +172,9 @@ int cmd_status(int argc, char **argv)
 	config = json_incref(json_object_get(recorded, "config"));
 	if (!config && cli.config->ifaces.n)
 		config = health_config_json(cli.config);
+	connect = connect_hooks_json(cli.pin_dir);
 	health = health_assess(config, pid > 0 ? json_object_get(recorded, "errors") : NULL, att,
-			       natt);
+			       natt, connect);
 	free(att);
 	bad = json_incref(json_object_get(health, "degraded"));
 	if (pid <= 0)
@@ -178,6 +192,7 @@ int cmd_status(int argc, char **argv)
 				    ? json_string(flags & SLUICE_POLICY_F_AUDIT ? "audit" : "enforce")
 				    : json_null());
 	json_object_set(doc, "interfaces", json_object_get(health, "interfaces"));
+	json_object_set_new(doc, "connect_hooks", connect);
 	json_object_set_new(doc, "degraded", bad);
 	json_object_set_new(doc, "healthy", json_boolean(json_array_size(bad) == 0));
 	json_decref(health);

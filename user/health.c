@@ -20,11 +20,13 @@ static json_t *list_json(const struct config_list *l)
 
 json_t *health_config_json(const struct daemon_config *cfg)
 {
-	return json_pack("{s:s?,s:o,s:o,s:s?,s:s,s:s,s:o}", "file", cfg->file[0] ? cfg->file : NULL,
-			 "interfaces", list_json(&cfg->ifaces), "xdp", list_json(&cfg->xdp), "mode",
+	return json_pack("{s:s?,s:o,s:o,s:s?,s:s,s:s,s:o,s:s?}", "file",
+			 cfg->file[0] ? cfg->file : NULL, "interfaces", list_json(&cfg->ifaces), "xdp",
+			 list_json(&cfg->xdp), "mode",
 			 cfg->mode < 0 ? NULL : cfg->mode ? "audit" : "enforce", "policy",
 			 cfg->policy.text, "metrics", cfg->metrics.text, "events",
-			 list_json(&cfg->events));
+			 list_json(&cfg->events), "connect_hooks",
+			 cfg->connect_hooks.text[0] ? cfg->connect_hooks.text : NULL);
 }
 
 /* The first pattern of config's list ("interfaces", "xdp") that name matches, or NULL. */
@@ -83,8 +85,10 @@ static void degraded(json_t *list, const char *fmt, ...)
 	json_array_append_new(list, json_string(msg));
 }
 
-json_t *health_assess(json_t *config, json_t *errors, const struct attachment *att, size_t natt)
+json_t *health_assess(json_t *config, json_t *errors, const struct attachment *att, size_t natt,
+		      json_t *connect_hooks)
 {
+	const char *cgroup = json_string_value(json_object_get(config, "connect_hooks"));
 	json_t *rows = json_array(), *bad = json_array(), *p;
 	struct if_nameindex *ifs = if_nameindex();
 	size_t i;
@@ -141,6 +145,10 @@ json_t *health_assess(json_t *config, json_t *errors, const struct attachment *a
 							      "no such interface"));
 		}
 	}
+	/* Four hooks (connect4/6, sendmsg4/6) on the configured cgroup, or it is degraded. */
+	if (cgroup && json_array_size(connect_hooks) < 4)
+		degraded(bad, "connect hooks configured on %s but %zu of 4 attached", cgroup,
+			 json_array_size(connect_hooks));
 	for (size_t k = 0; k < natt; k++)
 		if (att[k].stale)
 			degraded(bad, "pin %s_%u: interface %u is gone (stale pin)", att[k].hook,

@@ -25,8 +25,11 @@ json_t *health_config_json(const struct daemon_config *cfg);
  * attachments (attach_list). Returns {"interfaces": [...], "degraded": [...]}, where each
  * interface present that is configured or attached, and each configured name that is
  * missing, has a row: iface, ifindex, configured (the pattern), hooks, error.
+ * connect_hooks: the pinned connect-hook links (connect_hooks_json), held against the
+ * configuration's connect-hooks cgroup.
  */
-json_t *health_assess(json_t *config, json_t *errors, const struct attachment *att, size_t natt);
+json_t *health_assess(json_t *config, json_t *errors, const struct attachment *att, size_t natt,
+		      json_t *connect_hooks);
 
 /* Log the degraded conditions in now that were not in before (loudly), and those cleared. */
 void health_log_changes(json_t *before, json_t *now);

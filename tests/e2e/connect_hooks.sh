@@ -124,6 +124,13 @@ hooks_on_cgroup() { # programs attached to the test cgroup
 sl_server_start
 sluice_start "$policy" --connect-hooks="$CG" --events "$EVENTS" --event-interval 1s
 check "four connect-time programs on the test cgroup" "$(hooks_on_cgroup)" 4
+status=$(sl status --json)
+check "sluice status lists the four hooks on the cgroup" \
+	"$(jq -r '[.connect_hooks[] | .hook] | sort | join(",")' <<<"$status")" \
+	"connect4,connect6,sendmsg4,sendmsg6"
+check "... on the test cgroup's id" "$(jq '[.connect_hooks[].cgroup_id] | unique | .[0]' <<<"$status")" \
+	"$(stat -c %i "$CG")"
+check "... and healthy" "$(jq .healthy <<<"$status")" true
 
 # --- TCP connect -------------------------------------------------------------------------
 before=$(connect_total deny)
@@ -265,6 +272,9 @@ read -r res ms < <(try_call tcp "$DENIED4")
 check "daemon stopped: the pinned hooks still refuse" "$res" EPERM
 sluice_start "$policy" --connect-hooks="$CG" --events off
 check "restart adopted the links: still four programs on the cgroup" "$(hooks_on_cgroup)" 4
+check "... the same links, not pruned as stale interface pins" \
+	"$(sl status --json | jq -c '[.connect_hooks[].link_id] | sort')" \
+	"$(jq -c '[.connect_hooks[].link_id] | sort' <<<"$status")"
 sluice_stop
 sl detach --all >/dev/null 2>&1
 check "sluice detach --all: no program left on the cgroup" "$(hooks_on_cgroup)" 0
