@@ -74,7 +74,7 @@ build() {
 	fi
 	# apply also drives the CLI (sluice deny) where it has runtime overrides.
 	cmake --build "$build_dir" --target sluice-bench-pktcost sluice-bench-apply \
-		sluice-bench-udp sluice-bench-rulegen sluice-bench-scrape sluice -j "$(nproc)"
+		sluice-bench-udp sluice-bench-rulegen sluice-bench-scrape sluice-bench-progtime sluice -j "$(nproc)"
 }
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -587,6 +587,35 @@ make_throughput_block() {
 		table("tcp", "TCP, one iperf3 stream, Gbit/s received", 1e9, "%.2f")
 		table("udp", "UDP, 64-byte payloads from one CPU (sendmmsg), thousand packets/s received", 1e3, "%.1f")
 	}' "$out/meta.tsv" "$out/throughput-meta.tsv" "$out/throughput.tsv"
+	make_inpath_profile
+}
+
+# Where sluice's share of a packet's time goes: its program's own run time in the real path
+# (throughput-inpath.tsv, one kernel-timed run per test) against the time one packet takes
+# without a filter (1 / the no-filter median rate).
+make_inpath_profile() {
+	[ -s "$out/throughput-inpath.tsv" ] || return 0
+	awk -F'\t' '
+	FILENAME == ARGV[1] { if ($1 == "seconds") seconds = $2; next }
+	FILENAME == ARGV[2] { if ($2 == "none") base[$1] = $4; next }
+	FNR > 1 { ns[$2] = $5; runs[$2] = $3; val[$2] = $6 }
+	END {
+		print "\n#### Profile: sluice'"'"'s program in the real path\n"
+		print "One more run per test with sluice, the kernel timing its tc egress program (BPF run-time statistics, on for that run only; they add two clock reads per run, so these figures are an upper bound and stay out of the tables above):\n"
+		print "| test | program runs | ns per run | the same packet without a filter | sluice'"'"'s share |"
+		print "|:---|---:|---:|---:|---:|"
+		if ("udp" in ns && base["udp"] > 0) {
+			t = 1e9 / base["udp"]
+			printf "| UDP, 64-byte datagrams | %d | %.0f | %.0f ns (1 / %.0f packets/s) | %.1f %% |\n",
+				runs["udp"], ns["udp"], t, base["udp"], 100 * ns["udp"] / (t + ns["udp"])
+		}
+		if ("tcp" in ns && base["tcp"] > 0 && runs["tcp"] > 0) {
+			bytes = val["tcp"] / 8 * seconds / runs["tcp"]
+			t = bytes / (base["tcp"] / 8) * 1e9
+			printf "| TCP, one stream (one run per GSO super-packet, %.0f bytes on average) | %d | %.0f | %.0f ns | %.1f %% |\n",
+				bytes, runs["tcp"], ns["tcp"], t, 100 * ns["tcp"] / (t + ns["tcp"])
+		}
+	}' "$out/throughput-meta.tsv" "$out/throughput.tsv" "$out/throughput-inpath.tsv"
 }
 
 if [ "$only" = all ] || [ "$only" = throughput ]; then

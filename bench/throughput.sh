@@ -6,6 +6,10 @@
 #   nft             the same prefixes in nft interval sets, output hook
 #   ipset           the same prefixes in ipset hash:net sets, matched by iptables OUTPUT rules
 #   iptables-N      the first N IPv4 prefixes as N linear iptables OUTPUT rules (--linear)
+# Then one more run per test for sluice alone, with the kernel timing its tc egress program
+# (BPF run-time statistics, on for that run only, kept out of the figures):
+# throughput-inpath.tsv gives its ns per run in the real path — how much of a packet's
+# time is sluice's.
 # Tests: TCP (iperf3, one stream, client and server on one CPU) and small UDP datagrams (sluice-bench-udp: 64-byte
 # payloads, sendmmsg, as fast as one CPU sends; packets/s received). The traffic goes to an
 # allowed destination (198.51.100.10); the policy also holds --prefixes generated prefixes
@@ -91,7 +95,8 @@ ip6tables=${iptables/iptables/ip6tables}
 sluice_bin=$build_dir/sluice
 udp_bin=$build_dir/bench/sluice-bench-udp
 rulegen_bin=$build_dir/bench/sluice-bench-rulegen
-for b in "$sluice_bin" "$udp_bin" "$rulegen_bin"; do
+progtime_bin=$build_dir/bench/sluice-bench-progtime
+for b in "$sluice_bin" "$udp_bin" "$rulegen_bin" "$progtime_bin"; do
 	[ -x "$b" ] || { echo "throughput.sh: $b not built" >&2; exit 1; }
 done
 for t in iperf3 nft ipset "$iptables" "$ip6tables" "$iptables-restore" "$ip6tables-restore"; do
@@ -252,8 +257,27 @@ tp_udp() { # -> packets/s received, packets sent
 		awk '{ print $8 "\t" $2 }'
 }
 
+# tp_profiled TEST — run TEST on sluice's pair while the kernel times sluice's tc egress
+# program (bench/progtime.c); appends "rep test runs ns ns_per_run value" to $inpath.
+tp_profiled() {
+	local link id pt line
+	link=$SL_PIN_DIR/links/tc_egress_$(in_node cat "/sys/class/net/$SL_NODE_IF/ifindex")
+	id=$(bpftool -j link show pinned "$link" | jq .prog_id)
+	"$progtime_bin" "$id" 2>"$SL_TMP/progtime" &
+	pt=$!
+	wait_for 5 grep -q ready "$SL_TMP/progtime" || sl_die "progtime did not start"
+	line=$(tp_$1) || { kill -TERM "$pt"; wait "$pt" || true; return 1; }
+	kill -TERM "$pt"
+	wait "$pt" || true
+	awk -v rep="$rep" -v t="$1" -v v="${line%%$'\t'*}" '$1 == "progtime" && $2 == "runs" {
+		printf "%s\t%s\t%s\t%s\t%s\t%s\n", rep, t, $3, $5, $7, v }' "$SL_TMP/progtime" >>"$inpath"
+	printf '%s\n' "$line"
+}
+
 raw=$out/throughput-raw.tsv
+inpath=$out/throughput-inpath.tsv
 printf 'rep\ttest\tcontender\tvalue\textra\n' >"$raw"
+printf 'rep\ttest\truns\tns\tns_per_run\tvalue\n' >"$inpath"
 n=${#contenders[@]}
 for rep in $(seq 1 "$reps"); do
 	for test in tcp udp; do
@@ -266,6 +290,17 @@ for rep in $(seq 1 "$reps"); do
 		done
 	done
 done
+
+# The profile: one more run per test for sluice alone, timed by the kernel (the timing
+# costs a little itself, so these runs stay out of the figures above).
+if [ -n "${TP_INDEX[sluice]:-}" ]; then
+	tp_use sluice
+	rep=profile
+	for test in tcp udp; do
+		line=$(tp_profiled "$test") || sl_die "sluice: profiled $test run failed"
+		sl_log "profile $test sluice: $line; $(tail -n 1 "$inpath" | cut -f5) ns per program run"
+	done
+fi
 
 # --- summary: median, min, max per test and contender, and the ratio to no filter -------
 # Sorted by test, contender, value, so each group's values arrive in order (mawk has no
