@@ -72,6 +72,7 @@ int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_dest(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 int cmd_events(int argc, char **argv);
 int cmd_detach(int argc, char **argv);
 int cmd_policy(int argc, char **argv);

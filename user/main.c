@@ -191,6 +191,26 @@ static const struct command commands[] = {
 		"  sluice dest --sort denied --json\n",
 	},
 	{
+		"top",
+		cmd_top,
+		"sluice top [--interval SECONDS] [--top N] [--iterations N] [--json]",
+		"A live view: node rates by verdict and the busiest destinations, refreshed.",
+		"Reads the pinned counters every interval and shows what changed: packets and\n"
+		"bytes per second by verdict for the node, and the destinations sending the\n"
+		"most bytes per second with the verdict most of their packets got. The first\n"
+		"view comes one interval after the start. Works with or without the daemon.\n"
+		"\n"
+		"  --interval SECONDS  refresh every SECONDS (default 1)\n"
+		"  --top N           destinations shown (default 20)\n"
+		"  --iterations N    stop after N views (default: until Ctrl-C)\n"
+		"  --json            one JSON document per view, one per line\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice top\n"
+		"  sluice top --interval 5 --top 50\n"
+		"  sluice top --json --iterations 1 | jq '.destinations[0]'\n",
+	},
+	{
 		"events",
 		cmd_events,
 		"sluice events [--follow] [--json]",
