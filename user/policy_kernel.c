@@ -35,6 +35,75 @@ static bool class_in(__u32 class, __u32 base, __u32 n)
 	return class - base < n;
 }
 
+/* Keys read from the port trie per batch lookup while looking for classes to remove. */
+#define PORT_SCAN_CHUNK 4096
+
+/* Append key to *keys (growing it) when its class is inside (or outside) [base, base + n). */
+static int keep_if(struct sluice_port_key **keys, size_t *n, size_t *cap,
+		   const struct sluice_port_key *key, __u32 base, __u32 n_classes, bool inside)
+{
+	if (class_in(key->port_class, base, n_classes) != inside)
+		return 0;
+	if (*n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 256;
+		void *p = realloc(*keys, grown * sizeof(**keys));
+
+		if (!p)
+			return -ENOMEM;
+		*keys = p;
+		*cap = grown;
+	}
+	(*keys)[(*n)++] = *key;
+	return 0;
+}
+
+/*
+ * Collect the port entries whose class is inside [base, base + n) (inside = true) or
+ * outside it: with batch lookups (the kernel walks the trie, PORT_SCAN_CHUNK keys per
+ * syscall) where the kernel has them for LPM tries, one get_next_key per entry otherwise.
+ * The walk was a syscall per entry, old and new classes alike: ≈ 24 ms at 24 000 entries.
+ */
+static int collect_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside,
+			   struct sluice_port_key **keys, size_t *n)
+{
+	struct sluice_port_key *chunk = calloc(PORT_SCAN_CHUNK, sizeof(*chunk));
+	struct sluice_port_entry *vals = calloc(PORT_SCAN_CHUNK, sizeof(*vals));
+	struct sluice_port_key cursor, key, *prev = NULL;
+	size_t cap = 0;
+	bool first = true;
+	int err = chunk && vals ? 0 : -ENOMEM;
+
+	*keys = NULL;
+	*n = 0;
+	while (!err) {
+		__u32 count = PORT_SCAN_CHUNK;
+		int ret = bpf_map_lookup_batch(ports_fd, first ? NULL : &cursor, &cursor, chunk,
+					       vals, &count, NULL);
+
+		if (ret < 0 && errno != ENOENT) {
+			/* Unsupported before anything was read: walk key by key instead. */
+			if (first && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP))
+				break;
+			err = -errno;
+			break;
+		}
+		for (__u32 i = 0; !err && i < count; i++)
+			err = keep_if(keys, n, &cap, &chunk[i], base, n_classes, inside);
+		first = false;
+		if (ret < 0) /* ENOENT: the walk is done */
+			goto out;
+	}
+	while (!err && bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
+		err = keep_if(keys, n, &cap, &key, base, n_classes, inside);
+		cursor = key;
+		prev = &cursor;
+	}
+out:
+	free(chunk);
+	free(vals);
+	return err;
+}
+
 /*
  * Remove the port entries whose class is inside [base, base + n) (inside = true) or
  * outside it. Keys are collected first: deleting from an LPM trie while walking it
@@ -42,30 +111,36 @@ static bool class_in(__u32 class, __u32 base, __u32 n)
  */
 static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
 {
-	struct sluice_port_key *keys = NULL, key, *prev = NULL;
-	size_t n = 0, cap = 0;
-	int err = 0;
+	struct sluice_port_key *keys;
+	size_t n, done = 0;
+	bool batch = true;
+	int err = collect_classes(ports_fd, base, n_classes, inside, &keys, &n);
 
-	while (bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
-		if (class_in(key.port_class, base, n_classes) == inside) {
-			if (n == cap) {
-				size_t grown = cap ? cap * 2 : 256;
-				void *p = realloc(keys, grown * sizeof(*keys));
+	while (!err && done < n) {
+		__u32 count = n - done;
 
-				if (!p) {
-					err = -ENOMEM;
-					break;
-				}
-				keys = p;
-				cap = grown;
+		if (batch) {
+			if (bpf_map_delete_batch(ports_fd, &keys[done], &count, NULL) == 0) {
+				done += count;
+				continue;
 			}
-			keys[n++] = key;
-		}
-		prev = &key;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (bpf_map_delete_elem(ports_fd, &keys[i]) < 0 && errno != ENOENT && !err)
+			done += count; /* deleted before the failing key */
+			if (errno == ENOENT) {
+				done++; /* gone already: nothing to do for it */
+				continue;
+			}
+			if (count == 0 &&
+			    (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP)) {
+				batch = false;
+				continue;
+			}
 			err = -errno;
+			break;
+		}
+		if (bpf_map_delete_elem(ports_fd, &keys[done]) < 0 && errno != ENOENT)
+			err = -errno;
+		done++;
+	}
 	free(keys);
 	return err;
 }
@@ -133,18 +208,24 @@ static int rebased_entries(const struct compiled_policy *cp, __u32 base, __u8 ep
 	return 0;
 }
 
+/* A new fd of the trie in force, or -1 when none is installed. */
+static int active_trie(const struct policy_maps *maps)
+{
+	__u32 zero = 0, trie_id;
+
+	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
+		return -1;
+	return bpf_map_get_fd_by_id(trie_id);
+}
+
 /* SLUICE_POLICY_F_EPOCH as the active policy has it (0 when none is installed). */
 static __u8 active_epoch(const struct policy_maps *maps)
 {
 	struct sluice_lpm_key any = { .prefixlen = 0 };
 	struct sluice_policy_entry e;
-	__u32 zero = 0, trie_id;
 	__u8 epoch = 0;
-	int fd;
+	int fd = active_trie(maps);
 
-	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
-		return 0;
-	fd = bpf_map_get_fd_by_id(trie_id);
 	if (fd < 0)
 		return 0;
 	if (bpf_map_lookup_elem(fd, &any, &e) == 0)
@@ -213,7 +294,7 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	struct sluice_config cfg;
 	__u32 zero = 0, base;
 	__u8 epoch;
-	int trie_fd, err = 0;
+	int trie_fd, old_trie_fd = -1, err = 0;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
@@ -254,6 +335,13 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 			goto close_trie;
 	}
 	/*
+	 * Hold the old trie until the install is done. Once nothing refers to it the kernel
+	 * frees it in a worker that walks its 100 000 nodes without yielding the CPU; on a
+	 * small machine that held up the grace period the second update below waits for, by
+	 * 10 to 40 ms. Freed after our last wait, it costs the install nothing.
+	 */
+	old_trie_fd = active_trie(maps);
+	/*
 	 * The switch: one update of the slot. For map-in-map updates the kernel waits for
 	 * running programs (synchronize_rcu), so when this returns none uses the old trie.
 	 */
@@ -270,6 +358,8 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 		/* The new trie is in force; old classes stay so cached decisions still resolve. */
 		pr_err("policy switched but generation update failed: %s", strerror(-err));
 		close(trie_fd);
+		if (old_trie_fd >= 0)
+			close(old_trie_fd);
 		return err;
 	}
 	/*
@@ -283,10 +373,14 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	else if ((err = remove_classes(maps->ports_fd, base, cp->nclasses, false)))
 		pr_warn("cannot remove old port classes: %s", strerror(-err));
 	close(trie_fd);
+	if (old_trie_fd >= 0)
+		close(old_trie_fd);
 	return 0; /* the new policy is in force; leftovers are removed by the next install */
 
 close_trie:
 	close(trie_fd);
+	if (old_trie_fd >= 0)
+		close(old_trie_fd);
 drop_new_classes:
 	/* Nothing refers to the new classes yet: remove them, keep everything else. */
 	remove_classes(maps->ports_fd, base, cp->nclasses, true);
