@@ -1778,7 +1778,10 @@ void policy_format(const struct policy *p, FILE *f)
 		const struct policy_ident *id = &p->idents[i];
 		const struct l4_match *m = &p->matches[id->match];
 
-		fprintf(f, "%s %s", verdict_name(id->action), id->target);
+		/* fputs, not fprintf: this runs per rule, 100 000 times on every policy load. */
+		fputs(verdict_name(id->action), f);
+		fputc(' ', f);
+		fputs(id->target, f);
 		for (int k = 0; k < m->nprotos; k++)
 			fprintf(f, "%s%s", k ? "," : " ", proto_label(m->protos[k], pb, sizeof(pb)));
 		for (int k = 0; k < m->nports; k++) {
@@ -1786,6 +1789,8 @@ void policy_format(const struct policy *p, FILE *f)
 			if (m->ports[k].hi != m->ports[k].lo)
 				fprintf(f, "-%u", m->ports[k].hi);
 		}
-		fprintf(f, " name %s\n", id->name);
+		fputs(" name ", f);
+		fputs(id->name, f);
+		fputc('\n', f);
 	}
 }
