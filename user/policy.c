@@ -213,6 +213,16 @@ struct source {
 	const struct source *parent;
 };
 
+/*
+ * A slot of the rule-name table: the identity's index + 1 (0: free) and its name's hash.
+ * With the hash at hand a probe compares names only when the hashes agree: the names
+ * themselves lie spread over megabytes of identities, a cache miss each.
+ */
+struct name_slot {
+	__u32 ident1;
+	__u32 hash;
+};
+
 struct parser {
 	struct policy *p;
 	char *err;
@@ -224,8 +234,8 @@ struct parser {
 	/* A set whose '{' is open across lines. */
 	struct policy_set *open_set;
 	unsigned open_set_line, open_set_col;
-	/* Rule identities in use (ident index + 1; open addressing), so names stay unique. */
-	size_t *names;
+	/* Rule identities in use (open addressing), so names stay unique. */
+	struct name_slot *names;
 	size_t names_mask;
 	size_t set_members; /* over all sets: nested sets must not multiply memory */
 };
@@ -235,7 +245,7 @@ struct parser {
  * characters, and without the mix their hashes sit next to each other, so the linear probing
  * below walks long runs of occupied slots (a third of a 100 000-rule parse went there).
  */
-static size_t name_hash(const char *s)
+static __u32 name_hash(const char *s)
 {
 	__u64 h = 0xcbf29ce484222325ull;
 
@@ -244,47 +254,52 @@ static size_t name_hash(const char *s)
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdull;
 	h ^= h >> 33;
-	return h;
+	return (__u32)h;
 }
 
 /* The identity index using name, or -1. */
 static ssize_t name_find(const struct parser *ps, const char *name)
 {
+	__u32 hash = name_hash(name);
+
 	if (!ps->names)
 		return -1;
-	for (size_t h = name_hash(name) & ps->names_mask;; h = (h + 1) & ps->names_mask) {
-		size_t slot = ps->names[h];
+	for (size_t h = hash & ps->names_mask;; h = (h + 1) & ps->names_mask) {
+		const struct name_slot *slot = &ps->names[h];
 
-		if (!slot)
+		if (!slot->ident1)
 			return -1;
-		if (strcmp(ps->p->idents[slot - 1].name, name) == 0)
-			return slot - 1;
+		if (slot->hash == hash && strcmp(ps->p->idents[slot->ident1 - 1].name, name) == 0)
+			return slot->ident1 - 1;
 	}
+}
+
+static void name_put(struct name_slot *table, size_t mask, __u32 ident1, __u32 hash)
+{
+	size_t h = hash & mask;
+
+	while (table[h].ident1)
+		h = (h + 1) & mask;
+	table[h] = (struct name_slot){ .ident1 = ident1, .hash = hash };
 }
 
 static int name_add(struct parser *ps, size_t ident)
 {
 	if ((ident + 1) * 2 > ps->names_mask) {
 		size_t mask = ps->names_mask ? ps->names_mask * 2 + 1 : 255;
-		size_t *grown = calloc(mask + 1, sizeof(*grown));
+		struct name_slot *grown = calloc(mask + 1, sizeof(*grown));
 
 		if (!grown)
 			return -ENOMEM;
-		for (size_t i = 0; i < ident; i++) {
-			size_t h = name_hash(ps->p->idents[i].name) & mask;
-
-			while (grown[h])
-				h = (h + 1) & mask;
-			grown[h] = i + 1;
-		}
+		for (size_t i = 0; ps->names && i <= ps->names_mask; i++)
+			if (ps->names[i].ident1)
+				name_put(grown, mask, ps->names[i].ident1, ps->names[i].hash);
 		free(ps->names);
 		ps->names = grown;
 		ps->names_mask = mask;
 	}
-	size_t h = name_hash(ps->p->idents[ident].name) & ps->names_mask;
-	while (ps->names[h])
-		h = (h + 1) & ps->names_mask;
-	ps->names[h] = ident + 1;
+	/* Identities number at most SLUICE_POLICY_MAX (policy_add_rules): ident + 1 fits. */
+	name_put(ps->names, ps->names_mask, ident + 1, name_hash(ps->p->idents[ident].name));
 	return 0;
 }
 
