@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Atomic policy installation: classes in, trie swapped, generation bumped, classes out. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,12 +110,12 @@ out:
  * outside it. Keys are collected first: deleting from an LPM trie while walking it
  * restarts the walk.
  */
-static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
+/* Delete n keys from the port trie: in batches where the kernel has them, else one by one. */
+static int delete_keys(int ports_fd, const struct sluice_port_key *keys, size_t n)
 {
-	struct sluice_port_key *keys;
-	size_t n, done = 0;
+	size_t done = 0;
 	bool batch = true;
-	int err = collect_classes(ports_fd, base, n_classes, inside, &keys, &n);
+	int err = 0;
 
 	while (!err && done < n) {
 		__u32 count = n - done;
@@ -141,6 +142,17 @@ static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside
 			err = -errno;
 		done++;
 	}
+	return err;
+}
+
+static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
+{
+	struct sluice_port_key *keys;
+	size_t n;
+	int err = collect_classes(ports_fd, base, n_classes, inside, &keys, &n);
+
+	if (!err)
+		err = delete_keys(ports_fd, keys, n);
 	free(keys);
 	return err;
 }
@@ -287,29 +299,68 @@ static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u3
 	return err;
 }
 
+/*
+ * What an install does beside filling the new trie: zero the per-rule counters' half it
+ * will count in, note the port entries of the classes in force (to delete after the
+ * switch), and add the new classes. None of it touches the trie, so it runs in a thread of
+ * its own while the main one fills it: on a machine with a CPU to spare the ≈ 30 ms it
+ * takes for 100 000 rules disappear behind the ≈ 100 ms of the fill.
+ */
+struct side_work {
+	const struct policy_maps *maps;
+	const struct compiled_policy *cp;
+	__u32 base;
+	__u8 epoch;
+	struct sluice_port_key *old_keys; /* out: the classes outside the new range */
+	size_t n_old;
+	bool ports_added; /* some new port entries may be in the map */
+	int err;
+};
+
+static void *side_work_run(void *arg)
+{
+	struct side_work *w = arg;
+	const struct policy_maps *maps = w->maps;
+
+	w->err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, w->epoch) : 0;
+	/*
+	 * Collected before the new classes go in, so the walk does not read them too.
+	 * Writers are serialized (the state lock), so nothing else adds classes meanwhile.
+	 */
+	if (!w->err)
+		w->err = collect_classes(maps->ports_fd, w->base, w->cp->nclasses, false,
+					 &w->old_keys, &w->n_old);
+	if (!w->err) {
+		w->ports_added = true;
+		w->err = add_port_entries(maps->ports_fd, w->cp, w->base);
+	}
+	return NULL;
+}
+
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+	struct sluice_lpm_key *keys = NULL;
+	struct sluice_policy_entry *values = NULL;
+	struct side_work side = { .maps = maps, .cp = cp };
 	struct sluice_config cfg;
-	__u32 zero = 0, base;
-	__u8 epoch;
-	int trie_fd, old_trie_fd = -1, err = 0;
+	__u32 zero = 0;
+	pthread_t thread;
+	bool threaded;
+	int trie_fd = -1, old_trie_fd = -1, err = 0;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	base = fresh_classes(&cfg, cp->nclasses);
+	side.base = fresh_classes(&cfg, cp->nclasses);
 	/*
 	 * Rule ids change meaning with this install: count in the other half of the per-rule
 	 * counters, zeroed first (it last served the install before the current one).
 	 */
-	epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
-	err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, epoch) : 0;
-	if (err)
-		return err;
-	err = add_port_entries(maps->ports_fd, cp, base);
-	if (err)
-		goto drop_new_classes;
+	side.epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
+	threaded = pthread_create(&thread, NULL, side_work_run, &side) == 0;
+	if (!threaded)
+		side_work_run(&side);
 
 	/* Must match the inner map template in bpf/lib/maps.h, or the swap is refused. */
 	trie_fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "sluice_trie", sizeof(struct sluice_lpm_key),
@@ -317,23 +368,23 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (trie_fd < 0) {
 		err = -errno;
 		pr_err("cannot create policy trie: %s", strerror(-err));
-		goto drop_new_classes;
 	}
-	{
-		/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
-		struct sluice_lpm_key *keys;
-		struct sluice_policy_entry *values;
-
-		err = rebased_entries(cp, base, epoch, &keys, &values);
-		if (!err) {
-			err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
-				       "policy trie");
-			free(keys);
-			free(values);
-		}
-		if (err)
-			goto close_trie;
+	/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
+	if (!err)
+		err = rebased_entries(cp, side.base, side.epoch, &keys, &values);
+	if (!err)
+		err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
+			       "policy trie");
+	free(keys);
+	free(values);
+	if (threaded)
+		pthread_join(thread, NULL);
+	if (!err && side.err) {
+		err = side.err;
+		pr_err("cannot prepare the port classes: %s", strerror(-err));
 	}
+	if (err)
+		goto fail;
 	/*
 	 * Hold the old trie until the install is done. Once nothing refers to it the kernel
 	 * frees it in a worker that walks its 100 000 nodes without yielding the CPU; on a
@@ -348,19 +399,16 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0) {
 		err = -errno;
 		pr_err("cannot switch to the new policy: %s", strerror(-err));
-		goto close_trie;
+		goto fail;
 	}
 	/* Cached per-destination decisions carry the old generation and are retaken. */
 	cfg.generation = generation;
-	cfg.next_class = base + cp->nclasses;
+	cfg.next_class = side.base + cp->nclasses;
 	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0) {
 		err = -errno;
 		/* The new trie is in force; old classes stay so cached decisions still resolve. */
 		pr_err("policy switched but generation update failed: %s", strerror(-err));
-		close(trie_fd);
-		if (old_trie_fd >= 0)
-			close(old_trie_fd);
-		return err;
+		goto out;
 	}
 	/*
 	 * A packet that read the old generation just before the update may still resolve an
@@ -370,20 +418,21 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0)
 		pr_warn("cannot wait for running programs: %s; keeping old port classes",
 			strerror(errno));
-	else if ((err = remove_classes(maps->ports_fd, base, cp->nclasses, false)))
+	else if ((err = delete_keys(maps->ports_fd, side.old_keys, side.n_old)))
 		pr_warn("cannot remove old port classes: %s", strerror(-err));
-	close(trie_fd);
-	if (old_trie_fd >= 0)
-		close(old_trie_fd);
-	return 0; /* the new policy is in force; leftovers are removed by the next install */
+	err = 0; /* the new policy is in force; leftovers are removed by the next install */
+	goto out;
 
-close_trie:
-	close(trie_fd);
+fail:
+	/* Nothing refers to the new classes yet: remove them, keep everything else. */
+	if (side.ports_added)
+		remove_classes(maps->ports_fd, side.base, cp->nclasses, true);
+out:
+	free(side.old_keys);
+	if (trie_fd >= 0)
+		close(trie_fd);
 	if (old_trie_fd >= 0)
 		close(old_trie_fd);
-drop_new_classes:
-	/* Nothing refers to the new classes yet: remove them, keep everything else. */
-	remove_classes(maps->ports_fd, base, cp->nclasses, true);
 	return err;
 }
 
