@@ -154,6 +154,8 @@ dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo yes ||
 	printf 'throughput_args\t%s\n' "${throughput_args[*]}"
 	printf 'nft\t%s\n' "$(nft --version 2>/dev/null || echo none)"
 	printf 'ipset\t%s\n' "$(ipset --version 2>/dev/null | head -n1 || echo none)"
+	# Other work on the machine skews wall times: the 1-minute load average at the start.
+	printf 'loadavg\t%s\n' "$(cut -d' ' -f1 /proc/loadavg)"
 } >"$out/meta.tsv"
 
 echo "run.sh: kernel $(uname -r), CPU ${cpu_model:-unknown} x $(nproc); results in $out" >&2
@@ -285,8 +287,8 @@ make_apply_block() {
 		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), %s, %s, ",
 			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
 			meta["nft"], meta["ipset"]
-		printf "commit `%s`%s.\n", meta["commit"],
-			meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
+		printf "commit `%s`%s, load average %s at the start.\n", meta["commit"],
+			meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : "", meta["loadavg"]
 		printf "Command: `%s` (benchmark arguments: `%s`).\n", meta["command"], meta["apply_args"]
 		printf "Each figure is the median of %s interleaved repetitions (after one warm-up each); min–max is their range.\n\n", param["reps"]
 		printf "Policy: %s prefixes (%s IPv4, %s IPv6, disjoint), %s of them with `%s`",
@@ -357,9 +359,10 @@ make_scrape_block() {
 	FNR == NR { meta[$1] = $2; next }
 	{ v[$1] = $2 }
 	END {
-		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), commit `%s`%s.\n",
+		printf "Measured %s on Linux `%s`, %s × %s CPUs (hypervisor: %s), commit `%s`%s, load average %s at the start.\n",
 			meta["date"], meta["kernel"], meta["cpu"], meta["cpus"], meta["hypervisor"],
-			meta["commit"], meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : ""
+			meta["commit"], meta["uncommitted_changes"] == "yes" ? " plus uncommitted changes" : "",
+			meta["loadavg"]
 		printf "Command: `%s` (benchmark arguments: `--destinations %s --reps %s`).\n\n",
 			meta["command"], v["destinations"], v["reps"]
 		print "| | median | min–max | unit |"
