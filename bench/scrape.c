@@ -5,10 +5,13 @@
  * A private (unpinned) datapath is loaded for its node-total and interface maps, and a
  * destination table with the datapath's layout but room for --destinations entries (default
  * 1 000 000) is filled with that many destinations, each with a different byte count. Then
- * the exporter's renderer (metrics_render, what `GET /metrics` runs) is timed several times:
- * wall time per scrape, output size, and this process's peak RSS before and after the
- * scrapes (the scrape's own memory is bounded by the top-N heap and one read batch, whatever
- * the table holds). Needs root. Never part of ctest.
+ * the exporter's renderer (metrics_render, what `GET /metrics` runs) is timed several times,
+ * three ways interleaved: the daemon's (user/dest_scan.c: bpf_for_each_map_elem in a syscall
+ * program, the map iterator when too many qualify), the map iterator alone, and every entry
+ * copied out with batch lookups. Reported: wall time per scrape, output size (the three must
+ * render the same series), and this process's peak RSS before and after the scrapes (the
+ * scrape's own memory is bounded by the top-N heap and one read batch, whatever the table
+ * holds). Needs root. Never part of ctest.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -174,50 +177,72 @@ int main(int argc, char **argv)
 				      .ifaces_fd = dp.ifaces_fd, .policy_fd = dp.policy_fd,
 				      .ports_fd = dp.ports_fd, .top_n = top, .policy = &pol };
 
-	struct metrics_scan scan = { .scan = dest_scan_open(dests_fd) };
-	char *texts[2] = {};
+	struct metrics_scan scans[3] = { {}, { .scan = dest_scan_open(dests_fd) },
+					 { .scan = dest_scan_open(dests_fd) } };
+	static const char *const names[3] = { "batch", "iterator", "walk" };
+	char *texts[3] = {};
+	double *times[3];
+	bool walk_top = true;
 
-	t = calloc(reps, sizeof(*t));
-	/* Both ways of finding the top N: every entry copied out, then the kernel iterator. */
-	for (int way = 0; way < 2; way++) {
-		const char *name = way ? "iterator" : "batch";
-
-		src.scan = way ? &scan : NULL;
-		if (way && !scan.scan) {
-			fprintf(stderr, "scrape: the kernel refused the destination iterator\n");
-			return 1;
-		}
-		for (unsigned r = 0; r <= reps; r++) { /* r == 0: warm-up */
+	if (!scans[1].scan || !scans[2].scan) {
+		fprintf(stderr, "scrape: the kernel refused the destination iterator\n");
+		return 1;
+	}
+	/*
+	 * Three ways of finding the top N, interleaved repetition by repetition: every entry
+	 * copied out with batch lookups; the kernel map iterator alone; and what the daemon
+	 * does (dest_scan_run: bpf_for_each_map_elem, the iterator when too many qualify).
+	 */
+	dest_scan_force_iterator(scans[1].scan, true);
+	for (int way = 0; way < 3; way++)
+		times[way] = calloc(reps, sizeof(double));
+	for (unsigned r = 0; r <= reps; r++) { /* r == 0: warm-up */
+		for (int way = 0; way < 3; way++) {
 			char *text = NULL;
 			FILE *f = open_memstream(&text, &size);
-			double t0 = now_s();
+			double t0;
 
+			src.scan = way ? &scans[way] : NULL;
+			t0 = now_s();
 			err = metrics_render(&src, f);
 			fclose(f);
 			if (r)
-				t[r - 1] = (now_s() - t0) * 1e3;
+				times[way][r - 1] = (now_s() - t0) * 1e3;
 			if (err) {
 				fprintf(stderr, "scrape: render failed: %s\n", strerror(-err));
 				return 1;
 			}
+			if (way == 2 && r)
+				walk_top &= dest_scan_used_top(scans[2].scan);
 			free(texts[way]);
 			texts[way] = text;
 		}
+	}
+	for (int way = 0; way < 3; way++) {
+		t = times[way];
 		qsort(t, reps, sizeof(*t), cmp_double);
 		printf("scrape_%s_ms_median\t%.1f\nscrape_%s_ms_min\t%.1f\nscrape_%s_ms_max\t%.1f\n",
-		       name, t[reps / 2], name, t[0], name, t[reps - 1]);
+		       names[way], t[reps / 2], names[way], t[0], names[way], t[reps - 1]);
+		free(t);
 	}
+	printf("walk_without_iterator\t%s\n", walk_top ? "yes" : "no");
+	printf("found_max\t%d\n", SLUICE_DEST_FOUND_MAX);
 	rss_after = peak_rss_kib();
 	/* Same destinations and values either way (ties in bytes may come in another order). */
-	printf("same_output\t%s\n", same_lines(texts[0], texts[1]) ? "yes" : "no");
+	/* same_lines cuts its arguments into lines in place: the second pair gets a copy. */
+	char *copy = strdup(texts[1]);
+	bool same = copy && same_lines(texts[0], texts[1]) && same_lines(copy, texts[2]);
+
+	printf("same_output\t%s\n", same ? "yes" : "no");
+	free(copy);
 	printf("destinations\t%u\ntop_n\t%u\nreps\t%u\n", n, top, reps);
 	printf("output_bytes\t%zu\n", size);
 	printf("peak_rss_mib_before_scrapes\t%.1f\npeak_rss_mib_after_scrapes\t%.1f\n",
 	       rss_filled / 1024.0, rss_after / 1024.0);
-	dest_scan_close(scan.scan);
-	free(texts[0]);
-	free(texts[1]);
-	free(t);
+	dest_scan_close(scans[1].scan);
+	dest_scan_close(scans[2].scan);
+	for (int way = 0; way < 3; way++)
+		free(texts[way]);
 	datapath_close(&dp);
 	return 0;
 }

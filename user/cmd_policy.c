@@ -136,6 +136,15 @@ static int load_through_daemon(const char *path, struct apply_result *res)
 	return 0;
 }
 
+/* Is there a control socket (a daemon, or one that died without removing it)? */
+static bool daemon_may_listen(void)
+{
+	char path[PATH_MAX];
+
+	return pin_path(path, sizeof(path), cli.state_dir, NULL, CONTROL_SOCKET) < 0 ||
+	       access(path, F_OK) == 0;
+}
+
 static int policy_load(int argc, char **argv)
 {
 	struct apply_result res;
@@ -147,8 +156,13 @@ static int policy_load(int argc, char **argv)
 		return cli_usage_error("policy", "policy load needs one FILE");
 	if (cli_require_privileges("policy load"))
 		return EXIT_FAIL;
-	/* A bad file is reported as such, loaded or not. */
-	{
+	/*
+	 * A bad file is reported as such, loaded or not. A daemon answers only that the load
+	 * failed, so where one may be listening the file is checked here first; without one,
+	 * policy_apply reports it, and the file is read once (twice was a quarter of the
+	 * time to load 100 000 rules).
+	 */
+	if (daemon_may_listen()) {
 		char err[POLICY_ERROR_MAX];
 		struct policy p;
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* The destination-table iterator: load, run a walk, read the entries it copied out. */
+/* The destination-table walks: load, run a walk, read the entries it copied out. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +14,29 @@
 struct dest_scan {
 	struct dests_iter *skel;
 	struct bpf_link *link;
+	bool top;      /* sluice_dests_top loaded: try it first */
+	bool iter_only; /* dest_scan_force_iterator */
+	bool used_top; /* the last walk was sluice_dests_top's */
 };
+
+/*
+ * Open and load the walks for dests_fd. A kernel that refuses the syscall program (older
+ * than 5.14, or without bpf_for_each_map_elem there) still gets the iterator.
+ */
+static struct dests_iter *load_walks(int dests_fd, bool with_top)
+{
+	struct dests_iter *skel = dests_iter__open();
+
+	if (!skel)
+		return NULL;
+	if (bpf_map__reuse_fd(skel->maps.sluice_scan_dests, dests_fd) < 0 ||
+	    (!with_top && bpf_program__set_autoload(skel->progs.sluice_dests_top, false) < 0) ||
+	    dests_iter__load(skel) < 0) {
+		dests_iter__destroy(skel);
+		return NULL;
+	}
+	return skel;
+}
 
 struct dest_scan *dest_scan_open(int dests_fd)
 {
@@ -24,7 +46,13 @@ struct dest_scan *dest_scan_open(int dests_fd)
 
 	if (!s)
 		return NULL;
-	s->skel = dests_iter__open_and_load();
+	s->top = true;
+	s->skel = load_walks(dests_fd, true);
+	if (!s->skel) {
+		pr_debug("destination walk without iterator not available: %s", strerror(errno));
+		s->top = false;
+		s->skel = load_walks(dests_fd, false);
+	}
 	if (!s->skel) {
 		pr_debug("destination iterator not available: %s", strerror(errno));
 		free(s);
@@ -51,17 +79,56 @@ void dest_scan_close(struct dest_scan *s)
 	free(s);
 }
 
-/* One record as the program writes it. */
-struct record {
-	struct sluice_addr addr;
-	struct sluice_dest_stats stats;
-};
+void dest_scan_force_iterator(struct dest_scan *s, bool on)
+{
+	s->iter_only = on;
+}
 
-int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
-		  int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries)
+bool dest_scan_used_top(const struct dest_scan *s)
+{
+	return s->used_top;
+}
+
+static int deliver(const struct sluice_dest_record *rec,
+		   int (*cb)(const struct dest_row *row, void *ctx), void *ctx)
+{
+	struct dest_row r = { .addr = rec->addr, .stats = rec->stats };
+
+	for (int v = 0; v < SLUICE_VERDICT_MAX; v++) {
+		r.packets += r.stats.packets[v];
+		r.bytes += r.stats.bytes[v];
+	}
+	return cb(&r, ctx);
+}
+
+/* sluice_dests_top: -ENOSPC when more than SLUICE_DEST_FOUND_MAX qualified. */
+static int run_top(struct dest_scan *s, __u64 min_bytes,
+		   int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	struct dests_iter__bss *bss = s->skel->bss;
+	int err = 0;
+
+	bss->min_bytes = min_bytes;
+	bss->entries = 0;
+	bss->found_n = 0;
+	bss->overflow = 0;
+	if (bpf_prog_test_run_opts(bpf_program__fd(s->skel->progs.sluice_dests_top), &opts) < 0)
+		return -errno;
+	if (bss->overflow)
+		return -ENOSPC;
+	for (__u64 i = 0; i < bss->found_n && i < SLUICE_DEST_FOUND_MAX && !err; i++)
+		err = deliver(&bss->found[i], cb, ctx);
+	*entries = bss->entries;
+	return err;
+}
+
+/* sluice_dests_iter: the records stream through a read() of the iterator's fd. */
+static int run_iter(struct dest_scan *s, __u64 min_bytes,
+		    int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries)
 {
 	enum { RECORDS = 512 };
-	struct record *buf = malloc(RECORDS * sizeof(*buf));
+	struct sluice_dest_record *buf = malloc(RECORDS * sizeof(*buf));
 	size_t have = 0;
 	int fd, err = 0;
 
@@ -87,15 +154,8 @@ int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
 		have += n;
 		size_t whole = have / sizeof(*buf);
 
-		for (size_t i = 0; i < whole && !err; i++) {
-			struct dest_row r = { .addr = buf[i].addr, .stats = buf[i].stats };
-
-			for (int v = 0; v < SLUICE_VERDICT_MAX; v++) {
-				r.packets += r.stats.packets[v];
-				r.bytes += r.stats.bytes[v];
-			}
-			err = cb(&r, ctx);
-		}
+		for (size_t i = 0; i < whole && !err; i++)
+			err = deliver(&buf[i], cb, ctx);
 		/* A record split across reads waits for the rest. */
 		memmove(buf, buf + whole, have - whole * sizeof(*buf));
 		have -= whole * sizeof(*buf);
@@ -106,4 +166,21 @@ int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
 	free(buf);
 	*entries = s->skel->bss->entries;
 	return err;
+}
+
+int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
+		  int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries)
+{
+	int err;
+
+	s->used_top = false;
+	if (s->top && !s->iter_only) {
+		/* Nothing reached cb unless it succeeded: the iterator can start afresh. */
+		err = run_top(s, min_bytes, cb, ctx, entries);
+		if (err != -ENOSPC) {
+			s->used_top = !err;
+			return err;
+		}
+	}
+	return run_iter(s, min_bytes, cb, ctx, entries);
 }

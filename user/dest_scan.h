@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Walking the destination table in the kernel (a BPF map iterator) and copying out only the
+ * Walking the destination table in the kernel (bpf_for_each_map_elem from a syscall program,
+ * or a BPF map iterator when more qualify than the first holds) and copying out only the
  * destinations with at least a given number of bytes: how a scrape finds the top N of a
  * million-entry table without a million copies.
  */
 #ifndef SLUICE_DEST_SCAN_H
 #define SLUICE_DEST_SCAN_H
 
+#include <stdbool.h>
 #include <linux/types.h>
 #include "output.h"
 
@@ -22,5 +24,10 @@ void dest_scan_close(struct dest_scan *s);
  */
 int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
 		  int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries);
+
+/* Walk with the iterator only (benchmarks and tests compare the two ways). */
+void dest_scan_force_iterator(struct dest_scan *s, bool on);
+/* Was the last walk the one without iterator (for tests: both ways must agree)? */
+bool dest_scan_used_top(const struct dest_scan *s);
 
 #endif

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Atomic policy installation: classes in, trie swapped, generation bumped, classes out. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,37 +36,123 @@ static bool class_in(__u32 class, __u32 base, __u32 n)
 	return class - base < n;
 }
 
+/* Keys read from the port trie per batch lookup while looking for classes to remove. */
+#define PORT_SCAN_CHUNK 4096
+
+/* Append key to *keys (growing it) when its class is inside (or outside) [base, base + n). */
+static int keep_if(struct sluice_port_key **keys, size_t *n, size_t *cap,
+		   const struct sluice_port_key *key, __u32 base, __u32 n_classes, bool inside)
+{
+	if (class_in(key->port_class, base, n_classes) != inside)
+		return 0;
+	if (*n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 256;
+		void *p = realloc(*keys, grown * sizeof(**keys));
+
+		if (!p)
+			return -ENOMEM;
+		*keys = p;
+		*cap = grown;
+	}
+	(*keys)[(*n)++] = *key;
+	return 0;
+}
+
+/*
+ * Collect the port entries whose class is inside [base, base + n) (inside = true) or
+ * outside it: with batch lookups (the kernel walks the trie, PORT_SCAN_CHUNK keys per
+ * syscall) where the kernel has them for LPM tries, one get_next_key per entry otherwise.
+ * The walk was a syscall per entry, old and new classes alike: ≈ 24 ms at 24 000 entries.
+ */
+static int collect_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside,
+			   struct sluice_port_key **keys, size_t *n)
+{
+	struct sluice_port_key *chunk = calloc(PORT_SCAN_CHUNK, sizeof(*chunk));
+	struct sluice_port_entry *vals = calloc(PORT_SCAN_CHUNK, sizeof(*vals));
+	struct sluice_port_key cursor, key, *prev = NULL;
+	size_t cap = 0;
+	bool first = true;
+	int err = chunk && vals ? 0 : -ENOMEM;
+
+	*keys = NULL;
+	*n = 0;
+	while (!err) {
+		__u32 count = PORT_SCAN_CHUNK;
+		int ret = bpf_map_lookup_batch(ports_fd, first ? NULL : &cursor, &cursor, chunk,
+					       vals, &count, NULL);
+
+		if (ret < 0 && errno != ENOENT) {
+			/* Unsupported before anything was read: walk key by key instead. */
+			if (first && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP))
+				break;
+			err = -errno;
+			break;
+		}
+		for (__u32 i = 0; !err && i < count; i++)
+			err = keep_if(keys, n, &cap, &chunk[i], base, n_classes, inside);
+		first = false;
+		if (ret < 0) /* ENOENT: the walk is done */
+			goto out;
+	}
+	while (!err && bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
+		err = keep_if(keys, n, &cap, &key, base, n_classes, inside);
+		cursor = key;
+		prev = &cursor;
+	}
+out:
+	free(chunk);
+	free(vals);
+	return err;
+}
+
 /*
  * Remove the port entries whose class is inside [base, base + n) (inside = true) or
  * outside it. Keys are collected first: deleting from an LPM trie while walking it
  * restarts the walk.
  */
-static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
+/* Delete n keys from the port trie: in batches where the kernel has them, else one by one. */
+static int delete_keys(int ports_fd, const struct sluice_port_key *keys, size_t n)
 {
-	struct sluice_port_key *keys = NULL, key, *prev = NULL;
-	size_t n = 0, cap = 0;
+	size_t done = 0;
+	bool batch = true;
 	int err = 0;
 
-	while (bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
-		if (class_in(key.port_class, base, n_classes) == inside) {
-			if (n == cap) {
-				size_t grown = cap ? cap * 2 : 256;
-				void *p = realloc(keys, grown * sizeof(*keys));
+	while (!err && done < n) {
+		__u32 count = n - done;
 
-				if (!p) {
-					err = -ENOMEM;
-					break;
-				}
-				keys = p;
-				cap = grown;
+		if (batch) {
+			if (bpf_map_delete_batch(ports_fd, &keys[done], &count, NULL) == 0) {
+				done += count;
+				continue;
 			}
-			keys[n++] = key;
-		}
-		prev = &key;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (bpf_map_delete_elem(ports_fd, &keys[i]) < 0 && errno != ENOENT && !err)
+			done += count; /* deleted before the failing key */
+			if (errno == ENOENT) {
+				done++; /* gone already: nothing to do for it */
+				continue;
+			}
+			if (count == 0 &&
+			    (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP)) {
+				batch = false;
+				continue;
+			}
 			err = -errno;
+			break;
+		}
+		if (bpf_map_delete_elem(ports_fd, &keys[done]) < 0 && errno != ENOENT)
+			err = -errno;
+		done++;
+	}
+	return err;
+}
+
+static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
+{
+	struct sluice_port_key *keys;
+	size_t n;
+	int err = collect_classes(ports_fd, base, n_classes, inside, &keys, &n);
+
+	if (!err)
+		err = delete_keys(ports_fd, keys, n);
 	free(keys);
 	return err;
 }
@@ -133,18 +220,24 @@ static int rebased_entries(const struct compiled_policy *cp, __u32 base, __u8 ep
 	return 0;
 }
 
+/* A new fd of the trie in force, or -1 when none is installed. */
+static int active_trie(const struct policy_maps *maps)
+{
+	__u32 zero = 0, trie_id;
+
+	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
+		return -1;
+	return bpf_map_get_fd_by_id(trie_id);
+}
+
 /* SLUICE_POLICY_F_EPOCH as the active policy has it (0 when none is installed). */
 static __u8 active_epoch(const struct policy_maps *maps)
 {
 	struct sluice_lpm_key any = { .prefixlen = 0 };
 	struct sluice_policy_entry e;
-	__u32 zero = 0, trie_id;
 	__u8 epoch = 0;
-	int fd;
+	int fd = active_trie(maps);
 
-	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
-		return 0;
-	fd = bpf_map_get_fd_by_id(trie_id);
 	if (fd < 0)
 		return 0;
 	if (bpf_map_lookup_elem(fd, &any, &e) == 0)
@@ -206,29 +299,68 @@ static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u3
 	return err;
 }
 
+/*
+ * What an install does beside filling the new trie: zero the per-rule counters' half it
+ * will count in, note the port entries of the classes in force (to delete after the
+ * switch), and add the new classes. None of it touches the trie, so it runs in a thread of
+ * its own while the main one fills it: on a machine with a CPU to spare the ≈ 30 ms it
+ * takes for 100 000 rules disappear behind the ≈ 100 ms of the fill.
+ */
+struct side_work {
+	const struct policy_maps *maps;
+	const struct compiled_policy *cp;
+	__u32 base;
+	__u8 epoch;
+	struct sluice_port_key *old_keys; /* out: the classes outside the new range */
+	size_t n_old;
+	bool ports_added; /* some new port entries may be in the map */
+	int err;
+};
+
+static void *side_work_run(void *arg)
+{
+	struct side_work *w = arg;
+	const struct policy_maps *maps = w->maps;
+
+	w->err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, w->epoch) : 0;
+	/*
+	 * Collected before the new classes go in, so the walk does not read them too.
+	 * Writers are serialized (the state lock), so nothing else adds classes meanwhile.
+	 */
+	if (!w->err)
+		w->err = collect_classes(maps->ports_fd, w->base, w->cp->nclasses, false,
+					 &w->old_keys, &w->n_old);
+	if (!w->err) {
+		w->ports_added = true;
+		w->err = add_port_entries(maps->ports_fd, w->cp, w->base);
+	}
+	return NULL;
+}
+
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+	struct sluice_lpm_key *keys = NULL;
+	struct sluice_policy_entry *values = NULL;
+	struct side_work side = { .maps = maps, .cp = cp };
 	struct sluice_config cfg;
-	__u32 zero = 0, base;
-	__u8 epoch;
-	int trie_fd, err = 0;
+	__u32 zero = 0;
+	pthread_t thread;
+	bool threaded;
+	int trie_fd = -1, old_trie_fd = -1, err = 0;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	base = fresh_classes(&cfg, cp->nclasses);
+	side.base = fresh_classes(&cfg, cp->nclasses);
 	/*
 	 * Rule ids change meaning with this install: count in the other half of the per-rule
 	 * counters, zeroed first (it last served the install before the current one).
 	 */
-	epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
-	err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, epoch) : 0;
-	if (err)
-		return err;
-	err = add_port_entries(maps->ports_fd, cp, base);
-	if (err)
-		goto drop_new_classes;
+	side.epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
+	threaded = pthread_create(&thread, NULL, side_work_run, &side) == 0;
+	if (!threaded)
+		side_work_run(&side);
 
 	/* Must match the inner map template in bpf/lib/maps.h, or the swap is refused. */
 	trie_fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "sluice_trie", sizeof(struct sluice_lpm_key),
@@ -236,23 +368,30 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (trie_fd < 0) {
 		err = -errno;
 		pr_err("cannot create policy trie: %s", strerror(-err));
-		goto drop_new_classes;
 	}
-	{
-		/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
-		struct sluice_lpm_key *keys;
-		struct sluice_policy_entry *values;
-
-		err = rebased_entries(cp, base, epoch, &keys, &values);
-		if (!err) {
-			err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
-				       "policy trie");
-			free(keys);
-			free(values);
-		}
-		if (err)
-			goto close_trie;
+	/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
+	if (!err)
+		err = rebased_entries(cp, side.base, side.epoch, &keys, &values);
+	if (!err)
+		err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
+			       "policy trie");
+	free(keys);
+	free(values);
+	if (threaded)
+		pthread_join(thread, NULL);
+	if (!err && side.err) {
+		err = side.err;
+		pr_err("cannot prepare the port classes: %s", strerror(-err));
 	}
+	if (err)
+		goto fail;
+	/*
+	 * Hold the old trie until the install is done. Once nothing refers to it the kernel
+	 * frees it in a worker that walks its 100 000 nodes without yielding the CPU; on a
+	 * small machine that held up the grace period the second update below waits for, by
+	 * 10 to 40 ms. Freed after our last wait, it costs the install nothing.
+	 */
+	old_trie_fd = active_trie(maps);
 	/*
 	 * The switch: one update of the slot. For map-in-map updates the kernel waits for
 	 * running programs (synchronize_rcu), so when this returns none uses the old trie.
@@ -260,17 +399,16 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0) {
 		err = -errno;
 		pr_err("cannot switch to the new policy: %s", strerror(-err));
-		goto close_trie;
+		goto fail;
 	}
 	/* Cached per-destination decisions carry the old generation and are retaken. */
 	cfg.generation = generation;
-	cfg.next_class = base + cp->nclasses;
+	cfg.next_class = side.base + cp->nclasses;
 	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0) {
 		err = -errno;
 		/* The new trie is in force; old classes stay so cached decisions still resolve. */
 		pr_err("policy switched but generation update failed: %s", strerror(-err));
-		close(trie_fd);
-		return err;
+		goto out;
 	}
 	/*
 	 * A packet that read the old generation just before the update may still resolve an
@@ -280,16 +418,21 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0)
 		pr_warn("cannot wait for running programs: %s; keeping old port classes",
 			strerror(errno));
-	else if ((err = remove_classes(maps->ports_fd, base, cp->nclasses, false)))
+	else if ((err = delete_keys(maps->ports_fd, side.old_keys, side.n_old)))
 		pr_warn("cannot remove old port classes: %s", strerror(-err));
-	close(trie_fd);
-	return 0; /* the new policy is in force; leftovers are removed by the next install */
+	err = 0; /* the new policy is in force; leftovers are removed by the next install */
+	goto out;
 
-close_trie:
-	close(trie_fd);
-drop_new_classes:
+fail:
 	/* Nothing refers to the new classes yet: remove them, keep everything else. */
-	remove_classes(maps->ports_fd, base, cp->nclasses, true);
+	if (side.ports_added)
+		remove_classes(maps->ports_fd, side.base, cp->nclasses, true);
+out:
+	free(side.old_keys);
+	if (trie_fd >= 0)
+		close(trie_fd);
+	if (old_trie_fd >= 0)
+		close(old_trie_fd);
 	return err;
 }
 

@@ -173,8 +173,10 @@ int state_write_rules(const char *state_dir, const struct policy *p, __u32 gener
 	if (!f)
 		return -errno;
 	fprintf(f, "generation %u\n", generation);
-	for (size_t i = 0; i < p->nidents; i++)
-		fprintf(f, "%s\n", p->idents[i].name);
+	for (size_t i = 0; i < p->nidents; i++) { /* per rule on every load: no printf */
+		fputs(p->idents[i].name, f);
+		fputc('\n', f);
+	}
 	if (fclose(f) != 0) {
 		free(text);
 		return -ENOMEM;

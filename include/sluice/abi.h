@@ -256,6 +256,23 @@ _Static_assert(sizeof(struct sluice_dest_stats) ==
 		       2 * 8 * SLUICE_VERDICT_MAX + 32 + 2 * 8 * SLUICE_EVENT_LIMITED_MAX,
 	       "sluice_dest_stats layout");
 
+/*
+ * One destination as the exporter's in-kernel walk (bpf/dests_iter.bpf.c) copies it out:
+ * the key and the value of the destination table, side by side.
+ */
+struct sluice_dest_record {
+	struct sluice_addr addr;
+	struct sluice_dest_stats stats;
+};
+
+/*
+ * Records the walk without a seq_file (sluice_dests_top) holds per run; when more
+ * destinations qualify, the exporter walks again with the map iterator, which streams them.
+ * Well above the default top N (100): after a first scrape, only the previous top N and
+ * those that passed its smallest count since qualify.
+ */
+#define SLUICE_DEST_FOUND_MAX 4096
+
 #define SLUICE_CACHE_WORD(generation, value) (((__u64)(generation) << 32) | (__u32)(value))
 #define SLUICE_CACHE_GEN(word) ((__u32)((word) >> 32))
 #define SLUICE_CACHE_VALUE(word) ((__u32)(word))

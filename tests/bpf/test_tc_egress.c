@@ -394,6 +394,68 @@ static void test_port_rules(void)
 	}
 }
 
+/* Entries in the port trie, walked key by key (independent of how installs read it). */
+static size_t port_entries(void)
+{
+	struct sluice_port_key key, prev;
+	size_t n = 0;
+
+	while (bpf_map_get_next_key(dp.ports_fd, n ? &prev : NULL, &key) == 0) {
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+/* Port rules, one per address of 2001:db8:1::/112; each one its own port class. */
+#define MANY_PORT_RULES 1000
+
+/*
+ * Each install removes the port classes of the policy before it (after the switch), so
+ * the port trie holds exactly the classes in force: installs in a row do not fill it up.
+ * The big policy spans several batches of the install's walk over the port trie.
+ */
+static void test_port_classes_replaced(void)
+{
+	static const char small[] = "default deny\n"
+				    "allow 198.51.100.0/24 tcp 443 name web\n";
+	size_t len = 64 * MANY_PORT_RULES + 64, at = 0;
+	char *big = malloc(len), err[POLICY_ERROR_MAX];
+	struct compiled_policy cp;
+	struct policy p;
+	size_t big_entries = 0;
+
+	if (!big) {
+		CHECK(0, "out of memory");
+		return;
+	}
+	at += snprintf(big + at, len - at, "default deny\n");
+	for (int i = 1; i <= MANY_PORT_RULES; i++)
+		at += snprintf(big + at, len - at, "allow 2001:db8:1::%x tcp 443,8000-8100\n", i);
+	if (policy_parse_text("big.conf", big, &p, err) == 0) {
+		if (policy_compile(&p, 1, &cp) == 0) {
+			big_entries = cp.nports;
+			compiled_policy_free(&cp);
+		}
+		policy_free(&p);
+	}
+	CHECK(big_entries > 4096, "the big policy has %zu port entries", big_entries);
+	for (int round = 0; round < 2; round++) {
+		CHECK(install_text(big) == 0, "install the big port policy (round %d)", round);
+		CHECK_EQ_U64(port_entries(), big_entries, "port entries after the big policy");
+		CHECK(install_text(small) == 0, "install the small port policy (round %d)", round);
+		CHECK_EQ_U64(port_entries(), 2, "port entries after the small policy");
+	}
+	/* And the small policy decides by port, from the classes left in place. */
+	struct pkt_spec web = { .dst = "198.51.100.7", .l4 = IPPROTO_TCP, .dport = 443 };
+	struct pkt_spec ssh = { .dst = "198.51.100.7", .l4 = IPPROTO_TCP, .dport = 22 };
+	unsigned plen;
+
+	CHECK(run_frame(&web, &plen, 0) == PASS, "port 443 passes after the replacements");
+	CHECK(run_frame(&ssh, &plen, 0) == DROP, "port 22 drops after the replacements");
+	free(big);
+}
+
 /* A datapath with no policy installed fails closed. */
 static void test_no_policy(void)
 {
@@ -1893,6 +1955,7 @@ int main(void)
 	test_frames(&xdp);
 	test_policy_switch();
 	test_port_rules();
+	test_port_classes_replaced();
 	test_random_against_reference();
 	test_overrides_in_place();
 	test_packet_shapes(&tc_egress);
