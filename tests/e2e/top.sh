@@ -30,7 +30,7 @@ check "the denied destination, verdict deny" "$(dest "$DENIED" | jq -r .verdict)
 check_ge "its packet rate is the stream's (at least 200/s)" \
 	"$(dest "$DENIED" | jq '.packets_per_second | floor')" 200
 check "bytes/s = packets/s x $FRAME for the allowed one" \
-	"$(dest "$ALLOWED" | jq --argjson f "$FRAME" '(.bytes_per_second / .packets_per_second) == $f')" true
+	"$(dest "$ALLOWED" | jq '.bytes_per_second / .packets_per_second | round')" "$FRAME"
 check_ge "node deny rate" "$(jq '.totals.deny.packets_per_second | floor' <<<"$view")" 200
 check_ge "node allow rate" "$(jq '.totals.allow.packets_per_second | floor' <<<"$view")" 200
 check "two destinations active" "$(jq .active_destinations <<<"$view")" 2
