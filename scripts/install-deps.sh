@@ -17,6 +17,8 @@ packages=(
 	prometheus
 	# exporter TLS and basic auth tests: certificates, bcrypt hashes
 	openssl apache2-utils
+	# the manual page is checked with groff
+	groff-base
 	# benchmark peers and plots
 	iperf3 nftables iptables ipset gnuplot-nox
 	# e2e: TSO/GSO switched on and off on the veth (gso.sh)

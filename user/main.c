@@ -241,7 +241,11 @@ static const struct command commands[] = {
 		"  sluice detach --iface eth1\n"
 		"  sluice detach --all\n",
 	},
-	{ "help", cmd_help, "sluice help [COMMAND]", "Show help for sluice or for COMMAND.", "" },
+	{ "help", cmd_help, "sluice help [COMMAND] | help --man",
+	  "Show help for sluice or for COMMAND; --man prints this manual page as roff.",
+	  "EXAMPLES\n"
+	  "  sluice help policy\n"
+	  "  sluice help --man | man -l -\n" },
 	{ "version", cmd_version, "sluice version", "Show the version.", "" },
 };
 
@@ -453,8 +457,74 @@ int cli_require_privileges(const char *command)
 	return 0;
 }
 
+/* Text as roff: backslashes escaped, dashes literal, no line taken for a request. */
+static void roff_text(FILE *f, const char *text)
+{
+	bool line_start = true;
+
+	for (const char *c = text; *c; c++) {
+		if (line_start && (*c == '.' || *c == '\''))
+			fputs("\\&", f);
+		if (*c == '\\')
+			fputs("\\e", f);
+		else if (*c == '-')
+			fputs("\\-", f);
+		else
+			fputc(*c, f);
+		line_start = *c == '\n';
+	}
+	if (!line_start)
+		fputc('\n', f);
+}
+
+/* The manual page, sluice(8), from the same command table as --help. */
+static void print_man(FILE *f)
+{
+	fprintf(f, ".TH SLUICE 8 \"\" \"sluice %s\" \"System Administration\"\n", SLUICE_VERSION);
+	fputs(".SH NAME\nsluice \\- eBPF egress enforcement and accounting\n.SH SYNOPSIS\n.nf\n", f);
+	roff_text(f, "sluice [COMMON OPTIONS] COMMAND [ARGS]");
+	fputs(".fi\n.SH DESCRIPTION\n", f);
+	roff_text(f, "sluice decides every outbound packet by its destination in the kernel (tc "
+		     "egress, XDP on a gateway, optionally at connect time), counts packets and "
+		     "bytes per destination, and drops what the policy forbids. Programs, maps and "
+		     "links are pinned, so enforcement stays when the daemon exits, crashes or is "
+		     "upgraded. Unambiguous prefixes of commands are accepted.");
+	fputs(".SH COMMANDS\n", f);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		fprintf(f, ".SS %s\n.nf\n", commands[i].name);
+		roff_text(f, commands[i].usage);
+		fputs(".fi\n.PP\n", f);
+		roff_text(f, commands[i].summary);
+		if (commands[i].details[0]) {
+			fputs(".PP\n.nf\n", f);
+			roff_text(f, commands[i].details);
+			fputs(".fi\n", f);
+		}
+	}
+	fputs(".SH OPTIONS\n.nf\n", f);
+	roff_text(f, common_help);
+	fputs(".fi\n.SH FILES\n.TP\n", f);
+	roff_text(f, CONFIG_PATH_DEFAULT);
+	roff_text(f, "the daemon's configuration (examples/sluice.conf)");
+	fputs(".TP\n", f);
+	roff_text(f, CONFIG_POLICY_DEFAULT);
+	roff_text(f, "the policy");
+	fputs(".TP\n", f);
+	roff_text(f, SLUICE_PIN_DIR_DEFAULT);
+	roff_text(f, "pinned programs, maps and links (0700)");
+	fputs(".TP\n", f);
+	roff_text(f, SLUICE_STATE_DIR_DEFAULT);
+	roff_text(f, "state: the policy in force, overrides, locks, the control socket (0700)");
+	fputs(".SH EXIT STATUS\n0 success, 1 failure, 2 usage error.\n", f);
+	fputs(".SH SEE ALSO\n.BR bpftool (8),\n.BR nft (8),\n.BR tc (8)\n", f);
+}
+
 static int cmd_help(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--man") == 0) {
+		print_man(stdout);
+		return EXIT_OK;
+	}
 	if (argc > 1)
 		cli_print_help(argv[1]);
 	else

@@ -36,9 +36,15 @@ want=$(sort <<'EOF'
 ./usr/share/doc/sluice/examples/sluice.service 644
 ./usr/share/doc/sluice/operations.md 644
 ./usr/share/doc/sluice/threat-model.md 644
+./usr/share/man/man8/sluice.8 644
 EOF
 )
 check "the installed tree (files and modes)" "$tree" "$want"
+# The manual page: roff that groff reads without a warning, every command in it.
+man=$stage/usr/share/man/man8/sluice.8
+check "the manual page renders without warnings" "$(groff -man -ww -z -Tutf8 "$man" 2>&1)" ""
+check "the manual page documents every command" "$(grep -c '^\.SS ' "$man")" \
+	"$("$stage/usr/sbin/sluice" help | awk '/^COMMANDS/ { on = 1; next } on && /^  [a-z]/ { n++ } on && /^$/ { exit } END { print n }')"
 check "the installed binary runs" "$("$stage/usr/sbin/sluice" version)" "sluice $(sed -n 's/^project(sluice VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")"
 check "default configuration is the example" \
 	"$(cmp -s "$stage/etc/sluice/sluice.conf" "$src/examples/sluice.conf" && echo same || echo differs)" same
