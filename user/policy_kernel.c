@@ -226,6 +226,17 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, epoch) : 0;
 	if (err)
 		return err;
+	/* The budgets of the new epoch's half, in place before any packet can read that half. */
+	if (maps->budgets) {
+		static const struct compiled_budgets none = { .nsets = 1 };
+
+		err = budget_install(maps->budgets, cp->budgets ? cp->budgets : &none, epoch);
+	} else if (cp->budgets && cp->budgets->ndefs) {
+		pr_err("cannot install budgets: this caller has no budget maps");
+		err = -EOPNOTSUPP;
+	}
+	if (err)
+		return err;
 	err = add_port_entries(maps->ports_fd, cp, base);
 	if (err)
 		goto drop_new_classes;
