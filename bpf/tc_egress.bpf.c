@@ -11,6 +11,7 @@
 #include "lib/verdict.h"
 #include "lib/count.h"
 #include "lib/events.h"
+#include "lib/budget.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,6 +36,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 			bytes += (packets - 1) * gso_header_len(skb, &pi);
 		}
 		entry = decide_ip(skb, &pi, &d);
+		budgets_charge(skb, &pi, &d, packets, bytes);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);

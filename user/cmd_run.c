@@ -490,7 +490,8 @@ int cmd_run(int argc, char **argv)
 	/* Policy before attach: a fresh datapath must never run without one. */
 	d.dp = &dp;
 	d.maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
-				       .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
+				       .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd,
+				       .budgets = &dp.budget };
 	/* Events before the policy, so its `policy` event is written too. */
 	ret = events_start(&d.events, &dp, &o.events, &event_stats, cli.state_dir);
 	if (!ret)

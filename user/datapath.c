@@ -23,6 +23,7 @@ static void datapath_reset(struct datapath *dp)
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
 	dp->event_reported_fd = -1;
+	dp->budget = (struct budget_maps){ -1, -1, -1, -1, -1 };
 }
 
 /* Point every map at PIN_DIR/maps/NAME: libbpf reuses a compatible pin or pins a new map. */
@@ -118,6 +119,11 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->event_limits_fd = bpf_map__fd(skel->maps.sluice_event_limits);
 	dp->event_lost_fd = bpf_map__fd(skel->maps.sluice_event_lost);
 	dp->event_reported_fd = bpf_map__fd(skel->maps.sluice_event_reported);
+	dp->budget.targets_fd = bpf_map__fd(skel->maps.sluice_budget_targets);
+	dp->budget.defs_fd = bpf_map__fd(skel->maps.sluice_budgets);
+	dp->budget.sets_fd = bpf_map__fd(skel->maps.sluice_budget_sets);
+	dp->budget.crossed_fd = bpf_map__fd(skel->maps.sluice_budget_crossed);
+	dp->budget.usage_fd = bpf_map__fd(skel->maps.sluice_budget_usage);
 	return 0;
 fail:
 	sluice_bpf__destroy(skel);
@@ -144,6 +150,11 @@ static const struct {
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
 	{ "sluice_rules", offsetof(struct pinned_maps, rules_fd) },
 	{ "sluice_event_lost", offsetof(struct pinned_maps, event_lost_fd) },
+	{ "sluice_budget_targets", offsetof(struct pinned_maps, budget.targets_fd) },
+	{ "sluice_budgets", offsetof(struct pinned_maps, budget.defs_fd) },
+	{ "sluice_budget_sets", offsetof(struct pinned_maps, budget.sets_fd) },
+	{ "sluice_budget_crossed", offsetof(struct pinned_maps, budget.crossed_fd) },
+	{ "sluice_budget_usage", offsetof(struct pinned_maps, budget.usage_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "budget.h"
+
 struct sluice_bpf;
 
 /* The programs come from one linked object (sluice.bpf.o), so they share every map. */
@@ -32,6 +34,7 @@ struct datapath {
 	int event_limits_fd;   /* limiters of events without a destination */
 	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
 	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
+	struct budget_maps budget;
 };
 
 /*
@@ -45,6 +48,7 @@ void datapath_close(struct datapath *dp);
 struct pinned_maps {
 	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd, rules_fd;
 	int event_lost_fd;
+	struct budget_maps budget;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);
