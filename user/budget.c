@@ -372,3 +372,47 @@ const struct budget_info *budget_table_find(const struct budget_table *t, __u32 
 			return &t->items[i];
 	return NULL;
 }
+
+int budget_usage_read(int usage_fd, struct budget_usage_row **rows, size_t *n)
+{
+	struct sluice_budget_usage_key key, next;
+	void *prev = NULL;
+	size_t cap = 0;
+
+	*rows = NULL;
+	*n = 0;
+	/* Keys one by one: the table is small (SLUICE_BUDGET_USAGE_MAX) and read rarely. */
+	while (*n < SLUICE_BUDGET_USAGE_MAX && bpf_map_get_next_key(usage_fd, prev, &next) == 0) {
+		struct budget_usage_row row = { .key = next };
+
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(usage_fd, &next, &row.usage) < 0)
+			continue; /* deleted meanwhile */
+		if (*n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			void *grown = realloc(*rows, c * sizeof(**rows));
+
+			if (!grown) {
+				free(*rows);
+				*rows = NULL;
+				*n = 0;
+				return -ENOMEM;
+			}
+			*rows = grown;
+			cap = c;
+		}
+		(*rows)[(*n)++] = row;
+	}
+	return 0;
+}
+
+__u64 budget_crossed_read(int crossed_fd, __u8 epoch_flag, __u32 i)
+{
+	__u32 k = (epoch_flag ? SLUICE_BUDGET_MAX : 0) + i;
+	__u64 v = 0;
+
+	if (i >= SLUICE_BUDGET_MAX || bpf_map_lookup_elem(crossed_fd, &k, &v) < 0)
+		return 0;
+	return v;
+}

@@ -77,4 +77,14 @@ const struct budget_info *budget_table_find(const struct budget_table *t, __u32 
 
 const char *budget_kind_name(unsigned kind);
 
+/* One usage record of the kernel's table. */
+struct budget_usage_row {
+	struct sluice_budget_usage_key key;
+	struct sluice_budget_usage usage;
+};
+/* Read every usage record (bounded by the table's capacity). *rows is malloc'd. */
+int budget_usage_read(int usage_fd, struct budget_usage_row **rows, size_t *n);
+/* Crossings of budget index i (0..n-1) of the install of epoch flag epoch_flag. */
+__u64 budget_crossed_read(int crossed_fd, __u8 epoch_flag, __u32 i);
+
 #endif

@@ -15,6 +15,7 @@
 #include "ifslots.h"
 #include "log.h"
 #include "metrics.h"
+#include "budget.h"
 #include "output.h"
 #include "policy.h"
 #include "state.h"
@@ -218,6 +219,32 @@ static int render_rules(const struct metrics_source *src, FILE *f)
 	return err;
 }
 
+/*
+ * Crossings per budget of the policy in force, by its identity (the budget table). A reload
+ * counts afresh (a counter reset to Prometheus); a budget has one series, so cardinality is
+ * bounded by SLUICE_BUDGET_MAX.
+ */
+static void render_budgets(const struct metrics_source *src, FILE *f)
+{
+	struct budget_table t;
+	__u32 generation;
+	__u8 flags = 0;
+
+	family(f, "sluice_budget_exceeded_total", "counter",
+	       "Budget crossings: keys (destination, user, node) whose usage reached the budget.");
+	if (read_policy_state(src->policy_fd, src->config_fd, &generation, &flags) < 0 ||
+	    state_read_budgets(src->state_dir, &t) < 0)
+		return;
+	for (size_t i = 0; i < t.n; i++) {
+		fprintf(f, "sluice_budget_exceeded_total{budget=\"");
+		put_label(f, t.items[i].name);
+		fprintf(f, "\"} %llu\n",
+			(unsigned long long)budget_crossed_read(src->budgets->crossed_fd,
+								flags & SLUICE_POLICY_F_EPOCH, i));
+	}
+	budget_table_free(&t);
+}
+
 int metrics_render(const struct metrics_source *src, FILE *f)
 {
 	struct top top = { .cap = src->top_n };
@@ -345,6 +372,8 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 	fprintf(f, "sluice_policy_errors_total %llu\n", (unsigned long long)pol.errors);
 	if (src->events)
 		render_events(src->events, f);
+	if (src->budgets)
+		render_budgets(src, f);
 out:
 	free(totals);
 	free(top.heap);
