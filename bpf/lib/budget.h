@@ -22,25 +22,26 @@ static __always_inline int budget_counts(__u8 verdict)
 	       verdict == SLUICE_VERDICT_AUDIT;
 }
 
-static const struct sluice_budget_usage budget_usage_new = {};
-
 /*
- * The usage key of budget b for this packet: its destination, its uid, or nothing. NULL
+ * The usage key of budget b for this packet (its destination, its uid, or nothing) in this
+ * CPU's scratch entry, next to a zeroed new record. NULL
  * when the budget has no key for it (a user budget, and no local socket sent the packet).
- * Built in this CPU's scratch entry: the stack of the global function budgets run in
- * (below) has too little room left beside its caller's (512 bytes for the two).
+ * Off the stack: the global function budgets run in (below) has too little room left
+ * beside its caller's (512 bytes for the two).
  */
-static __always_inline struct sluice_budget_usage_key *
+static __always_inline struct budget_scratch *
 budget_key(struct ctx_buff *ctx, const struct packet_info *pi, const struct sluice_budget *b)
 {
+	struct budget_scratch *scratch;
 	struct sluice_budget_usage_key *key;
 	__u32 zero = 0;
 
 	(void)ctx; /* at XDP, where no frame has a local socket, ctx_has_socket() is constant 0 */
-	key = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
-	if (!key)
+	scratch = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
+	if (!scratch)
 		return NULL;
-	__builtin_memset(key, 0, sizeof(*key));
+	__builtin_memset(scratch, 0, sizeof(*scratch));
+	key = &scratch->key;
 	key->budget = b->id;
 	if (b->kind == SLUICE_BUDGET_DEST) {
 		key->addr = pi->dst;
@@ -49,7 +50,7 @@ budget_key(struct ctx_buff *ctx, const struct packet_info *pi, const struct slui
 			return NULL;
 		key->uid = ctx_socket_uid(ctx);
 	}
-	return key;
+	return scratch;
 }
 
 /*
@@ -61,12 +62,12 @@ static __always_inline struct sluice_budget_usage *
 budget_usage(struct ctx_buff *ctx, const struct packet_info *pi, const struct sluice_budget *b,
 	     __u64 now)
 {
-	struct sluice_budget_usage_key *key = budget_key(ctx, pi, b);
+	struct budget_scratch *scratch = budget_key(ctx, pi, b);
 	struct sluice_budget_usage *u;
 
-	if (!key)
+	if (!scratch)
 		return NULL;
-	u = bpf_map_lookup_elem(&sluice_budget_usage, key);
+	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
 	if (u) {
 		__u64 end = READ_ONCE_U64(u->window_end_ns);
 
@@ -79,12 +80,11 @@ budget_usage(struct ctx_buff *ctx, const struct packet_info *pi, const struct sl
 		return u;
 	}
 	/*
-	 * Created with its window already over (end 0), so the roll-over above starts it; the
-	 * value comes from .rodata, not the stack, which a global function has little of.
-	 * NOEXIST: if another CPU created it first, charge the one it made.
+	 * Created with its window yet to start (end 0), which the compare-and-swap below
+	 * starts. NOEXIST: if another CPU created it first, charge the one it made.
 	 */
-	bpf_map_update_elem(&sluice_budget_usage, key, &budget_usage_new, BPF_NOEXIST);
-	u = bpf_map_lookup_elem(&sluice_budget_usage, key);
+	bpf_map_update_elem(&sluice_budget_usage, &scratch->key, &scratch->fresh, BPF_NOEXIST);
+	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
 	if (u && __sync_val_compare_and_swap(&u->window_end_ns, 0, now + b->window_ns) == 0) {
 		__sync_lock_test_and_set(&u->bytes, 0);
 		__sync_lock_test_and_set(&u->dropped, 0);
@@ -128,15 +128,15 @@ static __always_inline int budget_spent(struct ctx_buff *ctx, const struct packe
 					__u32 index, __u64 now, int drops)
 {
 	const struct sluice_budget *b = bpf_map_lookup_elem(&sluice_budgets, &index);
-	struct sluice_budget_usage_key *key;
+	struct budget_scratch *scratch;
 	struct sluice_budget_usage *u;
 
 	if (!b || !b->block)
 		return 0;
-	key = budget_key(ctx, pi, b);
-	if (!key)
+	scratch = budget_key(ctx, pi, b);
+	if (!scratch)
 		return 0;
-	u = bpf_map_lookup_elem(&sluice_budget_usage, key);
+	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
 	if (!u || now >= READ_ONCE_U64(u->window_end_ns) || READ_ONCE_U64(u->bytes) < b->limit)
 		return 0;
 	if (drops)

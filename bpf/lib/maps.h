@@ -216,12 +216,18 @@ struct {
 	__type(value, struct sluice_budget_usage);
 } sluice_budget_usage SEC(".maps") __weak;
 
-/* Scratch space for a budget usage key, one per CPU (budget.h says why). Datapath only. */
+/* A usage key being built and a new usage record, off the stack (budget.h says why). */
+struct budget_scratch {
+	struct sluice_budget_usage_key key;
+	struct sluice_budget_usage fresh; /* all zero: a record whose window is yet to start */
+};
+
+/* Scratch space for the budget step, one per CPU. Datapath only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sluice_budget_usage_key);
+	__type(value, struct budget_scratch);
 } sluice_budget_scratch SEC(".maps") __weak;
 
 #endif /* SLUICE_BPF_MAPS_H */
