@@ -42,6 +42,7 @@ int sluice_tc_egress(struct __sk_buff *skb)
 	count_destination(entry, d.verdict, packets, bytes);
 	count_total(skb->ifindex, SLUICE_HOOK_TC_EGRESS, d.verdict, d.reason, packets, bytes);
 	count_rule(d.rule_id, d.flags, packets, bytes);
+	count_user(skb, d.verdict, packets, bytes);
 
 	/* Only denied, audited and first-contact packets pay for events. */
 	if (d.new_dest || decision_denied(&d)) {

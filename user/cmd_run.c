@@ -506,7 +506,7 @@ int cmd_run(int argc, char **argv)
 			.policy_fd = dp.policy_fd, .ports_fd = dp.ports_fd, .top_n = o.top_n,
 			.config_fd = dp.config_fd, .rules_fd = dp.rules_fd, .state_dir = cli.state_dir,
 			.policy = &d.published, .scan = &scan, .events = &event_stats,
-			.budgets = &dp.budget,
+			.budgets = &dp.budget, .users_fd = dp.users_fd,
 		};
 
 		/* Without the iterator (older kernels), scrapes copy every entry out instead. */

@@ -34,6 +34,7 @@ struct datapath {
 	int event_limits_fd;   /* limiters of events without a destination */
 	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
 	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
+	int users_fd;          /* per-uid counters */
 	struct budget_maps budget;
 };
 
@@ -48,6 +49,7 @@ void datapath_close(struct datapath *dp);
 struct pinned_maps {
 	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd, rules_fd;
 	int event_lost_fd;
+	int users_fd;
 	struct budget_maps budget;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);

@@ -170,6 +170,18 @@ static const struct command commands[] = {
 		"  sluice events --follow --json | jq 'select(.type == \"deny\")'\n",
 	},
 	{
+		"users",
+		cmd_users,
+		"sluice users [--json]",
+		"Show the packets and bytes each local user (socket owner) sent, largest first.",
+		"Counts what the node's own sockets sent and sluice let through, by the uid\n"
+		"owning the socket (forwarded traffic has no local user).\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice users\n"
+		"  sluice users --json | jq '.[] | select(.user == \"alice\") | .bytes'\n",
+	},
+	{
 		"budget",
 		cmd_budget,
 		"sluice budget show [--json] | sluice budget reset [TARGET]",

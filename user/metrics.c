@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "budget.h"
+#include "users.h"
 #include "output.h"
 #include "policy.h"
 #include "state.h"
@@ -245,6 +246,37 @@ static void render_budgets(const struct metrics_source *src, FILE *f)
 	budget_table_free(&t);
 }
 
+/*
+ * Bytes per local user: the top_n users by bytes, each by name, and user="other" for the
+ * rest, so the series are bounded and their sum exact.
+ */
+static void render_users(const struct metrics_source *src, FILE *f)
+{
+	struct user_row *rows = NULL;
+	__u64 other = 0;
+	size_t n = 0;
+
+	family(f, "sluice_user_bytes_total", "counter",
+	       "Bytes local users' sockets sent and sluice passed, top users by bytes + other.");
+	if (users_read(src->users_fd, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+
+		if (i >= src->top_n) {
+			other += rows[i].stats.bytes;
+			continue;
+		}
+		fprintf(f, "sluice_user_bytes_total{user=\"");
+		put_label(f, user_name(rows[i].uid, name, sizeof(name)));
+		fprintf(f, "\"} %llu\n", (unsigned long long)rows[i].stats.bytes);
+	}
+	if (n > src->top_n)
+		fprintf(f, "sluice_user_bytes_total{user=\"other\"} %llu\n",
+			(unsigned long long)other);
+	free(rows);
+}
+
 int metrics_render(const struct metrics_source *src, FILE *f)
 {
 	struct top top = { .cap = src->top_n };
@@ -374,6 +406,8 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 		render_events(src->events, f);
 	if (src->budgets)
 		render_budgets(src, f);
+	if (src->users_fd > 0)
+		render_users(src, f);
 out:
 	free(totals);
 	free(top.heap);

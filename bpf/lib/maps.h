@@ -216,6 +216,17 @@ struct {
 	__type(value, struct sluice_budget_usage);
 } sluice_budget_usage SEC(".maps") __weak;
 
+/*
+ * Per-user counters, keyed by uid. Written by tc egress (atomics); LRU, so a node with more
+ * users than entries forgets the least recent, never refuses a packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_USER_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_user_stats);
+} sluice_users SEC(".maps") __weak;
+
 /* A usage key being built and a new usage record, off the stack (budget.h says why). */
 struct budget_scratch {
 	struct sluice_budget_usage_key key;

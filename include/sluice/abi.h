@@ -54,6 +54,20 @@ enum sluice_reason {
 		SLUICE_REASON_MAX,
 };
 
+/*
+ * Per local user (uid of the sending socket): what left the node, written by tc egress
+ * (atomic adds) for every locally originated packet that was not dropped.
+ */
+struct sluice_user_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct sluice_user_stats) == 16, "sluice_user_stats is 16 bytes");
+
+#ifndef SLUICE_USER_MAX
+#define SLUICE_USER_MAX 8192 /* uids tracked at once (LRU: the least recent age out) */
+#endif
+
 /* Hooks, the `hook` label of the counters. */
 #define SLUICE_HOOKS(X) X(TC_EGRESS, "tc_egress") X(XDP, "xdp")
 

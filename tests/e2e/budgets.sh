@@ -7,6 +7,9 @@
 #  2. the same with `alert`: the transfer completes, one event, the metric increments;
 #  3. replies: a peer pulling 50 MB over a connection it opened to the node trips a 20 MB
 #     budget on that peer (reply bytes count);
+#  4. per user: two test users (created here, removed on exit) send to one destination;
+#     `budget user 10MB per 1h block` stops only the one who exceeded, and `sluice users`
+#     shows both with byte counts within 1% of what crossed the wire;
 #  5. a 5 s window: once over, usage restarts and the block lifts.
 #
 # usage: budgets.sh PATH/TO/sluice   (root; builds its own namespaces, see lib.sh)
@@ -196,6 +199,85 @@ got=$(transfer 203.0.113.77 $((500 * 1000)))
 check "5 s window: the next window lets 500 kB through" "$got" $((500 * 1000))
 check "5 s window: usage restarted in the new window" \
 	"$(sl budget show --json | jq -r '.[] | select(.name == "short-window") | .keys[0].state')" ok
+
+# --- 4. per user -------------------------------------------------------------------------
+USER_A=slb-a-$SL_ID
+USER_B=slb-b-$SL_ID
+users_cleanup() {
+	userdel "$USER_A" 2>/dev/null || true
+	userdel "$USER_B" 2>/dev/null || true
+}
+SL_CLEANUP_HOOKS+=(users_cleanup)
+useradd -M -N -r -s /usr/sbin/nologin "$USER_A"
+useradd -M -N -r -s /usr/sbin/nologin "$USER_B"
+# The users run the sender from here: readable by them, the rest of SL_TMP stays closed.
+chmod 711 "$SL_TMP"
+chmod 644 "$XFER"
+sl_counters_setup
+
+cat >"$policy" <<EOF
+mode enforce
+default deny
+allow 198.51.100.0/24
+budget user 10MB per 1h block name per-user
+EOF
+sl policy load "$policy" >/dev/null
+
+# transfer_as USER DEST BYTES — like transfer, the sender running as USER; prints what the
+# receiver got. The wire counters are reset first (wire_bytes reads them after).
+transfer_as() {
+	local user=$1 dest=$2 bytes=$3 out=$SL_TMP/recv.$RANDOM
+	sl_counters_reset
+	in_world python3 "$XFER" recv "$dest" "$PORT" "$out" &
+	local rpid=$!
+	wait_for 10 listening "$SL_WORLD_NS" "$PORT" || sl_die "receiver at $dest did not start"
+	in_node setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups \
+		/usr/bin/python3 "$XFER" send "$dest" "$PORT" "$bytes" >/dev/null || true
+	wait "$rpid" || true
+	sleep 0.3 # the last FIN
+	cat "$out"
+}
+# What crossed the wire to DEST since the last reset, as sluice counts bytes (L2 frames).
+wire_bytes() {
+	echo $(($(sl_count in "$1" tcp bytes) + 14 * $(sl_count in "$1" tcp packets)))
+}
+user_bytes() { # USER
+	sl users --json | jq -r --arg u "$1" '[.[] | select(.user == $u) | .bytes] | add // 0'
+}
+# within_1pct NAME ACTUAL EXPECTED
+within_1pct() {
+	local diff=$(($2 - $3))
+	[ "$diff" -lt 0 ] && diff=$((-diff))
+	SL_CHECKS=$((SL_CHECKS + 1))
+	if [ "$3" -gt 0 ] && [ $((diff * 100)) -le "$3" ]; then
+		printf 'ok %d - %s (%s vs %s)\n' "$SL_CHECKS" "$1" "$2" "$3"
+	else
+		printf 'not ok %d - %s: got %s, want %s +- 1%%\n' "$SL_CHECKS" "$1" "$2" "$3"
+		SL_FAILURES=$((SL_FAILURES + 1))
+	fi
+}
+
+got_a=$(transfer_as "$USER_A" 198.51.100.10 $((15 * MB)))
+wire_a=$(wire_bytes 198.51.100.10)
+got_b=$(transfer_as "$USER_B" 198.51.100.10 $((5 * MB)))
+wire_b=$(wire_bytes 198.51.100.10)
+sl_log "per user: $USER_A got $got_a of 15 MB ($wire_a wire bytes), $USER_B got $got_b of 5 MB"
+check_ge "per user: $USER_A stopped at the user budget plus slack" $((10 * MB + SLACK)) "$got_a"
+check_ge "per user: $USER_A got going (>= 8 MB)" "$got_a" $((8 * MB))
+check "per user: $USER_B, under its own budget, is not stopped (5 MB whole)" "$got_b" $((5 * MB))
+ev=$(jq -c 'select(.type == "budget" and .budget == "per-user")' "$EVENTS")
+check "per user: one budget event" "$(printf '%s\n' "$ev" | grep -c .)" 1
+check "per user: the event names the user" "$(jq -r .user <<<"$ev" | head -n 1)" "$USER_A"
+within_1pct "sluice users: $USER_A's bytes match the wire" "$(user_bytes "$USER_A")" "$wire_a"
+within_1pct "sluice users: $USER_B's bytes match the wire" "$(user_bytes "$USER_B")" "$wire_b"
+check "sluice users: both listed by name" \
+	"$(sl users --json | jq -r --arg a "$USER_A" --arg b "$USER_B" \
+		'[.[] | select(.user == $a or .user == $b)] | length')" 2
+check_ge "metric: sluice_user_bytes_total for $USER_A" \
+	"$(scrape | awk -v l="sluice_user_bytes_total{user=\"$USER_A\"}" '$1 == l { print $2 }')" \
+	$((8 * MB))
+out=$(sl budget reset "$USER_A")
+check "budget reset USER clears the user's record" "$out" "cleared 1 usage record"
 
 check "the daemon is still running" "$(kill -0 "$SL_SLUICE_PID" && echo yes)" yes
 sl_finish
