@@ -40,12 +40,22 @@ budget_key(struct ctx_buff *ctx, const struct packet_info *pi, const struct slui
 	scratch = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
 	if (!scratch)
 		return NULL;
-	__builtin_memset(scratch, 0, sizeof(*scratch));
+	/* Word stores, not a byte-wise struct copy: this runs for every charged packet. */
 	key = &scratch->key;
 	key->budget = b->id;
+	key->uid = 0;
 	if (b->kind == SLUICE_BUDGET_DEST) {
-		key->addr = pi->dst;
-	} else if (b->kind == SLUICE_BUDGET_USER) {
+		const __u32 *a = (const __u32 *)&pi->dst; /* 4-byte aligned: packet_info's first */
+		__u32 *k = (__u32 *)&key->addr;
+
+		k[0] = a[0];
+		k[1] = a[1];
+		k[2] = a[2];
+		k[3] = a[3];
+		return scratch;
+	}
+	__builtin_memset(&key->addr, 0, sizeof(key->addr));
+	if (b->kind == SLUICE_BUDGET_USER) {
 		if (!ctx_has_socket(ctx))
 			return NULL;
 		key->uid = ctx_socket_uid(ctx);
@@ -83,6 +93,7 @@ budget_usage(struct ctx_buff *ctx, const struct packet_info *pi, const struct sl
 	 * Created with its window yet to start (end 0), which the compare-and-swap below
 	 * starts. NOEXIST: if another CPU created it first, charge the one it made.
 	 */
+	__builtin_memset(&scratch->fresh, 0, sizeof(scratch->fresh));
 	bpf_map_update_elem(&sluice_budget_usage, &scratch->key, &scratch->fresh, BPF_NOEXIST);
 	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
 	if (u && __sync_val_compare_and_swap(&u->window_end_ns, 0, now + b->window_ns) == 0) {
@@ -240,11 +251,11 @@ __noinline int budgets_charge_global(struct ctx_buff *ctx, const struct packet_i
 	return 0;
 }
 
-/* Charge a decided packet to its budgets: one compare when none applies. */
+/* Charge a decided packet to its budgets: one compare when none applies, no call when denied. */
 static __always_inline void budgets_charge(struct ctx_buff *ctx, const struct packet_info *pi,
 					   struct decision *d, __u64 packets, __u64 bytes)
 {
-	if (d->budget_set)
+	if (d->budget_set && budget_counts(d->verdict))
 		budgets_charge_global(ctx, pi, d, packets, bytes);
 }
 

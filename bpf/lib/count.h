@@ -84,8 +84,9 @@ static __always_inline void count_user(struct ctx_buff *ctx, __u8 verdict, __u64
 		if (!u)
 			return;
 	}
-	__sync_fetch_and_add(&u->packets, packets);
-	__sync_fetch_and_add(&u->bytes, bytes);
+	/* Per-CPU value: this CPU's copy is ours alone, plain adds are exact. */
+	u->packets += packets;
+	u->bytes += bytes;
 }
 
 #endif /* SLUICE_BPF_COUNT_H */

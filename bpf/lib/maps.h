@@ -217,11 +217,12 @@ struct {
 } sluice_budget_usage SEC(".maps") __weak;
 
 /*
- * Per-user counters, keyed by uid. Written by tc egress (atomics); LRU, so a node with more
- * users than entries forgets the least recent, never refuses a packet.
+ * Per-user counters, keyed by uid, per CPU (plain adds: no atomics on a line every CPU of a
+ * busy user would share). Written by tc egress; LRU, so a node with more users than entries
+ * forgets the least recent, never refuses a packet.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, SLUICE_USER_MAX);
 	__type(key, __u32);
 	__type(value, struct sluice_user_stats);

@@ -56,7 +56,7 @@ enum sluice_reason {
 
 /*
  * Per local user (uid of the sending socket): what left the node, written by tc egress
- * (atomic adds) for every locally originated packet that was not dropped.
+ * (per CPU) for every locally originated packet that was not dropped.
  */
 struct sluice_user_stats {
 	__u64 packets;
@@ -127,7 +127,7 @@ enum sluice_budget_kind {
 #define SLUICE_BUDGET_SLOTS 4  /* budgets that may apply to one packet: nesting targets + user + node */
 #define SLUICE_BUDGET_SETS 256 /* distinct budget sets per policy; set 0 is "no budget" */
 #ifndef SLUICE_BUDGET_USAGE_MAX
-#define SLUICE_BUDGET_USAGE_MAX 65536 /* (budget, destination or user) usage records */
+#define SLUICE_BUDGET_USAGE_MAX 131072 /* (budget, destination or user) usage records */
 #endif
 
 /* One budget: written by the installer into its epoch's half of sluice_budgets. */
