@@ -75,8 +75,13 @@
 enum workload { WL_HOT, WL_SPREAD, WL_MAX };
 static const char *const workload_names[WL_MAX] = { "hot", "spread" };
 
-enum contender { C_NOOP, C_LPM, C_SLUICE, C_XDP_NOOP, C_XDP, C_MAX };
-static const char *const contender_names[C_MAX] = { "noop", "lpm", "sluice", "xdp-noop", "xdp" };
+/*
+ * budget: sluice again (its own datapath, same policy) plus `budget any 1PB per 1w alert`,
+ * so every packet is charged to one budget that never crosses: the cost of budgets.
+ */
+enum contender { C_NOOP, C_LPM, C_SLUICE, C_BUDGET, C_XDP_NOOP, C_XDP, C_MAX };
+static const char *const contender_names[C_MAX] = { "noop", "lpm", "sluice", "budget",
+						    "xdp-noop", "xdp" };
 
 /* The no-op program of the contender's own hook: the cost it is measured against. */
 static int baseline_of(int c)
@@ -704,6 +709,56 @@ static void summarize(const double *ns, unsigned n, double *median, double *min,
 }
 
 /* Everything for one policy size: build, load, warm, measure interleaved. */
+/*
+ * The budget contender: a datapath of its own with pol plus one budget on every destination
+ * (any, alert, too large to cross). Always this build's datapath, so that with --sluice-obj
+ * OLD the same run compares an older build without budgets against this one with them.
+ */
+static int load_budget_contender(const struct options *o, struct policy *pol,
+				 struct sluice_dp *bdp, struct compiled_policy *bcp)
+{
+	static const struct prefix any[2] = {
+		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
+		{ .prefixlen = 0 },
+	};
+	struct policy_budget *grown;
+	__u32 gen;
+	int err;
+
+	(void)o;
+	grown = realloc(pol->budgets, (pol->nbudgets + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	pol->budgets = grown;
+	grown[pol->nbudgets] = (struct policy_budget){ .name = "bench", .target = "any",
+						       .kind = SLUICE_BUDGET_DEST,
+						       .limit = 1000000000000000ull,
+						       .window_s = 7 * 86400 };
+	grown[pol->nbudgets].prefixes = malloc(sizeof(any));
+	if (!grown[pol->nbudgets].prefixes)
+		return -ENOMEM;
+	memcpy(grown[pol->nbudgets].prefixes, any, sizeof(any));
+	grown[pol->nbudgets++].nprefixes = 2;
+	err = sluice_dp_load(bdp, NULL);
+	if (!err)
+		err = policy_next_generation(bdp->config_fd, &gen);
+	if (!err)
+		err = policy_compile(pol, gen, bcp);
+	if (!err)
+		err = policy_install(&(struct policy_maps){ .policy_fd = bdp->policy_fd,
+							    .config_fd = bdp->config_fd,
+							    .ports_fd = bdp->ports_fd,
+							    .rules_fd = bdp->rules_fd,
+							    .budgets = &bdp->dp.budget },
+				     bcp, gen);
+	if (err)
+		fprintf(stderr, "pktcost: cannot set up the budget contender: %s\n",
+			strerror(-err));
+	else
+		fprintf(stderr, "pktcost:   budget: the same policy plus one budget installed\n");
+	return err;
+}
+
 static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size_t nprefixes,
 		     struct result *res, size_t *wrong)
 {
@@ -711,7 +766,8 @@ static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size
 	struct compiled_policy cp = { 0 };
 	struct sluice_addr *dests = NULL;
 	__u32 *lpm_ret = NULL, *sluice_ret = NULL, *xdp_ret = NULL;
-	struct sluice_dp dp = { .obj = NULL };
+	struct sluice_dp dp = { .obj = NULL }, bdp = { .obj = NULL };
+	struct compiled_policy bcp = { 0 };
 	struct lpm *lpm = NULL;
 	struct policy pol;
 	__u8 hot_frame[FRAME_MAX];
@@ -772,6 +828,9 @@ static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size
 	if (err)
 		goto out;
 	fprintf(stderr, "pktcost:   sluice: policy installed in %.2f s\n", now_s() - t);
+	err = load_budget_contender(o, &pol, &bdp, &bcp);
+	if (err)
+		goto out;
 
 	lpm = lpm__open_and_load();
 	if (!lpm) {
@@ -790,6 +849,7 @@ static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size
 	fds[C_SLUICE] = dp.prog_fd;
 	fds[C_XDP_NOOP] = dp.xdp_fd >= 0 ? noop_xdp_fd : -1;
 	fds[C_XDP] = dp.xdp_fd;
+	fds[C_BUDGET] = bdp.prog_fd;
 
 	/*
 	 * Warm-up: one spread pass each populates sluice's destination table (steady state on
@@ -843,7 +903,9 @@ static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size
 out:
 	lpm__destroy(lpm);
 	sluice_dp_close(&dp);
+	sluice_dp_close(&bdp);
 	compiled_policy_free(&cp);
+	compiled_policy_free(&bcp);
 	policy_free(&pol);
 	free(dests);
 	free(lpm_ret);

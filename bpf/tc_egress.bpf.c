@@ -11,6 +11,7 @@
 #include "lib/verdict.h"
 #include "lib/count.h"
 #include "lib/events.h"
+#include "lib/budget.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,11 +44,13 @@ int sluice_tc_egress(struct __sk_buff *skb)
 			bytes += (packets - 1) * gso_header_len(skb, &pi);
 		}
 		entry = decide_ip(skb, &pi, &d);
+		budgets_charge(skb, &pi, &d, packets, bytes);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);
 	count_total(skb->ifindex, SLUICE_HOOK_TC_EGRESS, d.verdict, d.reason, packets, bytes);
 	count_rule(d.rule_id, d.flags, packets, bytes);
+	count_user(skb, d.verdict, packets, bytes);
 
 	/* Only denied, audited and first-contact packets pay for events. */
 	if (d.new_dest || decision_denied(&d)) {

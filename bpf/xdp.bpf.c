@@ -15,6 +15,7 @@
 #include "lib/verdict.h"
 #include "lib/count.h"
 #include "lib/events.h"
+#include "lib/budget.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -55,6 +56,7 @@ int sluice_xdp(struct xdp_md *ctx)
 		if (for_the_node(&pi))
 			return XDP_PASS; /* neither policed nor counted: see the header comment */
 		entry = decide_ip(ctx, &pi, &d);
+		budgets_charge(ctx, &pi, &d, 1, bytes);
 	}
 
 	count_destination(entry, d.verdict, 1, bytes);

@@ -79,5 +79,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_allow(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cmd_remove(int argc, char **argv);
+int cmd_budget(int argc, char **argv);
+int cmd_users(int argc, char **argv);
 
 #endif

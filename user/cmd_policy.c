@@ -39,16 +39,29 @@ static json_t *match_json(const struct policy *p, const struct policy_ident *id)
 	return json_pack("{s:o,s:o}", "protocols", protos, "ports", ports);
 }
 
+/* One budget as JSON (policy check and budget show). */
+static json_t *budget_json(const struct policy_budget *b)
+{
+	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:s}", "name", b->name, "target", b->target, "kind",
+			 budget_kind_name(b->kind), "limit_bytes", (json_int_t)b->limit,
+			 "window_seconds", (json_int_t)b->window_s, "action",
+			 b->block ? "block" : "alert");
+}
+
 static void print_summary(const char *path, const struct policy *p, const struct compiled_policy *cp)
 {
 	if (cli.json) {
-		json_print(json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "file", path, "ok", 1,
+		json_t *budgets = json_array();
+
+		for (size_t i = 0; i < p->nbudgets; i++)
+			json_array_append_new(budgets, budget_json(&p->budgets[i]));
+		json_print(json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "file", path, "ok", 1,
 				     "mode", p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
 				     "default", verdict_name(p->default_verdict), "rules",
 				     (json_int_t)p->nidents, "destinations", (json_int_t)p->nrules,
 				     "prefixes", (json_int_t)cp->n, "sets", (json_int_t)p->nsets,
 				     "port_classes", (json_int_t)cp->nclasses, "port_entries",
-				     (json_int_t)cp->nports));
+				     (json_int_t)cp->nports, "budgets", budgets));
 		return;
 	}
 	printf("%s: ok\n  mode %s, default %s, essential %s, replies %s\n"
@@ -58,6 +71,16 @@ static void print_summary(const char *path, const struct policy *p, const struct
 	       verdict_name(p->default_verdict), p->essential ? "on" : "off",
 	       p->replies ? "on" : "off", p->nidents, p->nrules, p->nsets, cp->n, cp->nclasses,
 	       cp->nports);
+	printf("  %zu budgets\n", p->nbudgets);
+	for (size_t i = 0; i < p->nbudgets; i++) {
+		const struct policy_budget *b = &p->budgets[i];
+		char size[32], window[32];
+
+		format_size(b->limit, size, sizeof(size));
+		format_duration(b->window_s, window, sizeof(window));
+		printf("    %s: %s %s per %s %s\n", b->name, b->target, size, window,
+		       b->block ? "block" : "alert");
+	}
 }
 
 static int policy_check(int argc, char **argv)
@@ -91,7 +114,8 @@ static int open_policy_maps(struct pinned_maps *m, struct policy_maps *maps)
 	if (pinned_maps_open(cli.pin_dir, m))
 		return -ENOENT;
 	*maps = (struct policy_maps){ .policy_fd = m->policy_fd, .config_fd = m->config_fd,
-				      .ports_fd = m->ports_fd, .rules_fd = m->rules_fd };
+				      .ports_fd = m->ports_fd, .rules_fd = m->rules_fd,
+				      .budgets = &m->budget };
 	return 0;
 }
 

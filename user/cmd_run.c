@@ -737,7 +737,8 @@ int cmd_run(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	d.maps = (struct policy_maps){ .policy_fd = d.dp.policy_fd, .config_fd = d.dp.config_fd,
-				       .ports_fd = d.dp.ports_fd, .rules_fd = d.dp.rules_fd };
+				       .ports_fd = d.dp.ports_fd, .rules_fd = d.dp.rules_fd,
+				       .budgets = &d.dp.budget };
 	/* Events before the policy, so its `policy` event is written too. */
 	ret = events_start(&d.events, &d.dp, &ev, &d.event_stats, cli.state_dir);
 	/* Policy (and XDP's own addresses) before attach: no program runs without them. */
@@ -763,6 +764,7 @@ int cmd_run(int argc, char **argv)
 			.ports_fd = d.dp.ports_fd, .top_n = o.top_n, .config_fd = d.dp.config_fd,
 			.rules_fd = d.dp.rules_fd, .state_dir = cli.state_dir,
 			.policy = &d.published, .scan = &scan, .events = &d.event_stats,
+			.budgets = &d.dp.budget, .users_fd = d.dp.users_fd,
 		};
 
 		/* Without the iterator (older kernels), scrapes copy every entry out instead. */

@@ -25,7 +25,8 @@ static void datapath_reset(struct datapath *dp)
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
-	dp->event_reported_fd = dp->local_addrs_fd = -1;
+	dp->event_reported_fd = dp->local_addrs_fd = dp->users_fd = -1;
+	dp->budget = (struct budget_maps){ -1, -1, -1, -1, -1 };
 }
 
 /*
@@ -191,6 +192,12 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->event_lost_fd = bpf_map__fd(skel->maps.sluice_event_lost);
 	dp->event_reported_fd = bpf_map__fd(skel->maps.sluice_event_reported);
 	dp->local_addrs_fd = bpf_map__fd(skel->maps.sluice_local_addrs);
+	dp->users_fd = bpf_map__fd(skel->maps.sluice_users);
+	dp->budget.targets_fd = bpf_map__fd(skel->maps.sluice_budget_targets);
+	dp->budget.defs_fd = bpf_map__fd(skel->maps.sluice_budgets);
+	dp->budget.sets_fd = bpf_map__fd(skel->maps.sluice_budget_sets);
+	dp->budget.crossed_fd = bpf_map__fd(skel->maps.sluice_budget_crossed);
+	dp->budget.usage_fd = bpf_map__fd(skel->maps.sluice_budget_usage);
 	return 0;
 fail:
 	sluice_bpf__destroy(skel);
@@ -217,6 +224,12 @@ static const struct {
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
 	{ "sluice_rules", offsetof(struct pinned_maps, rules_fd) },
 	{ "sluice_event_lost", offsetof(struct pinned_maps, event_lost_fd) },
+	{ "sluice_users", offsetof(struct pinned_maps, users_fd) },
+	{ "sluice_budget_targets", offsetof(struct pinned_maps, budget.targets_fd) },
+	{ "sluice_budgets", offsetof(struct pinned_maps, budget.defs_fd) },
+	{ "sluice_budget_sets", offsetof(struct pinned_maps, budget.sets_fd) },
+	{ "sluice_budget_crossed", offsetof(struct pinned_maps, budget.crossed_fd) },
+	{ "sluice_budget_usage", offsetof(struct pinned_maps, budget.usage_fd) },
 };
 
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)

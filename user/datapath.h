@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "attach_cgroup.h"
+#include "budget.h"
 
 struct sluice_bpf;
 
@@ -36,6 +37,8 @@ struct datapath {
 	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
 	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
 	int local_addrs_fd;    /* the node's own addresses, for XDP (daemon writes) */
+	int users_fd;          /* per-uid counters */
+	struct budget_maps budget;
 };
 
 /*
@@ -49,6 +52,8 @@ void datapath_close(struct datapath *dp);
 struct pinned_maps {
 	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd, rules_fd;
 	int event_lost_fd;
+	int users_fd;
+	struct budget_maps budget;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);

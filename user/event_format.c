@@ -157,6 +157,7 @@ json_t *event_json(const struct sluice_event *e, const struct event_names *names
 	json_object_set_new(o, "verdict", json_string(verdict_name(e->verdict)));
 	json_object_set_new(o, "reason", json_string(reason_name(e->reason)));
 	set_name(o, "rule", names->rule);
+	set_name(o, "budget", names->budget);
 	json_object_set_new(o, "hook", json_string(hook_name(e->hook)));
 	set_name(o, "iface", names->iface);
 	if (e->flags & SLUICE_EVENT_F_DST) {
@@ -203,8 +204,8 @@ static void put_text(char *buf, size_t cap, size_t *len, const char *s)
 
 size_t event_text(json_t *ev, char *buf, size_t cap)
 {
-	static const char *const fields[] = { "rule", "iface", "user", "uid", "cgroup",
-					      "job",  "bytes", "suppressed", "count" };
+	static const char *const fields[] = { "rule", "budget", "iface", "user",       "uid",
+					      "cgroup", "job",  "bytes", "suppressed", "count" };
 	const char *dst = json_string_value(json_object_get(ev, "dst"));
 	json_t *dport = json_object_get(ev, "dport");
 	const char *proto = json_string_value(json_object_get(ev, "proto"));

@@ -15,6 +15,7 @@
 /* What the daemon found out about a record; NULL members are left out of the event. */
 struct event_names {
 	const char *rule;   /* the rule's identity */
+	const char *budget; /* a budget event's budget identity */
 	const char *iface;  /* interface name */
 	const char *user;   /* user name of uid */
 	const char *cgroup; /* cgroup v2 path, from the cgroup2 root */

@@ -16,6 +16,7 @@
 #include "enrich.h"
 #include "event_format.h"
 #include "events.h"
+#include "budget.h"
 #include "log.h"
 #include "state.h"
 
@@ -57,6 +58,7 @@ struct events {
 	struct events_stats *stats;
 	struct enrich *enrich;
 	struct rule_table rules;
+	struct budget_table budgets; /* a budget event's rule_id indexes it */
 	struct sink outputs[EVENTS_OUTPUTS_MAX];
 	int noutputs;
 	struct sink clients[EVENTS_CLIENTS_MAX];
@@ -230,9 +232,20 @@ static int on_record(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
-	if (e->rule_id != SLUICE_RULE_NONE)
+	if (e->type == SLUICE_EVENT_BUDGET) {
+		/* rule_id is the budget's index in its install's half (abi.h). */
+		__u32 i = e->rule_id % SLUICE_BUDGET_MAX;
+
+		if (i < ev->budgets.n) {
+			names.budget = ev->budgets.items[i].name;
+		} else {
+			snprintf(rulebuf, sizeof(rulebuf), "#%u", i);
+			names.budget = rulebuf;
+		}
+	} else if (e->rule_id != SLUICE_RULE_NONE) {
 		names.rule = rule_table_name(&ev->rules, ev->rules.generation, e->rule_id, rulebuf,
 					     sizeof(rulebuf));
+	}
 	names.iface = enrich_iface(ev->enrich, e->ifindex);
 	if (e->flags & SLUICE_EVENT_F_SOCKET) {
 		names.user = enrich_user(ev->enrich, e->uid);
@@ -269,6 +282,9 @@ void events_policy(struct events *ev, bool ok)
 		rule_table_free(&ev->rules);
 		if (state_read_rules(ev->state_dir, &ev->rules))
 			pr_warn("cannot read the rule names: events name rules by number");
+		budget_table_free(&ev->budgets);
+		if (state_read_budgets(ev->state_dir, &ev->budgets))
+			pr_warn("cannot read the budget names: budget events name them by number");
 	}
 	o = daemon_event(SLUICE_EVENT_POLICY);
 	if (!o)
@@ -442,6 +458,7 @@ void events_stop(struct events *ev)
 	for (size_t i = 0; i < EVENTS_BACKLOG; i++)
 		free(ev->backlog[i]);
 	rule_table_free(&ev->rules);
+	budget_table_free(&ev->budgets);
 	enrich_free(ev->enrich);
 	free(ev);
 }
@@ -524,6 +541,8 @@ int events_start(struct events **out, const struct datapath *dp, const struct ev
 	}
 	if (state_read_rules(state_dir, &ev->rules))
 		pr_warn("cannot read the rule names: events name rules by number");
+	if (state_read_budgets(state_dir, &ev->budgets))
+		pr_warn("cannot read the budget names: budget events name them by number");
 	*out = ev;
 	return 0;
 fail:

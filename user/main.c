@@ -229,6 +229,35 @@ static const struct command commands[] = {
 		"  sluice events --follow --json | jq 'select(.type == \"deny\")'\n",
 	},
 	{
+		"users",
+		cmd_users,
+		"sluice users [--json]",
+		"Show the packets and bytes each local user (socket owner) sent, largest first.",
+		"Counts what the node's own sockets sent and sluice let through, by the uid\n"
+		"owning the socket (forwarded traffic has no local user).\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice users\n"
+		"  sluice users --json | jq '.[] | select(.user == \"alice\") | .bytes'\n",
+	},
+	{
+		"budget",
+		cmd_budget,
+		"sluice budget show [--json] | sluice budget reset [TARGET]",
+		"Show each budget's usage per destination/user, or clear it.",
+		"show lists every budget of the policy in force, how often it was crossed, and\n"
+		"each key (destination, user or node) it counts: bytes in the current window,\n"
+		"share of the limit, state (ok, exceeded, blocked, expired) and window end.\n"
+		"reset clears usage and lifts blocks: all of it, or what TARGET names: a budget\n"
+		"(its name or target as written), a destination address, or a user (name/uid).\n"
+		"Works with or without a running daemon.\n"
+		"\n"
+		"EXAMPLES\n"
+		"  sluice budget show\n"
+		"  sluice budget reset 198.51.100.7\n"
+		"  sluice budget reset partners-daily\n",
+	},
+	{
 		"detach",
 		cmd_detach,
 		"sluice detach --all | --iface IF",

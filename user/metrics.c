@@ -15,6 +15,8 @@
 #include "ifslots.h"
 #include "log.h"
 #include "metrics.h"
+#include "budget.h"
+#include "users.h"
 #include "output.h"
 #include "policy.h"
 #include "state.h"
@@ -219,6 +221,63 @@ static int render_rules(const struct metrics_source *src, FILE *f)
 	return err;
 }
 
+/*
+ * Crossings per budget of the policy in force, by its identity (the budget table). A reload
+ * counts afresh (a counter reset to Prometheus); a budget has one series, so cardinality is
+ * bounded by SLUICE_BUDGET_MAX.
+ */
+static void render_budgets(const struct metrics_source *src, FILE *f)
+{
+	struct budget_table t;
+	__u32 generation;
+	__u8 flags = 0;
+
+	family(f, "sluice_budget_exceeded_total", "counter",
+	       "Budget crossings: keys (destination, user, node) whose usage reached the budget.");
+	if (read_policy_state(src->policy_fd, src->config_fd, &generation, &flags) < 0 ||
+	    state_read_budgets(src->state_dir, &t) < 0)
+		return;
+	for (size_t i = 0; i < t.n; i++) {
+		fprintf(f, "sluice_budget_exceeded_total{budget=\"");
+		put_label(f, t.items[i].name);
+		fprintf(f, "\"} %llu\n",
+			(unsigned long long)budget_crossed_read(src->budgets->crossed_fd,
+								flags & SLUICE_POLICY_F_EPOCH, i));
+	}
+	budget_table_free(&t);
+}
+
+/*
+ * Bytes per local user: the top_n users by bytes, each by name, and user="other" for the
+ * rest, so the series are bounded and their sum exact.
+ */
+static void render_users(const struct metrics_source *src, FILE *f)
+{
+	struct user_row *rows = NULL;
+	__u64 other = 0;
+	size_t n = 0;
+
+	family(f, "sluice_user_bytes_total", "counter",
+	       "Bytes local users' sockets sent and sluice passed, top users by bytes + other.");
+	if (users_read(src->users_fd, &rows, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		char name[64];
+
+		if (i >= src->top_n) {
+			other += rows[i].stats.bytes;
+			continue;
+		}
+		fprintf(f, "sluice_user_bytes_total{user=\"");
+		put_label(f, user_name(rows[i].uid, name, sizeof(name)));
+		fprintf(f, "\"} %llu\n", (unsigned long long)rows[i].stats.bytes);
+	}
+	if (n > src->top_n)
+		fprintf(f, "sluice_user_bytes_total{user=\"other\"} %llu\n",
+			(unsigned long long)other);
+	free(rows);
+}
+
 int metrics_render(const struct metrics_source *src, FILE *f)
 {
 	struct top top = { .cap = src->top_n };
@@ -346,6 +405,10 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 	fprintf(f, "sluice_policy_errors_total %llu\n", (unsigned long long)pol.errors);
 	if (src->events)
 		render_events(src->events, f);
+	if (src->budgets)
+		render_budgets(src, f);
+	if (src->users_fd > 0)
+		render_users(src, f);
 out:
 	free(totals);
 	free(top.heap);

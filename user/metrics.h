@@ -30,6 +30,7 @@ struct metrics_policy {
 };
 
 struct dest_scan;
+struct budget_maps;
 struct events_stats;
 
 /*
@@ -51,6 +52,8 @@ struct metrics_source {
 	struct metrics_policy *policy;
 	struct metrics_scan *scan; /* NULL: copy every entry out with batch lookups */
 	struct events_stats *events; /* NULL: no event metrics */
+	const struct budget_maps *budgets; /* NULL: no budget metrics */
+	int users_fd; /* per-uid counters; 0 (unset): no user metrics (fd 0 is never a map here) */
 };
 
 /* Parse "ADDR:PORT", "[V6ADDR]:PORT" or "off" (sets *off). Returns 0 or -EINVAL. */

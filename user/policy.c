@@ -18,6 +18,8 @@
 #include <netinet/in.h>
 
 #include "policy.h"
+#include "budget.h"
+#include "units.h"
 
 #define POLICY_LINE_MAX 4096
 #define TOKEN_MAX 128
@@ -95,6 +97,9 @@ void policy_free(struct policy *p)
 	free(p->rules);
 	free(p->idents);
 	free(p->matches);
+	for (size_t i = 0; i < p->nbudgets; i++)
+		free(p->budgets[i].prefixes);
+	free(p->budgets);
 	policy_init(p);
 }
 
@@ -744,6 +749,129 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	return 0;
 }
 
+/*
+ * budget TARGET SIZE per DURATION alert|block [name NAME]. Every budget added is checked
+ * against the kernel's limits at once (budget_check), so an error points at its line.
+ */
+static int parse_budget(struct parser *ps, const struct token *tok, int n)
+{
+	static const struct prefix any_prefixes[2] = {
+		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
+		{ .prefixlen = 0 },
+	};
+	struct policy *p = ps->p;
+	struct policy_budget b = { .line = ps->src->line, .kind = SLUICE_BUDGET_DEST };
+	const struct prefix *src = NULL;
+	char canon[ADDR_STRLEN], msg[POLICY_ERROR_MAX / 2];
+	struct prefix one;
+	size_t nsrc = 0, col;
+	uint64_t window, limit = 0;
+	int i, err;
+
+	if (n < 2)
+		return fail(ps, tok[0].col,
+			    "expected 'budget TARGET SIZE per DURATION alert|block [name NAME]'");
+	snprintf(b.target, sizeof(b.target), "%.64s", tok[1].text);
+	if (strcmp(tok[1].text, "user") == 0) {
+		b.kind = SLUICE_BUDGET_USER;
+	} else if (strcmp(tok[1].text, "node") == 0) {
+		b.kind = SLUICE_BUDGET_NODE;
+	} else if (strcmp(tok[1].text, "any") == 0) {
+		src = any_prefixes;
+		nsrc = 2;
+	} else if (tok[1].text[0] == '@') {
+		const struct policy_set *set = find_set(p, tok[1].text + 1);
+
+		if (!set)
+			return fail(ps, tok[1].col,
+				    "set @%s is not defined (sets must be defined before use)",
+				    tok[1].text + 1);
+		src = set->prefixes;
+		nsrc = set->n;
+	} else {
+		if (strcmp(tok[1].text, ",") == 0 || is_separator(tok[1].text[0]))
+			return fail(ps, tok[1].col,
+				    "expected a budget target (address, prefix, @set, any, user or node)");
+		if ((err = parse_prefix_token(ps, &tok[1], &one)))
+			return err;
+		prefix_format(&one, canon, sizeof(canon));
+		snprintf(b.target, sizeof(b.target), "%s", canon);
+		src = &one;
+		nsrc = 1;
+	}
+	if (n < 3)
+		return fail(ps, tok[1].col + strlen(tok[1].text),
+			    "expected a size after the target (e.g. 20MB, 10TiB)");
+	err = parse_size(tok[2].text, &limit, &col);
+	b.limit = limit;
+	if (err == -ERANGE)
+		return fail(ps, tok[2].col, "size '%s' is more than 2^64-1 bytes", tok[2].text);
+	if (err)
+		return fail(ps, tok[2].col + col,
+			    "invalid size '%s' (a number > 0 and B, KB, MB, GB, TB, PB, KiB, MiB, "
+			    "GiB, TiB or PiB)",
+			    tok[2].text);
+	if (n < 4 || strcmp(tok[3].text, "per") != 0)
+		return fail(ps, n < 4 ? tok[2].col + strlen(tok[2].text) : tok[3].col,
+			    "expected 'per DURATION' after the size");
+	if (n < 5)
+		return fail(ps, tok[3].col + 3, "expected a duration after 'per' (e.g. 1h, 1d)");
+	if (parse_duration(tok[4].text, &window) || window > POLICY_BUDGET_WINDOW_MAX)
+		return fail(ps, tok[4].col,
+			    "invalid window '%s' (1s to 8w: a number and s, m, h, d or w)",
+			    tok[4].text);
+	b.window_s = window;
+	if (n < 6)
+		return fail(ps, tok[4].col + strlen(tok[4].text), "expected alert or block");
+	if (strcmp(tok[5].text, "block") == 0)
+		b.block = 1;
+	else if (strcmp(tok[5].text, "alert") != 0)
+		return fail(ps, tok[5].col, "expected alert or block, not '%s'", tok[5].text);
+	i = 6;
+	snprintf(b.name, sizeof(b.name), "%.48s:%u", ps->src->base, ps->src->line);
+	if (i < n && strcmp(tok[i].text, "name") == 0) {
+		if (i + 1 >= n)
+			return fail(ps, tok[i].col, "expected a name after 'name'");
+		if (!valid_name(tok[i + 1].text))
+			return fail(ps, tok[i + 1].col,
+				    "invalid budget name '%s' (1-63 of letters, digits, '_', '-', '.', ':', '/')",
+				    tok[i + 1].text);
+		snprintf(b.name, sizeof(b.name), "%.63s", tok[i + 1].text);
+		i += 2;
+	}
+	if (i < n)
+		return fail(ps, tok[i].col, "unexpected '%s'", tok[i].text);
+	for (size_t k = 0; k < p->nbudgets; k++)
+		if (strcmp(p->budgets[k].name, b.name) == 0)
+			return fail(ps, tok[0].col, "budget name '%s' is already used at line %u",
+				    b.name, p->budgets[k].line);
+	if (p->nbudgets == SLUICE_BUDGET_MAX)
+		return fail(ps, tok[0].col, "more than %u budgets", SLUICE_BUDGET_MAX);
+	if (nsrc) {
+		b.prefixes = malloc(nsrc * sizeof(*b.prefixes));
+		if (!b.prefixes)
+			return fail(ps, tok[0].col, "out of memory");
+		memcpy(b.prefixes, src, nsrc * sizeof(*src));
+		b.nprefixes = nsrc;
+	}
+	/* Budgets are few (SLUICE_BUDGET_MAX): exact-size growth. */
+	struct policy_budget *grown = realloc(p->budgets, (p->nbudgets + 1) * sizeof(*grown));
+
+	if (!grown) {
+		free(b.prefixes);
+		return fail(ps, tok[0].col, "out of memory");
+	}
+	p->budgets = grown;
+	p->budgets[p->nbudgets++] = b;
+	err = budget_check(p, msg, sizeof(msg));
+	if (err) {
+		/* Drop it again: on error the caller frees p, which must own only what it holds. */
+		free(p->budgets[--p->nbudgets].prefixes);
+		return fail(ps, tok[0].col, "%s", msg);
+	}
+	return 0;
+}
+
 static int parse_file_at(struct parser *ps, const char *path, const struct token *at);
 
 static int parse_statement(struct parser *ps, const struct token *tok, int n)
@@ -793,6 +921,8 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 		return parse_set(ps, tok, n);
 	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0)
 		return parse_rule(ps, tok, n);
+	if (strcmp(kw, "budget") == 0)
+		return parse_budget(ps, tok, n);
 	if (strcmp(kw, "include") == 0) {
 		char path[PATH_MAX];
 
@@ -808,8 +938,8 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 		return parse_file_at(ps, path, &tok[1]);
 	}
 	return fail(ps, tok[0].col,
-		    "unknown statement '%s' (expected mode, default, set, allow, deny, essential, "
-		    "replies or include)",
+		    "unknown statement '%s' (expected mode, default, set, allow, deny, budget, "
+		    "essential, replies or include)",
 		    kw);
 }
 
@@ -1623,6 +1753,19 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 	out->nclasses = c.nclasses;
 	c.ports = NULL;
 	compiler_free(&c);
+	/* The parser checked the budgets against the kernel's limits: this cannot fail but for memory. */
+	if (p->nbudgets) {
+		char msg[POLICY_ERROR_MAX];
+
+		out->budgets = malloc(sizeof(*out->budgets));
+		err = out->budgets ? budget_compile(p, out->budgets, msg, sizeof(msg)) : -ENOMEM;
+		if (err) {
+			free(out->budgets);
+			out->budgets = NULL;
+			compiled_policy_free(out);
+		}
+		return err;
+	}
 	return 0;
 fail:
 	compiler_free(&c);
@@ -1737,6 +1880,9 @@ void compiled_policy_free(struct compiled_policy *cp)
 {
 	free(cp->entries);
 	free(cp->ports);
+	if (cp->budgets)
+		compiled_budgets_free(cp->budgets);
+	free(cp->budgets);
 	memset(cp, 0, sizeof(*cp));
 }
 
@@ -1828,5 +1974,16 @@ void policy_format(const struct policy *p, FILE *f)
 		fputs(" name ", f);
 		fputs(id->name, f);
 		fputc('\n', f);
+	}
+	if (p->nbudgets)
+		fputc('\n', f);
+	for (size_t i = 0; i < p->nbudgets; i++) {
+		const struct policy_budget *b = &p->budgets[i];
+		char size[32], window[32];
+
+		format_size(b->limit, size, sizeof(size));
+		format_duration(b->window_s, window, sizeof(window));
+		fprintf(f, "budget %s %s per %s %s name %s\n", b->target, size, window,
+			b->block ? "block" : "alert", b->name);
 	}
 }

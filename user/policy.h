@@ -21,6 +21,7 @@
 #define POLICY_BYTES_MAX (64u << 20) /* all files of one policy together */
 #define POLICY_SET_MAX 65536     /* prefixes in one set */
 #define POLICY_SET_TOTAL_MAX (1u << 20) /* prefixes in all sets (nested sets copy members) */
+#define POLICY_BUDGET_WINDOW_MAX (8u * 7 * 86400) /* longest budget window: 8 weeks */
 #define POLICY_PORT_NONE (-1)    /* a packet without a known destination port */
 
 struct port_range {
@@ -63,6 +64,22 @@ struct policy_set {
 	unsigned line;
 };
 
+/*
+ * A budget (SPEC section 4): `budget TARGET SIZE per DURATION alert|block [name NAME]`.
+ * Destination budgets count per destination address inside their prefixes.
+ */
+struct policy_budget {
+	char name[POLICY_NAME_MAX];       /* identity: name, else FILE:LINE */
+	char target[POLICY_NAME_MAX + 1]; /* as written: CIDR, @set, any, user, node */
+	unsigned line;
+	__u8 kind;  /* enum sluice_budget_kind */
+	__u8 block; /* 1: block, 0: alert */
+	__u64 limit;     /* bytes */
+	__u64 window_s;  /* seconds */
+	struct prefix *prefixes; /* destination budgets: the target's prefixes (owned) */
+	size_t nprefixes;
+};
+
 struct policy {
 	enum sluice_mode mode;
 	__u8 default_verdict; /* SLUICE_VERDICT_ALLOW or SLUICE_VERDICT_DENY */
@@ -76,6 +93,8 @@ struct policy {
 	size_t nmatches, mcap;
 	struct policy_set *sets;
 	size_t nsets;
+	struct policy_budget *budgets;
+	size_t nbudgets;
 };
 
 /* An empty policy: enforce mode, default deny, essential and replies on, no rules. */
@@ -133,12 +152,15 @@ struct compiled_port_entry {
 	struct sluice_port_entry value;
 };
 
+struct compiled_budgets;
+
 struct compiled_policy {
 	struct compiled_entry *entries;
 	size_t n;
 	struct compiled_port_entry *ports;
 	size_t nports;
 	__u32 nclasses;
+	struct compiled_budgets *budgets; /* budget.h; NULL from policy_compile_under */
 };
 
 /* Compile p for generation `generation`. Returns 0 or -errno (nothing allocated on error). */

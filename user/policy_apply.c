@@ -11,6 +11,7 @@
 #include <bpf/bpf.h>
 #include <jansson.h>
 
+#include "budget.h"
 #include "log.h"
 #include "pins.h"
 #include "policy_apply.h"
@@ -348,6 +349,8 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	/* Names first: a reader may see names for a generation not yet active, never the reverse. */
 	if (!ret)
 		ret = state_write_rules(state_dir, &p, res->generation);
+	if (!ret)
+		ret = state_write_budgets(state_dir, &p);
 	if (!ret)
 		ret = policy_install(maps, &cp, res->generation);
 	if (!ret) {

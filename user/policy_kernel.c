@@ -358,6 +358,17 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 	 * counters, zeroed first (it last served the install before the current one).
 	 */
 	side.epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
+	/* The budgets of the new epoch's half, in place before any packet can read that half. */
+	if (maps->budgets) {
+		static const struct compiled_budgets none = { .nsets = 1 };
+
+		err = budget_install(maps->budgets, cp->budgets ? cp->budgets : &none, side.epoch);
+	} else if (cp->budgets && cp->budgets->ndefs) {
+		pr_err("cannot install budgets: this caller has no budget maps");
+		err = -EOPNOTSUPP;
+	}
+	if (err)
+		return err;
 	threaded = pthread_create(&thread, NULL, side_work_run, &side) == 0;
 	if (!threaded)
 		side_work_run(&side);

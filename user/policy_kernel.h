@@ -9,6 +9,7 @@
 #define SLUICE_POLICY_KERNEL_H
 
 #include <linux/types.h>
+#include "budget.h"
 #include "policy.h"
 
 /* The maps a policy lives in. */
@@ -17,6 +18,8 @@ struct policy_maps {
 	int config_fd;
 	int ports_fd;
 	int rules_fd; /* per-rule counters (two halves, one per install epoch); -1: none */
+	/* The budget maps (budget.h); NULL: a caller that installs policies without budgets. */
+	const struct budget_maps *budgets;
 };
 
 /* The generation the next policy should carry (current + 1; never 0). */

@@ -60,4 +60,33 @@ static __always_inline void count_rule(__u32 rule_id, __u8 flags, __u64 packets,
 	c->bytes += bytes;
 }
 
+/*
+ * Per local user: a packet a full local socket sent and sluice did not drop (tc only: a
+ * forwarded packet has no local sender). Reading skb->sk is the whole cost for the rest.
+ */
+static __always_inline void count_user(struct ctx_buff *ctx, __u8 verdict, __u64 packets,
+				       __u64 bytes)
+{
+	struct sluice_user_stats *u;
+	__u32 uid;
+
+	(void)ctx; /* at XDP, where no frame has a local socket, ctx_has_socket() is constant 0 */
+	if (verdict == SLUICE_VERDICT_DENY || !ctx_has_socket(ctx))
+		return;
+	uid = ctx_socket_uid(ctx);
+	u = bpf_map_lookup_elem(&sluice_users, &uid);
+	if (!u) {
+		struct sluice_user_stats fresh = {};
+
+		/* NOEXIST: if another CPU created it first, add to the one it made. */
+		bpf_map_update_elem(&sluice_users, &uid, &fresh, BPF_NOEXIST);
+		u = bpf_map_lookup_elem(&sluice_users, &uid);
+		if (!u)
+			return;
+	}
+	/* Per-CPU value: this CPU's copy is ours alone, plain adds are exact. */
+	u->packets += packets;
+	u->bytes += bytes;
+}
+
 #endif /* SLUICE_BPF_COUNT_H */

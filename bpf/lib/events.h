@@ -61,13 +61,14 @@ struct event_packet {
 };
 
 /*
- * Write one record. On a full ring buffer the loss is counted and the repeats it would
+ * Write one record (ip: pi holds an IP packet's addresses). On a full ring buffer the loss is counted and the repeats it would
  * have reported go back to their limiter (suppressed NULL: none).
  */
-static __always_inline void event_send(struct ctx_buff *ctx, const struct event_packet *ep,
-				       __u8 type, __u64 report, __u64 *suppressed)
+static __always_inline void event_emit(struct ctx_buff *ctx, const struct packet_info *pi,
+				       const struct decision *d, __u64 packets, __u64 bytes,
+				       __u8 hook, __u8 ip, __u8 type, __u64 report,
+				       __u64 *suppressed)
 {
-	const struct packet_info *pi = ep->pi;
 	struct sluice_event *e;
 
 	e = bpf_ringbuf_reserve(&sluice_events, sizeof(*e), 0);
@@ -80,15 +81,15 @@ static __always_inline void event_send(struct ctx_buff *ctx, const struct event_
 	__builtin_memset(e, 0, sizeof(*e));
 	e->ts_ns = bpf_ktime_get_ns(); /* the precise clock only for what is emitted */
 	e->suppressed = report;
-	e->packets = ep->packets;
-	e->bytes = ep->bytes;
-	e->rule_id = ep->d->rule_id;
+	e->packets = packets;
+	e->bytes = bytes;
+	e->rule_id = d->rule_id;
 	e->ifindex = ctx_ifindex(ctx);
 	e->type = type;
-	e->verdict = ep->d->verdict;
-	e->reason = ep->d->reason;
-	e->hook = ep->hook;
-	if (ep->ip) {
+	e->verdict = d->verdict;
+	e->reason = d->reason;
+	e->hook = hook;
+	if (ip) {
 		e->src = pi->src;
 		e->dst = pi->dst;
 		e->proto = pi->l4_proto;
@@ -107,6 +108,14 @@ static __always_inline void event_send(struct ctx_buff *ctx, const struct event_
 		e->flags |= SLUICE_EVENT_F_SOCKET;
 	}
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* event_emit for a packet described by ep (the form events_packet works with). */
+static __always_inline void event_send(struct ctx_buff *ctx, const struct event_packet *ep,
+				       __u8 type, __u64 report, __u64 *suppressed)
+{
+	event_emit(ctx, ep->pi, ep->d, ep->packets, ep->bytes, ep->hook, ep->ip, type, report,
+		   suppressed);
 }
 
 /*

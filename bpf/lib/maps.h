@@ -188,4 +188,81 @@ struct {
 	__type(value, __u64);
 } sluice_event_reported SEC(".maps") __weak;
 
+/*
+ * Budgets (bpf/lib/budget.h). The prefixes destination budgets cover, both install epochs
+ * in one trie (the epoch is the key's first byte), valued with the budget set that applies
+ * there. Written by the policy installer; read on the decision's miss path only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, SLUICE_POLICY_MAX);
+	__type(key, struct sluice_budget_target_key);
+	__type(value, struct sluice_budget_target);
+} sluice_budget_targets SEC(".maps") __weak;
+
+/* Budget definitions, at epoch * SLUICE_BUDGET_MAX + index. Written by the policy installer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SLUICE_BUDGET_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_budget);
+} sluice_budgets SEC(".maps") __weak;
+
+/* Budget sets, at epoch * SLUICE_BUDGET_SETS + set. Written by the policy installer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SLUICE_BUDGET_SETS);
+	__type(key, __u32);
+	__type(value, struct sluice_budget_set);
+} sluice_budget_sets SEC(".maps") __weak;
+
+/*
+ * Crossings per budget (the sluice_budget_exceeded_total metric), at the budget's index in
+ * sluice_budgets. The datapath adds (atomics); the installer zeroes a half before reuse.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SLUICE_BUDGET_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sluice_budget_crossed SEC(".maps") __weak;
+
+/*
+ * Usage per (budget id, destination or uid) in its current window. Written by the datapath,
+ * deleted by `sluice budget reset`. LRU: a key that ages out starts a fresh window.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_BUDGET_USAGE_MAX);
+	__type(key, struct sluice_budget_usage_key);
+	__type(value, struct sluice_budget_usage);
+} sluice_budget_usage SEC(".maps") __weak;
+
+/*
+ * Per-user counters, keyed by uid, per CPU (plain adds: no atomics on a line every CPU of a
+ * busy user would share). Written by tc egress; LRU, so a node with more users than entries
+ * forgets the least recent, never refuses a packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, SLUICE_USER_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_user_stats);
+} sluice_users SEC(".maps") __weak;
+
+/* A usage key being built and a new usage record, off the stack (budget.h says why). */
+struct budget_scratch {
+	struct sluice_budget_usage_key key;
+	struct sluice_budget_usage fresh; /* all zero: a record whose window is yet to start */
+};
+
+/* Scratch space for the budget step, one per CPU. Datapath only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct budget_scratch);
+} sluice_budget_scratch SEC(".maps") __weak;
+
 #endif /* SLUICE_BPF_MAPS_H */

@@ -23,7 +23,25 @@ struct decision {
 	__u8 reason;
 	__u8 flags;
 	__u8 new_dest; /* this packet created the destination's entry: a first contact */
+	__u8 budget_set;   /* the destination's budget set (budget.h); 0: no budget applies */
+	__u8 budget_epoch; /* the half of the budget maps budget_set belongs to (0/1) */
 };
+
+/*
+ * The budget set of a destination under the policy of epoch flag `flags` (miss path only):
+ * 0 when no budget covers it.
+ */
+static __always_inline __u8 budget_set_lookup(const struct sluice_addr *dst, __u8 flags)
+{
+	struct sluice_budget_target_key key = {
+		.prefixlen = SLUICE_BUDGET_PREFIX_EPOCH + 128,
+		.epoch = flags & SLUICE_POLICY_F_EPOCH ? 1 : 0,
+		.addr = *dst,
+	};
+	struct sluice_budget_target *t = bpf_map_lookup_elem(&sluice_budget_targets, &key);
+
+	return t && t->set < SLUICE_BUDGET_SETS ? t->set : 0;
+}
 
 static __always_inline __u32 active_generation(void)
 {
@@ -169,6 +187,8 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 			d->verdict = SLUICE_CACHE_VALUE(verdict) & 0xff;
 			d->reason = SLUICE_CACHE_VALUE(verdict) >> 8 & 0xff;
 			d->flags = SLUICE_CACHE_VALUE(verdict) >> 16 & 0xff;
+			d->budget_set = SLUICE_CACHE_VALUE(verdict) >> 24;
+			d->budget_epoch = d->flags & SLUICE_POLICY_F_EPOCH ? 1 : 0;
 			if (d->port_class)
 				decide_port_class(pi, d);
 			return entry;
@@ -183,6 +203,9 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 		d->rule_id = SLUICE_RULE_NONE;
 		return entry;
 	}
+	/* Cached with the decision: the hot path pays nothing for budgets it has none of. */
+	d->budget_set = budget_set_lookup(&pi->dst, d->flags);
+	d->budget_epoch = d->flags & SLUICE_POLICY_F_EPOCH ? 1 : 0;
 
 	/*
 	 * Tagged with the generation read before the lookup, not the entry's own: an in-place
@@ -191,7 +214,8 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 	 */
 	__u64 rule = SLUICE_CACHE_WORD(generation, d->rule_id);
 	__u64 class = SLUICE_CACHE_WORD(generation, d->port_class);
-	__u64 verdict = SLUICE_CACHE_WORD(generation, (__u32)d->flags << 16 |
+	__u64 verdict = SLUICE_CACHE_WORD(generation, (__u32)d->budget_set << 24 |
+							  (__u32)d->flags << 16 |
 							  (__u32)d->reason << 8 | d->verdict);
 
 	if (entry) {

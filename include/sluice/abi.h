@@ -44,7 +44,8 @@ enum sluice_verdict {
 	X(NO_POLICY, "no_policy")     /* no policy installed: fail closed */                       \
 	X(REPLY, "reply")             /* part of a connection initiated from outside */            \
 	X(ESSENTIAL, "essential")     /* ARP, neighbour/router discovery, MLD, DHCP clients */     \
-	X(FRAGMENT, "fragment")       /* a fragment that cannot be tied to an allowed datagram */
+	X(FRAGMENT, "fragment")       /* a fragment that cannot be tied to an allowed datagram */  \
+	X(BUDGET, "budget")           /* a `block` budget of this destination/user is spent */
 
 enum sluice_reason {
 #define SLUICE_ENUM_REASON(id, name) SLUICE_REASON_##id,
@@ -52,6 +53,20 @@ enum sluice_reason {
 #undef SLUICE_ENUM_REASON
 		SLUICE_REASON_MAX,
 };
+
+/*
+ * Per local user (uid of the sending socket): what left the node, written by tc egress
+ * (per CPU) for every locally originated packet that was not dropped.
+ */
+struct sluice_user_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct sluice_user_stats) == 16, "sluice_user_stats is 16 bytes");
+
+#ifndef SLUICE_USER_MAX
+#define SLUICE_USER_MAX 8192 /* uids tracked at once (LRU: the least recent age out) */
+#endif
 
 /*
  * Hooks, the `hook` label of the counters. At `connect` (the cgroup connect/sendmsg hooks)
@@ -91,6 +106,94 @@ struct sluice_addr {
 	__u8 a[16];
 };
 _Static_assert(sizeof(struct sluice_addr) == 16, "sluice_addr is 16 bytes");
+
+/*
+ * Budgets (SPEC section 4). A policy's budgets are compiled into a table of definitions
+ * (struct sluice_budget), a trie of the destination prefixes they cover (the value names a
+ * budget set: which definitions apply to addresses there), and the sets themselves. Like the
+ * per-rule counters, each of these has two halves, one per install epoch
+ * (SLUICE_POLICY_F_EPOCH): a full install fills the half the active policy does not use, so
+ * a packet reads the definitions of the policy that decided it. User and node budgets apply
+ * to every destination: the compiler adds them to every set, and adds ::/0 to the trie.
+ */
+#define SLUICE_BUDGET_KINDS(X) X(DEST, "destination") X(USER, "user") X(NODE, "node")
+
+enum sluice_budget_kind {
+#define SLUICE_ENUM_BUDGET_KIND(id, name) SLUICE_BUDGET_##id,
+	SLUICE_BUDGET_KINDS(SLUICE_ENUM_BUDGET_KIND)
+#undef SLUICE_ENUM_BUDGET_KIND
+		SLUICE_BUDGET_KIND_MAX,
+};
+
+#ifndef SLUICE_BUDGET_MAX
+#define SLUICE_BUDGET_MAX 64 /* budgets in one policy (per epoch half) */
+#endif
+#define SLUICE_BUDGET_SLOTS 4  /* budgets that may apply to one packet: nesting targets + user + node */
+#define SLUICE_BUDGET_SETS 256 /* distinct budget sets per policy; set 0 is "no budget" */
+#ifndef SLUICE_BUDGET_USAGE_MAX
+#define SLUICE_BUDGET_USAGE_MAX 131072 /* (budget, destination or user) usage records */
+#endif
+
+/* One budget: written by the installer into its epoch's half of sluice_budgets. */
+struct sluice_budget {
+	__u64 limit;     /* bytes per window; reaching it crosses the budget */
+	__u64 window_ns; /* window length */
+	__u32 id;        /* stable identity (hash of the name): keys its usage across reloads */
+	__u8 kind;       /* enum sluice_budget_kind */
+	__u8 block;      /* 1: drop a key's packets once its usage reached the limit */
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct sluice_budget) == 24, "sluice_budget is 24 bytes");
+
+/* The budgets that apply to one destination: indexes into the epoch's half of sluice_budgets. */
+struct sluice_budget_set {
+	__u8 n;
+	__u8 budget[SLUICE_BUDGET_SLOTS];
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sluice_budget_set) == 8, "sluice_budget_set is 8 bytes");
+
+/*
+ * Key of the budget target trie: the epoch (0/1) as the first byte of the data, then the
+ * address, so one trie holds both halves. prefixlen = 8 + the address prefix length.
+ */
+struct sluice_budget_target_key {
+	__u32 prefixlen;
+	__u8 epoch;
+	struct sluice_addr addr;
+	__u8 pad[3]; /* never inside a prefix */
+};
+_Static_assert(sizeof(struct sluice_budget_target_key) == 24, "budget target key is 24 bytes");
+#define SLUICE_BUDGET_PREFIX_EPOCH 8
+
+/* Value of the budget target trie: the budget set (1..SLUICE_BUDGET_SETS-1) of the prefix. */
+struct sluice_budget_target {
+	__u32 set;
+};
+_Static_assert(sizeof(struct sluice_budget_target) == 4, "sluice_budget_target is 4 bytes");
+
+/*
+ * Key of the budget usage table: a budget's stable id and what it counts: the destination
+ * (destination budgets), the uid (user budgets) or nothing (node budgets).
+ */
+struct sluice_budget_usage_key {
+	__u32 budget; /* sluice_budget.id */
+	__u32 uid;    /* user budgets; else 0 */
+	struct sluice_addr addr; /* destination budgets; else all zero */
+};
+_Static_assert(sizeof(struct sluice_budget_usage_key) == 24, "budget usage key is 24 bytes");
+
+/*
+ * One key's usage in its current window, written by the datapath (atomics: every CPU shares
+ * it) and deleted by `sluice budget reset`. The window starts at the key's first counted
+ * packet and rolls over at the first packet at or after window_end_ns.
+ */
+struct sluice_budget_usage {
+	__u64 window_end_ns; /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC_COARSE) */
+	__u64 bytes;         /* counted in this window */
+	__u64 dropped;       /* packets `block` dropped in this window */
+};
+_Static_assert(sizeof(struct sluice_budget_usage) == 24, "sluice_budget_usage is 24 bytes");
 
 /* Key of the policy LPM trie (the layout the kernel's LPM trie expects). */
 struct sluice_lpm_key {
@@ -173,7 +276,8 @@ enum sluice_event_type {
 /*
  * One record of the sluice_events ring buffer, written by the datapath. `suppressed` is
  * the number of events of the same (destination, type) the rate limiter held back since
- * the previous one was emitted.
+ * the previous one was emitted. A budget event (never rate limited) carries the budget's
+ * index in sluice_budgets in rule_id, and the key's usage so far in bytes.
  */
 struct sluice_event {
 	__u64 ts_ns;     /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
@@ -243,7 +347,8 @@ struct sluice_dest_stats {
 	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
 	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
-	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, flags << 16 | reason << 8 | verdict) */
+	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, budget set << 24 | flags << 16 |
+				reason << 8 | verdict) */
 	/*
 	 * The event rate limiter of this destination, per rate-limited event type (events.h):
 	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which

@@ -32,6 +32,7 @@
 #include "output.h"
 #include "packets.h"
 #include "policy.h"
+#include "budget.h"
 #include "policy_apply.h"
 #include "policy_kernel.h"
 
@@ -1818,6 +1819,7 @@ static void test_events(void)
 	CHECK_EQ_U64(events_of(SLUICE_EVENT_DENY, denied.dst, &e), 1, "room again: the deny event");
 	CHECK_EQ_U64(e.suppressed, waiting, "carries the repeats that waited");
 	ring_buffer__free(events_rb);
+	events_rb = NULL;
 }
 
 /*
@@ -1926,6 +1928,219 @@ static void test_xdp_for_the_node(void)
 	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "removed and synced: policed again");
 }
 
+/* The usage record of budget `name` for a destination (uid 0), as the datapath keeps it. */
+static bool usage_get(const char *name, const char *dst, struct sluice_budget_usage *u)
+{
+	struct sluice_budget_usage_key k = { .budget = budget_id(name) };
+
+	memset(u, 0, sizeof(*u));
+	return addr_parse(dst, &k.addr) == 0 &&
+	       bpf_map_lookup_elem(dp.budget.usage_fd, &k, u) == 0;
+}
+
+static bool usage_put(const char *name, const char *dst, const struct sluice_budget_usage *u)
+{
+	struct sluice_budget_usage_key k = { .budget = budget_id(name) };
+
+	return addr_parse(dst, &k.addr) == 0 &&
+	       bpf_map_update_elem(dp.budget.usage_fd, &k, u, BPF_EXIST) == 0;
+}
+
+/* Crossings of the budget at index i of the active policy (either epoch half). */
+static __u64 crossed_of(__u32 i)
+{
+	__u64 a = 0, b = 0;
+	__u32 k0 = i, k1 = SLUICE_BUDGET_MAX + i;
+
+	bpf_map_lookup_elem(dp.budget.crossed_fd, &k0, &a);
+	bpf_map_lookup_elem(dp.budget.crossed_fd, &k1, &b);
+	return a + b;
+}
+
+static const char budget_policy[] =
+	"mode %s\ndefault deny\n"
+	"allow 198.51.100.0/24\n"
+	"budget 198.51.100.10 3000B per 1h block name b-block\n"  /* budget 0 */
+	"budget 198.51.100.20 3000B per 1h alert name b-alert\n"  /* budget 1 */
+	"budget 203.0.113.50 2500B per 1h block name b-reply\n"   /* budget 2: replies only */
+	"budget 198.51.100.64/26 1B per 1h block name b-tiny\n";  /* budget 3 */
+
+static int install_budget_policy(const char *mode)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), budget_policy, mode);
+	return install_text(text);
+}
+
+static void test_budgets(const struct decider *p)
+{
+	const struct pkt_spec to_block = { .dst = "198.51.100.10", .payload = 958 };
+	const struct pkt_spec to_alert = { .dst = "198.51.100.20", .payload = 958 };
+	const struct pkt_spec to_other = { .dst = "198.51.100.30", .payload = 958 };
+	const struct pkt_spec reply = { .dst = "203.0.113.50", .l4 = IPPROTO_TCP, .dport = 50000,
+					.sport = 22, .payload = 946 };
+	struct sluice_counter before, after;
+	struct sluice_budget_usage u;
+	struct sluice_event e = {};
+	unsigned len = 0;
+	int ret;
+
+	printf("budgets (%s)\n", p->name);
+	events_rb = ring_buffer__new(dp.events_fd, collect_event, &seen, NULL);
+	CHECK(events_rb != NULL, "ring buffer: %s", strerror(errno));
+	if (!events_rb)
+		return;
+	CHECK(install_budget_policy("enforce") == 0, "install the budget policy");
+	bpf_map_delete_elem(dp.budget.usage_fd, &(struct sluice_budget_usage_key){ 0 });
+	events_config(0, 0);
+	events_reset();
+
+	/* 1000-byte frames against 3000 bytes: the third reaches the limit, the fourth is dropped. */
+	before = totals_of(p->hook, SLUICE_VERDICT_DENY, SLUICE_REASON_BUDGET);
+	for (int i = 1; i <= 3; i++) {
+		ret = run_on(p, &to_block, &len, 0);
+		CHECK(ret == PASS, "%s: packet %d under the budget passes (got %d)", p->name, i, ret);
+	}
+	CHECK_EQ_U64(len, 1000, "frame size the budget arithmetic assumes");
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage record exists");
+	CHECK_EQ_U64(u.bytes, 3000, "usage after three packets");
+	CHECK(u.window_end_ns > coarse_now() + 3500ull * 1000000000ull &&
+		      u.window_end_ns <= coarse_now() + 3600ull * 1000000000ull,
+	      "window ends an hour after the first packet");
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, to_block.dst, &e), 1,
+		     "one budget event at the crossing");
+	CHECK_EQ_U64(e.bytes, 3000, "the event carries the usage so far");
+	CHECK_EQ_U64(e.rule_id % SLUICE_BUDGET_MAX, 0, "the event names budget 0");
+	CHECK_EQ_U64(crossed_of(0), 1, "crossing counted once");
+	for (int i = 0; i < 3; i++) {
+		ret = run_on(p, &to_block, &len, 0);
+		CHECK(ret == DROP, "%s: a packet past a spent block budget is dropped (got %d)", p->name,
+		      ret);
+	}
+	after = totals_of(p->hook, SLUICE_VERDICT_DENY, SLUICE_REASON_BUDGET);
+	CHECK_EQ_U64(after.packets - before.packets, 3, "drops counted with reason budget");
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage record still there");
+	CHECK_EQ_U64(u.bytes, 3000, "dropped packets are not charged");
+	CHECK_EQ_U64(u.dropped, 3, "dropped packets counted in the usage record");
+	events_reset();
+	run_on(p, &to_block, &len, 0);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, to_block.dst, NULL), 0,
+		     "no second budget event in the window");
+	CHECK_EQ_U64(crossed_of(0), 1, "still one crossing");
+
+	/* Another destination of the same rule: no budget, unaffected. */
+	ret = run_on(p, &to_other, &len, 0);
+	CHECK(ret == PASS, "%s: another destination passes", p->name);
+	CHECK(!usage_get("b-block", to_other.dst, &u), "no usage for a destination without budget");
+
+	/* Window roll-over: once the window has ended, usage starts again and blocking lifts. */
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage record");
+	u.window_end_ns = coarse_now() - 1;
+	CHECK(usage_put("b-block", to_block.dst, &u), "end the window");
+	ret = run_on(p, &to_block, &len, 0);
+	CHECK(ret == PASS, "%s: a new window lets traffic pass again (got %d)", p->name, ret);
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage record");
+	CHECK_EQ_U64(u.bytes, 1000, "the new window counts from zero");
+	CHECK_EQ_U64(u.dropped, 0, "the new window has no drops");
+	CHECK(u.window_end_ns > coarse_now() + 3500ull * 1000000000ull, "the new window is an hour");
+	/* And the new window can be crossed again: one more event. */
+	events_reset();
+	for (int i = 0; i < 3; i++)
+		run_on(p, &to_block, &len, 0);
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, to_block.dst, NULL), 1,
+		     "one budget event in the new window");
+	CHECK_EQ_U64(crossed_of(0), 2, "two crossings in all");
+
+	/* Reset (what `sluice budget reset` does): the record goes, traffic flows. */
+	CHECK(run_on(p, &to_block, &len, 0) == DROP, "spent again");
+	{
+		struct sluice_budget_usage_key k = { .budget = budget_id("b-block") };
+
+		addr_parse(to_block.dst, &k.addr);
+		CHECK(bpf_map_delete_elem(dp.budget.usage_fd, &k) == 0, "delete the usage record");
+	}
+	CHECK(run_on(p, &to_block, &len, 0) == PASS, "after a reset the destination passes");
+
+	/* Alert: every packet passes, one event at the crossing. */
+	events_reset();
+	for (int i = 1; i <= 10; i++) {
+		ret = run_on(p, &to_alert, &len, 0);
+		CHECK(ret == PASS, "%s: alert budget packet %d passes (got %d)", p->name, i, ret);
+	}
+	ring_buffer__consume(events_rb);
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, to_alert.dst, &e), 1,
+		     "alert: exactly one budget event");
+	CHECK_EQ_U64(e.bytes, 3000, "alert: the event at the crossing packet");
+	CHECK_EQ_U64(e.verdict, SLUICE_VERDICT_ALLOW, "alert: the crossing packet was allowed");
+	CHECK(usage_get("b-alert", to_alert.dst, &u), "alert usage");
+	CHECK_EQ_U64(u.bytes, 10000, "alert: every byte counted");
+	CHECK_EQ_U64(crossed_of(1), 1, "alert crossing counted");
+
+	/* A GSO super-packet counts its wire bytes (tc only: XDP sees wire frames). */
+	if (p->hook == SLUICE_HOOK_TC_EGRESS) {
+		const struct pkt_spec tiny = { .dst = "198.51.100.70", .l4 = IPPROTO_TCP,
+					       .payload = 3000 };
+
+		ret = run_on(p, &tiny, &len, 3);
+		CHECK(ret == PASS, "a GSO packet reaching the limit passes whole (the slack)");
+		CHECK(usage_get("b-tiny", tiny.dst, &u), "gso usage");
+		CHECK(u.bytes > 3000, "a GSO packet counts all its segments' bytes (%llu)",
+		      (unsigned long long)u.bytes);
+		CHECK(run_on(p, &tiny, &len, 3) == DROP, "and the next one is dropped");
+	}
+
+	/* Replies to a connection initiated from outside count against budgets too. */
+	if (p->hook == SLUICE_HOOK_TC_EGRESS) {
+		before = totals_of(p->hook, SLUICE_VERDICT_REPLY, SLUICE_REASON_REPLY);
+		CHECK(flow_put(IPPROTO_TCP, PKT_SRC4, 22, reply.dst, 50000,
+			       coarse_now() + 600ull * 1000000000ull) == 0,
+		      "record an inbound flow");
+		for (int i = 1; i <= 3; i++) {
+			ret = run_on(p, &reply, &len, 0);
+			CHECK(ret == PASS, "reply %d under the budget passes (got %d)", i, ret);
+		}
+		after = totals_of(p->hook, SLUICE_VERDICT_REPLY, SLUICE_REASON_REPLY);
+		CHECK_EQ_U64(after.packets - before.packets, 3, "they passed as replies");
+		CHECK(usage_get("b-reply", reply.dst, &u), "reply usage");
+		CHECK_EQ_U64(u.bytes, 3000, "reply bytes are charged");
+		CHECK(run_on(p, &reply, &len, 0) == DROP, "a reply past a spent block budget is dropped");
+	}
+
+	/* Audit mode: a spent block budget is reported as audit (reason budget), never dropped. */
+	run_on(p, &to_block, &len, 0);
+	run_on(p, &to_block, &len, 0);
+	CHECK(run_on(p, &to_block, &len, 0) == DROP, "spent once more before the audit install");
+	CHECK(install_budget_policy("audit") == 0, "install in audit mode");
+	before = totals_of(p->hook, SLUICE_VERDICT_AUDIT, SLUICE_REASON_BUDGET);
+	ret = run_on(p, &to_block, &len, 0);
+	CHECK(ret == PASS, "%s: audit mode passes a packet of a spent budget (got %d)", p->name,
+	      ret);
+	after = totals_of(p->hook, SLUICE_VERDICT_AUDIT, SLUICE_REASON_BUDGET);
+	CHECK_EQ_U64(after.packets - before.packets, 1, "counted as audit, reason budget");
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage in audit mode");
+	CHECK_EQ_U64(u.bytes, 4000, "audited bytes count (usage kept across the reload)");
+
+	/* A policy without budgets: nothing is charged or blocked any more. */
+	CHECK(install_policy("enforce") == 0, "install a policy without budgets");
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "and again (both halves)");
+	CHECK(run_on(p, &to_block, &len, 0) == PASS, "no budget, no block");
+	/* Leave no state for the next run. */
+	{
+		struct sluice_budget_usage_key k, next;
+
+		while (bpf_map_get_next_key(dp.budget.usage_fd, NULL, &next) == 0) {
+			k = next;
+			bpf_map_delete_elem(dp.budget.usage_fd, &k);
+		}
+	}
+	ring_buffer__free(events_rb);
+	events_rb = NULL;
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
@@ -1949,7 +2164,8 @@ int main(void)
 		return 1;
 	}
 	maps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
-				     .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
+				     .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd,
+				     .budgets = &dp.budget };
 	test_no_policy();
 	test_frames(&tc_egress);
 	test_frames(&xdp);
@@ -1966,6 +2182,8 @@ int main(void)
 	test_flow_lifecycle();
 	test_unparsed_default_allow();
 	test_events();
+	test_budgets(&tc_egress);
+	test_budgets(&xdp);
 	datapath_close(&dp);
 	return check_summary();
 }

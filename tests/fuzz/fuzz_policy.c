@@ -32,6 +32,7 @@
 
 #include "addr.h"
 #include "policy.h"
+#include "budget.h"
 
 #define FUZZ_FILE "fuzz.conf"
 /* Not 0 (the datapath's "no policy") and not small: a stray 0 or 1 in a value shows. */
@@ -723,9 +724,18 @@ static void check_same(const char *what, const char *text, const struct policy *
 		die("%s does not parse: %s\n--- text ---\n%s", what, err, text);
 	if (p2.nrules != p->nrules || p2.nidents != p->nidents || p2.mode != p->mode ||
 	    p2.default_verdict != p->default_verdict || p2.essential != p->essential ||
-	    p2.replies != p->replies)
-		die("%s gives another policy (%zu rules, %zu identities; was %zu, %zu)", what,
-		    p2.nrules, p2.nidents, p->nrules, p->nidents);
+	    p2.replies != p->replies || p2.nbudgets != p->nbudgets)
+		die("%s gives another policy (%zu rules, %zu identities, %zu budgets; was %zu, %zu, "
+		    "%zu)",
+		    what, p2.nrules, p2.nidents, p2.nbudgets, p->nrules, p->nidents, p->nbudgets);
+	for (size_t i = 0; i < p->nbudgets; i++)
+		if (strcmp(p2.budgets[i].name, p->budgets[i].name) != 0 ||
+		    p2.budgets[i].limit != p->budgets[i].limit ||
+		    p2.budgets[i].window_s != p->budgets[i].window_s ||
+		    p2.budgets[i].block != p->budgets[i].block ||
+		    p2.budgets[i].kind != p->budgets[i].kind ||
+		    p2.budgets[i].nprefixes != p->budgets[i].nprefixes)
+			die("%s changes budget %zu (%s)", what, i, p->budgets[i].name);
 	for (size_t i = 0; i < p->nidents; i++)
 		if (strcmp(p2.idents[i].name, p->idents[i].name) != 0)
 			die("%s renames identity %zu from %s to %s", what, i, p->idents[i].name,
@@ -738,6 +748,43 @@ static void check_same(const char *what, const char *text, const struct policy *
 		    cp2.n, cp->nports, cp2.nports);
 	compiled_policy_free(&cp2);
 	policy_free(&p2);
+}
+
+/*
+ * Budgets: an accepted policy's budgets compiled, every destination prefix's set within
+ * SLUICE_BUDGET_SLOTS and naming real budgets, every target naming a real set; and the
+ * budgets read back alike (check_same's second parse and policy_format's output).
+ */
+static void check_budgets(const struct policy *p, const struct compiled_policy *cp)
+{
+	const struct compiled_budgets *cb = cp->budgets;
+
+	if (!p->nbudgets) {
+		if (cb)
+			die("budgets compiled for a policy without budgets");
+		return;
+	}
+	if (!cb || cb->ndefs != p->nbudgets || cb->nsets < 1 || cb->nsets > SLUICE_BUDGET_SETS)
+		die("%zu budgets compiled into %zu definitions, %zu sets", p->nbudgets,
+		    cb ? cb->ndefs : 0, cb ? cb->nsets : 0);
+	for (size_t i = 0; i < cb->nsets; i++) {
+		if (cb->sets[i].n > SLUICE_BUDGET_SLOTS)
+			die("budget set %zu has %u budgets", i, cb->sets[i].n);
+		for (unsigned k = 0; k < cb->sets[i].n; k++)
+			if (cb->sets[i].budget[k] >= cb->ndefs)
+				die("budget set %zu names budget %u of %zu", i,
+				    cb->sets[i].budget[k], cb->ndefs);
+	}
+	for (size_t i = 0; i < cb->ntargets; i++)
+		if (cb->targets[i].set == 0 || cb->targets[i].set >= cb->nsets)
+			die("budget target %zu names set %u of %zu", i, cb->targets[i].set,
+			    cb->nsets);
+	for (size_t i = 0; i < p->nbudgets; i++)
+		if (p->budgets[i].limit == 0 || p->budgets[i].window_s == 0 ||
+		    p->budgets[i].window_s > POLICY_BUDGET_WINDOW_MAX)
+			die("budget %zu accepted with limit %llu, window %llu s", i,
+			    (unsigned long long)p->budgets[i].limit,
+			    (unsigned long long)p->budgets[i].window_s);
 }
 
 /* policy_format writes policy text: it must read back as the same policy. */
@@ -800,6 +847,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		die("an accepted policy failed to compile: %d (%s)", ret, strerror(-ret));
 	check_trie(&p, &cp);
 	check_ports(&p, &cp);
+	check_budgets(&p, &cp);
 	check_decisions(&p, &cp, data, size);
 	check_compile_under(&p, &cp, data, size);
 	/* Same text, same result: no state carried over between parses or compiles. */

@@ -14,6 +14,8 @@
 #include "addr.h"
 #include "check.h"
 #include "policy.h"
+#include "budget.h"
+#include "units.h"
 
 static void test_prefix_parse(void)
 {
@@ -281,7 +283,7 @@ static void test_parse_errors(void)
 	} cases[] = {
 		{ "permit 192.0.2.0/24\n",
 		  "p.conf:1:1: unknown statement 'permit' (expected mode, default, set, allow, deny, "
-		  "essential, replies or include)" },
+		  "budget, essential, replies or include)" },
 		{ "deny 10.0.0.1/8\n", "p.conf:1:6: '10.0.0.1/8' has host bits set: did you mean 10.0.0.0/8?" },
 		{ "deny 203.0.113.1/24\n",
 		  "p.conf:1:6: '203.0.113.1/24' has host bits set: did you mean 203.0.113.0/24?" },
@@ -578,6 +580,211 @@ static void test_policy_flags(void)
 	}
 }
 
+static void test_sizes(void)
+{
+	static const struct {
+		const char *text;
+		int ret;
+		unsigned long long bytes;
+	} cases[] = {
+		{ "1B", 0, 1 },
+		{ "20MB", 0, 20000000ull },
+		{ "20MiB", 0, 20ull << 20 },
+		{ "1KB", 0, 1000 },
+		{ "1KiB", 0, 1024 },
+		{ "3GB", 0, 3000000000ull },
+		{ "10TiB", 0, 10ull << 40 },
+		{ "2PB", 0, 2000000000000000ull },
+		{ "16383PiB", 0, 16383ull << 50 },
+		{ "16384PiB", -ERANGE, 0 }, /* 2^64 */
+		{ "18446744073709551615B", 0, 18446744073709551615ull },
+		{ "18446744073709551616B", -ERANGE, 0 },
+		{ "99999999999999999999999PB", -ERANGE, 0 },
+		{ "0MB", -EINVAL, 0 },
+		{ "20", -EINVAL, 0 },
+		{ "20mb", -EINVAL, 0 },
+		{ "20 MB", -EINVAL, 0 },
+		{ "MB", -EINVAL, 0 },
+		{ "-1MB", -EINVAL, 0 },
+		{ "1.5GB", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+	};
+	char buf[32];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t bytes = 0;
+		size_t col;
+		int ret = parse_size(cases[i].text, &bytes, &col);
+
+		CHECK(ret == cases[i].ret, "parse_size(\"%s\") returned %d, want %d", cases[i].text,
+		      ret, cases[i].ret);
+		if (ret == 0 && cases[i].ret == 0)
+			CHECK_EQ_U64(bytes, cases[i].bytes, cases[i].text);
+	}
+	format_size(20000000ull, buf, sizeof(buf));
+	CHECK(strcmp(buf, "20MB") == 0, "format_size 20MB gave %s", buf);
+	format_size(10ull << 40, buf, sizeof(buf));
+	CHECK(strcmp(buf, "10TiB") == 0, "format_size 10TiB gave %s", buf);
+	format_size(1500, buf, sizeof(buf));
+	CHECK(strcmp(buf, "1500B") == 0, "format_size 1500 gave %s", buf);
+	format_duration(3600, buf, sizeof(buf));
+	CHECK(strcmp(buf, "1h") == 0, "format_duration 3600 gave %s", buf);
+	format_duration(90, buf, sizeof(buf));
+	CHECK(strcmp(buf, "90s") == 0, "format_duration 90 gave %s", buf);
+}
+
+static void test_budget_parse(void)
+{
+	const char *text = "set partners { 192.0.2.0/24, 2001:db8:100::/48 }\n"
+			   "budget @partners 10TiB per 1d alert\n"
+			   "budget any 50GiB per 1h block name big\n"
+			   "budget user 200GiB per 1d alert\n"
+			   "budget node 1PB per 1w alert\n"
+			   "budget 198.51.100.7 20MB per 5s block\n";
+	static const struct {
+		const char *text;
+		const char *message; /* exact */
+	} errors[] = {
+		{ "budget\n",
+		  "p.conf:1:1: expected 'budget TARGET SIZE per DURATION alert|block [name NAME]'" },
+		{ "budget any\n", "p.conf:1:11: expected a size after the target (e.g. 20MB, 10TiB)" },
+		{ "budget any 20XB per 1h block\n",
+		  "p.conf:1:14: invalid size '20XB' (a number > 0 and B, KB, MB, GB, TB, PB, KiB, MiB, "
+		  "GiB, TiB or PiB)" },
+		{ "budget any 0MB per 1h block\n",
+		  "p.conf:1:13: invalid size '0MB' (a number > 0 and B, KB, MB, GB, TB, PB, KiB, MiB, "
+		  "GiB, TiB or PiB)" },
+		{ "budget any 16384PiB per 1h block\n",
+		  "p.conf:1:12: size '16384PiB' is more than 2^64-1 bytes" },
+		{ "budget any 20MB in 1h block\n", "p.conf:1:17: expected 'per DURATION' after the size" },
+		{ "budget any 20MB per\n", "p.conf:1:20: expected a duration after 'per' (e.g. 1h, 1d)" },
+		{ "budget any 20MB per 0s block\n",
+		  "p.conf:1:21: invalid window '0s' (1s to 8w: a number and s, m, h, d or w)" },
+		{ "budget any 20MB per 9w block\n",
+		  "p.conf:1:21: invalid window '9w' (1s to 8w: a number and s, m, h, d or w)" },
+		{ "budget any 20MB per 1h\n", "p.conf:1:23: expected alert or block" },
+		{ "budget any 20MB per 1h drop\n", "p.conf:1:24: expected alert or block, not 'drop'" },
+		{ "budget any 20MB per 1h block name\n", "p.conf:1:30: expected a name after 'name'" },
+		{ "budget any 20MB per 1h block extra\n", "p.conf:1:30: unexpected 'extra'" },
+		{ "budget @nope 20MB per 1h block\n",
+		  "p.conf:1:8: set @nope is not defined (sets must be defined before use)" },
+		{ "budget 10.0.0.1/8 20MB per 1h block\n",
+		  "p.conf:1:8: '10.0.0.1/8' has host bits set: did you mean 10.0.0.0/8?" },
+		{ "budget any 1MB per 1h block name a\nbudget node 1MB per 1h block name a\n",
+		  "p.conf:2:1: budget name 'a' is already used at line 1" },
+		{ "budget 192.0.2.0/24 1MB per 1h block\nbudget 192.0.2.0/25 1MB per 1h block\n"
+		  "budget any 1MB per 1h block\nbudget user 1MB per 1h block\n"
+		  "budget node 1MB per 1h block\n",
+		  "p.conf:5:1: 5 budgets would apply to destinations in 192.0.2.0/25 (at most 4, user "
+		  "and node budgets included)" },
+	};
+	char err[POLICY_ERROR_MAX];
+	struct policy p, q;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	CHECK(policy_parse_text("p.conf", text, &p, err) == 0, "budget policy: %s", err);
+	CHECK_EQ_U64(p.nbudgets, 5, "budgets parsed");
+	if (p.nbudgets == 5) {
+		CHECK(strcmp(p.budgets[0].name, "p.conf:2") == 0, "identity FILE:LINE, got %s",
+		      p.budgets[0].name);
+		CHECK_EQ_U64(p.budgets[0].limit, 10ull << 40, "10TiB");
+		CHECK_EQ_U64(p.budgets[0].window_s, 86400, "1d");
+		CHECK_EQ_U64(p.budgets[0].nprefixes, 2, "@partners prefixes");
+		CHECK_EQ_U64(p.budgets[0].block, 0, "alert");
+		CHECK(strcmp(p.budgets[1].name, "big") == 0, "named budget, got %s", p.budgets[1].name);
+		CHECK_EQ_U64(p.budgets[1].block, 1, "block");
+		CHECK_EQ_U64(p.budgets[1].nprefixes, 2, "any is IPv4 and IPv6");
+		CHECK_EQ_U64(p.budgets[2].kind, SLUICE_BUDGET_USER, "user");
+		CHECK_EQ_U64(p.budgets[3].kind, SLUICE_BUDGET_NODE, "node");
+		CHECK_EQ_U64(p.budgets[3].limit, 1000000000000000ull, "1PB");
+		CHECK(strcmp(p.budgets[4].target, "198.51.100.7/32") == 0, "target canonical: %s",
+		      p.budgets[4].target);
+		CHECK_EQ_U64(p.budgets[4].window_s, 5, "5s");
+	}
+
+	/* Written back and read again: the same budgets (the snapshot overrides rely on). */
+	f = open_memstream(&out, &len);
+	policy_format(&p, f);
+	fclose(f);
+	CHECK(policy_parse_text("again.conf", out, &q, err) == 0, "formatted policy: %s", err);
+	CHECK_EQ_U64(q.nbudgets, p.nbudgets, "budgets after format");
+	for (size_t i = 0; i < q.nbudgets && i < p.nbudgets; i++) {
+		CHECK(strcmp(q.budgets[i].name, p.budgets[i].name) == 0, "name %zu", i);
+		CHECK_EQ_U64(q.budgets[i].limit, p.budgets[i].limit, "limit after format");
+		CHECK_EQ_U64(q.budgets[i].window_s, p.budgets[i].window_s, "window after format");
+		CHECK_EQ_U64(q.budgets[i].block, p.budgets[i].block, "action after format");
+		CHECK_EQ_U64(q.budgets[i].nprefixes, p.budgets[i].nprefixes, "prefixes after format");
+	}
+	free(out);
+	policy_free(&q);
+	policy_free(&p);
+
+	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+		int ret = policy_parse_text("p.conf", errors[i].text, &p, err);
+
+		CHECK(ret == -EINVAL, "'%s' must be rejected (got %d)", errors[i].text, ret);
+		CHECK(strcmp(err, errors[i].message) == 0, "'%s':\n   got  %s\n   want %s",
+		      errors[i].text, err, errors[i].message);
+		if (ret == 0)
+			policy_free(&p);
+	}
+}
+
+/* The budgets a destination gets from the compiled trie (longest prefix wins), as a mask. */
+static __u64 compiled_budget_mask(const struct compiled_budgets *cb, const char *addr)
+{
+	const struct budget_target *best = NULL;
+	struct sluice_addr a;
+	__u64 mask = 0;
+
+	addr_parse(addr, &a);
+	for (size_t i = 0; i < cb->ntargets; i++)
+		if (prefix_contains(&cb->targets[i].prefix, &a) &&
+		    (!best || cb->targets[i].prefix.prefixlen > best->prefix.prefixlen))
+			best = &cb->targets[i];
+	if (!best)
+		return 0;
+	for (int k = 0; k < cb->sets[best->set].n; k++)
+		mask |= 1ull << cb->sets[best->set].budget[k];
+	return mask;
+}
+
+static void test_budget_compile(void)
+{
+	const char *text = "set s { 192.0.2.0/24, 198.51.100.0/24 }\n"
+			   "budget @s 1MB per 1h alert\n"
+			   "budget 192.0.2.128/25 1MB per 1h block\n"
+			   "budget 2001:db8::/32 1MB per 1h block\n";
+	char err[POLICY_ERROR_MAX];
+	struct compiled_budgets cb;
+	struct policy p;
+
+	CHECK(policy_parse_text("p.conf", text, &p, err) == 0, "budget policy: %s", err);
+	CHECK(budget_compile(&p, &cb, err, sizeof(err)) == 0, "compile: %s", err);
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "192.0.2.1"), 0x1, "192.0.2.1: @s only");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "192.0.2.200"), 0x3, "192.0.2.200: @s and /25");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "198.51.100.9"), 0x1, "198.51.100.9: @s");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "2001:db8::1"), 0x4, "2001:db8::1: v6 budget");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "203.0.113.1"), 0, "203.0.113.1: none");
+	CHECK_EQ_U64(cb.defs[1].block, 1, "block flag compiled");
+	CHECK_EQ_U64(cb.defs[1].window_ns, 3600000000000ull, "window in ns");
+	CHECK_EQ_U64(cb.defs[0].id, budget_id("p.conf:2"), "id from the identity");
+	compiled_budgets_free(&cb);
+	policy_free(&p);
+
+	/* User and node budgets reach every destination, on top of the destination's own. */
+	text = "budget 192.0.2.0/24 1MB per 1h block\nbudget user 1GB per 1d alert\n";
+	CHECK(policy_parse_text("p.conf", text, &p, err) == 0, "budget policy: %s", err);
+	CHECK(budget_compile(&p, &cb, err, sizeof(err)) == 0, "compile: %s", err);
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "192.0.2.1"), 0x3, "192.0.2.1: own + user");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "203.0.113.1"), 0x2, "203.0.113.1: user");
+	CHECK_EQ_U64(compiled_budget_mask(&cb, "2001:db8::1"), 0x2, "2001:db8::1: user");
+	compiled_budgets_free(&cb);
+	policy_free(&p);
+}
+
 int main(void)
 {
 	test_prefix_parse();
@@ -590,5 +797,8 @@ int main(void)
 	test_decision_semantics();
 	test_compile_matches_reference();
 	test_policy_flags();
+	test_sizes();
+	test_budget_parse();
+	test_budget_compile();
 	return check_summary();
 }
