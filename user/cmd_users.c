@@ -40,17 +40,21 @@ int cmd_users(int argc, char **argv)
 	else
 		printf("%-10s %-24s %14s %16s\n", "UID", "USER", "PACKETS", "BYTES");
 	for (size_t i = 0; i < n; i++) {
-		char name[64];
+		char name[64], uidbuf[16];
 
-		user_name(rows[i].uid, name, sizeof(name));
+		user_name(&rows[i], name, sizeof(name));
 		if (cli.json)
-			json_array_append_new(doc, json_pack("{s:I,s:s,s:I,s:I}", "uid",
-							     (json_int_t)rows[i].uid, "user", name,
+			json_array_append_new(doc, json_pack("{s:o,s:s,s:I,s:I}", "uid",
+							     rows[i].other ? json_null()
+									   : json_integer(rows[i].uid),
+							     "user", name,
 							     "packets",
 							     (json_int_t)rows[i].stats.packets, "bytes",
 							     (json_int_t)rows[i].stats.bytes));
 		else
-			printf("%-10u %-24s %14llu %16llu\n", rows[i].uid, name,
+			printf("%-10s %-24s %14llu %16llu\n",
+			       rows[i].other ? "-" : (snprintf(uidbuf, sizeof(uidbuf), "%u", rows[i].uid), uidbuf),
+			       name,
 			       (unsigned long long)rows[i].stats.packets,
 			       (unsigned long long)rows[i].stats.bytes);
 	}

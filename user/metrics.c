@@ -254,6 +254,7 @@ static void render_budgets(const struct metrics_source *src, FILE *f)
 static void render_users(const struct metrics_source *src, FILE *f)
 {
 	struct user_row *rows = NULL;
+	bool any_other = false;
 	__u64 other = 0;
 	size_t n = 0;
 
@@ -264,15 +265,16 @@ static void render_users(const struct metrics_source *src, FILE *f)
 	for (size_t i = 0; i < n; i++) {
 		char name[64];
 
-		if (i >= src->top_n) {
+		if (i >= src->top_n || rows[i].other) {
 			other += rows[i].stats.bytes;
+			any_other = true;
 			continue;
 		}
 		fprintf(f, "sluice_user_bytes_total{user=\"");
-		put_label(f, user_name(rows[i].uid, name, sizeof(name)));
+		put_label(f, user_name(&rows[i], name, sizeof(name)));
 		fprintf(f, "\"} %llu\n", (unsigned long long)rows[i].stats.bytes);
 	}
-	if (n > src->top_n)
+	if (any_other)
 		fprintf(f, "sluice_user_bytes_total{user=\"other\"} %llu\n",
 			(unsigned long long)other);
 	free(rows);

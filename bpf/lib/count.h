@@ -67,26 +67,35 @@ static __always_inline void count_rule(__u32 rule_id, __u8 flags, __u64 packets,
 static __always_inline void count_user(struct ctx_buff *ctx, __u8 verdict, __u64 packets,
 				       __u64 bytes)
 {
-	struct sluice_user_stats *u;
-	__u32 uid;
+	struct sluice_user_slot *s;
+	__u32 uid, hash, index;
 
 	(void)ctx; /* at XDP, where no frame has a local socket, ctx_has_socket() is constant 0 */
 	if (verdict == SLUICE_VERDICT_DENY || !ctx_has_socket(ctx))
 		return;
 	uid = ctx_socket_uid(ctx);
-	u = bpf_map_lookup_elem(&sluice_users, &uid);
-	if (!u) {
-		struct sluice_user_stats fresh = {};
-
-		/* NOEXIST: if another CPU created it first, add to the one it made. */
-		bpf_map_update_elem(&sluice_users, &uid, &fresh, BPF_NOEXIST);
-		u = bpf_map_lookup_elem(&sluice_users, &uid);
-		if (!u)
+	hash = (uid * 2654435761u) >> (32 - SLUICE_USER_SLOT_BITS);
+	for (__u32 i = 0; i < SLUICE_USER_PROBES; i++) {
+		index = (hash + i) & (SLUICE_USER_SLOTS - 1);
+		s = bpf_map_lookup_elem(&sluice_users, &index);
+		if (!s)
 			return;
+		/* This CPU's copy is ours alone: claiming a slot and adding need no atomics. */
+		if (!s->used) {
+			s->uid = uid;
+			s->used = 1;
+		}
+		if (s->uid == uid)
+			goto add;
 	}
-	/* Per-CPU value: this CPU's copy is ours alone, plain adds are exact. */
-	u->packets += packets;
-	u->bytes += bytes;
+	index = SLUICE_USER_OTHER;
+	s = bpf_map_lookup_elem(&sluice_users, &index);
+	if (!s)
+		return;
+	s->used = 1;
+add:
+	s->packets += packets;
+	s->bytes += bytes;
 }
 
 #endif /* SLUICE_BPF_COUNT_H */

@@ -239,16 +239,12 @@ struct {
 	__type(value, struct sluice_budget_usage);
 } sluice_budget_usage SEC(".maps") __weak;
 
-/*
- * Per-user counters, keyed by uid, per CPU (plain adds: no atomics on a line every CPU of a
- * busy user would share). Written by tc egress; LRU, so a node with more users than entries
- * forgets the least recent, never refuses a packet.
- */
+/* Per-user counters in slots (struct sluice_user_slot says how). Written by tc egress. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
-	__uint(max_entries, SLUICE_USER_MAX);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_USER_SLOTS + 1);
 	__type(key, __u32);
-	__type(value, struct sluice_user_stats);
+	__type(value, struct sluice_user_slot);
 } sluice_users SEC(".maps") __weak;
 
 /* A usage key being built and a new usage record, off the stack (budget.h says why). */

@@ -55,18 +55,28 @@ enum sluice_reason {
 };
 
 /*
- * Per local user (uid of the sending socket): what left the node, written by tc egress
- * (per CPU) for every locally originated packet that was not dropped.
+ * Per local user (uid of the sending socket): what left the node, written by tc egress for
+ * every locally originated packet that was not dropped. A per-CPU array of slots: a uid
+ * takes the first free slot among SLUICE_USER_PROBES from its hash, on each CPU on its
+ * own (the same uid may sit in different slots on different CPUs: readers sum by uid). A
+ * uid that finds them all taken counts in the last slot, SLUICE_USER_OTHER ("other"), so
+ * the sums stay exact. An array lookup is inlined by the verifier: no helper call, no hash.
  */
-struct sluice_user_stats {
+struct sluice_user_slot {
+	__u32 uid;
+	__u32 used; /* 0: free */
 	__u64 packets;
 	__u64 bytes;
 };
-_Static_assert(sizeof(struct sluice_user_stats) == 16, "sluice_user_stats is 16 bytes");
+_Static_assert(sizeof(struct sluice_user_slot) == 24, "sluice_user_slot is 24 bytes");
 
-#ifndef SLUICE_USER_MAX
-#define SLUICE_USER_MAX 8192 /* uids tracked at once (LRU: the least recent age out) */
+#ifndef SLUICE_USER_SLOT_BITS
+#define SLUICE_USER_SLOT_BITS 12 /* 4096 slots: uids seen on one CPU */
 #endif
+#define SLUICE_USER_SLOTS (1u << SLUICE_USER_SLOT_BITS)
+#define SLUICE_USER_OTHER SLUICE_USER_SLOTS /* the slot of uids that found no slot */
+#define SLUICE_USER_PROBES 4
+#define SLUICE_USER_MAX SLUICE_USER_SLOTS /* distinct uids a reader can report */
 
 /*
  * Hooks, the `hook` label of the counters. At `connect` (the cgroup connect/sendmsg hooks)

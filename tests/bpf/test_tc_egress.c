@@ -35,6 +35,7 @@
 #include "budget.h"
 #include "policy_apply.h"
 #include "policy_kernel.h"
+#include "users.h"
 
 #define PASS TC_ACT_UNSPEC
 #define DROP TC_ACT_SHOT /* the only code tcx treats as a drop */
@@ -2141,6 +2142,85 @@ static void test_budgets(const struct decider *p)
 	events_rb = NULL;
 }
 
+
+/* Set one slot of the per-user array to the same value on every CPU. */
+static void user_slot_set(__u32 index, const struct sluice_user_slot *v)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	struct sluice_user_slot *all = calloc(ncpus, sizeof(*all));
+
+	for (int c = 0; all && c < ncpus; c++)
+		all[c] = *v;
+	if (all)
+		bpf_map_update_elem(dp.users_fd, &index, all, BPF_ANY);
+	free(all);
+}
+
+/* uid's row from users_read: packets, bytes (the "other" row for uid -1). */
+static struct user_row user_of(long uid)
+{
+	struct user_row *rows, r = {};
+	size_t n;
+
+	if (users_read(dp.users_fd, &rows, &n))
+		return r;
+	for (size_t i = 0; i < n; i++)
+		if ((uid < 0 && rows[i].other) || (uid >= 0 && !rows[i].other && rows[i].uid == uid))
+			r = rows[i];
+	free(rows);
+	return r;
+}
+
+/*
+ * Per-user counting: BPF_PROG_TEST_RUN gives every packet a socket of the caller's uid (0,
+ * root). Its slots are 0..3 (hash of 0 is 0): with them taken by other uids the packets
+ * count as "other"; a slot freed is claimed; readers sum a uid over CPUs and slots.
+ */
+static void test_users(void)
+{
+	const struct pkt_spec allowed = { .dst = "198.51.100.21" };
+	const struct pkt_spec denied = { .dst = "203.0.113.201" };
+	struct sluice_user_slot taken = { .used = 1 }, free_slot = {};
+	struct user_row before, after;
+	unsigned len;
+
+	CHECK(install_policy("enforce") == 0, "install");
+	for (__u32 i = 0; i < SLUICE_USER_SLOTS + 1; i++)
+		user_slot_set(i, &free_slot);
+	run_frame(&allowed, &len, 0);
+	after = user_of(0);
+	CHECK_EQ_U64(after.stats.packets, 1, "a passed packet counts for its socket's uid");
+	CHECK_EQ_U64(after.stats.bytes, len, "with its bytes");
+	run_frame(&denied, &len, 0);
+	CHECK_EQ_U64(user_of(0).stats.packets, 1, "a dropped one does not");
+
+	for (__u32 i = 0; i < SLUICE_USER_PROBES; i++) {
+		taken.uid = 1000 + i;
+		user_slot_set(i, &taken);
+	}
+	before = user_of(-1);
+	run_frame(&allowed, &len, 0);
+	after = user_of(-1);
+	CHECK_EQ_U64(after.stats.packets - before.stats.packets, 1,
+		     "every probed slot taken by another uid: counted as other");
+	CHECK_EQ_U64(user_of(1002).stats.packets, 0, "and not to the uids in the way");
+	user_slot_set(2, &free_slot);
+	before = user_of(0);
+	run_frame(&allowed, &len, 0);
+	CHECK_EQ_U64(user_of(0).stats.packets - before.stats.packets, 1,
+		     "a slot freed on the way is claimed for the uid");
+	CHECK_EQ_U64(user_of(-1).stats.packets, after.stats.packets, "other unchanged");
+	/* One uid in two slots (as on two CPUs): one row, the sum. */
+	taken = (struct sluice_user_slot){ .uid = 4242, .used = 1, .packets = 3, .bytes = 300 };
+	user_slot_set(100, &taken);
+	user_slot_set(200, &taken);
+	after = user_of(4242);
+	CHECK_EQ_U64(after.stats.packets, 6 * (__u64)libbpf_num_possible_cpus(),
+		     "a uid in two slots on every CPU: read back as one sum");
+	for (__u32 i = 0; i < SLUICE_USER_SLOTS + 1; i++)
+		user_slot_set(i, &free_slot);
+}
+
 int main(void)
 {
 	log_init(getenv("SLUICE_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
@@ -2182,6 +2262,7 @@ int main(void)
 	test_flow_lifecycle();
 	test_unparsed_default_allow();
 	test_events();
+	test_users();
 	test_budgets(&tc_egress);
 	test_budgets(&xdp);
 	datapath_close(&dp);
