@@ -54,7 +54,7 @@ check "state directory is 0700" "$(stat -c %a "$SL_STATE_DIR")" 700
 check "state files are 0600" "$(find "$SL_STATE_DIR" -type f ! -perm 0600 -printf '%f ' | wc -w)" 0
 states=$(find "$SL_STATE_DIR" -type f -printf '%f\n' | sort | tr '\n' ' ')
 check "the state files checked" "$states" \
-	"daemon.pid lock overrides.json policy.json policy.snapshot rules status.json "
+	"budgets daemon.pid lock overrides.json policy.json policy.snapshot rules status.json "
 
 sl_log "the user can read, write or list nothing"
 snapshot() {
