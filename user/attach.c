@@ -64,6 +64,22 @@ static int link_pin(char *buf, size_t len, const char *pin_dir, enum attach_dir 
 	return pin_path(buf, len, pin_dir, SLUICE_PIN_LINKS, name);
 }
 
+int attach_adopt_link(const char *path, int prog_fd)
+{
+	int link_fd = bpf_obj_get(path), err;
+
+	if (link_fd < 0)
+		return -ENOENT;
+	err = bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
+	close(link_fd);
+	if (!err)
+		return 0;
+	/* A link whose interface or cgroup went away cannot be updated: replace it. */
+	pr_warn("pinned link %s is stale (%s); attaching anew", path, strerror(-err));
+	unlink(path);
+	return -ENOENT;
+}
+
 static int attach_clsact(int prog_fd, unsigned ifindex, enum attach_dir dir)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = hooks[dir].tc);
@@ -101,18 +117,9 @@ static int attach_one(const char *pin_dir, int prog_fd, const char *ifname, unsi
 	if (link_pin(path, sizeof(path), pin_dir, dir, ifindex) < 0)
 		return -ENAMETOOLONG;
 
-	/* Adopt: swap the program on the pinned link, so the interface is never unfiltered. */
-	link_fd = bpf_obj_get(path);
-	if (link_fd >= 0) {
-		err = bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
-		close(link_fd);
-		if (!err) {
-			*kind = ATTACH_TCX;
-			return 0;
-		}
-		/* A link whose interface went away cannot be updated: replace it. */
-		pr_warn("pinned link %s is stale (%s); attaching anew", path, strerror(-err));
-		unlink(path);
+	if (attach_adopt_link(path, prog_fd) == 0) {
+		*kind = ATTACH_TCX;
+		return 0;
 	}
 
 	/* SLUICE_FORCE_CLSACT lets the tests exercise the fallback on a kernel with tcx. */
@@ -201,17 +208,9 @@ int attach_xdp(const char *pin_dir, int prog_fd, const char *ifname, enum xdp_mo
 	if (xdp_link_pin(path, sizeof(path), pin_dir, ifindex) < 0)
 		return -ENAMETOOLONG;
 
-	/* Adopt: swap the program on the pinned link, so the interface is never unfiltered. */
-	link_fd = bpf_obj_get(path);
-	if (link_fd >= 0) {
-		err = bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
-		close(link_fd);
-		if (!err) {
-			*mode = xdp_mode_of(ifindex);
-			return 0;
-		}
-		pr_warn("pinned link %s is stale (%s); attaching anew", path, strerror(-err));
-		unlink(path);
+	if (attach_adopt_link(path, prog_fd) == 0) {
+		*mode = xdp_mode_of(ifindex);
+		return 0;
 	}
 
 	/* SLUICE_FORCE_XDP_GENERIC lets the tests choose generic mode on a driver with native. */

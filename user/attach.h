@@ -18,6 +18,12 @@ enum attach_kind { ATTACH_TCX, ATTACH_CLSACT, ATTACH_XDP_NATIVE, ATTACH_XDP_GENE
 enum attach_dir { ATTACH_EGRESS, ATTACH_INGRESS };
 
 const char *attach_kind_name(enum attach_kind kind);
+/*
+ * Adopt the link pinned at path: swap prog_fd in on it (the hook never goes empty). 0 when
+ * done; -ENOENT when there is no usable link (none, or a stale one, now unpinned): attach
+ * anew.
+ */
+int attach_adopt_link(const char *path, int prog_fd);
 /* Attach (or re-attach) the egress and ingress programs to ifname, saying how each was. */
 int attach_iface(const char *pin_dir, int egress_fd, int ingress_fd, const char *ifname,
 		 enum attach_kind *egress_kind, enum attach_kind *ingress_kind);

@@ -14,6 +14,7 @@
 #include <linux/magic.h>
 #include <sluice/abi.h>
 
+#include "attach.h"
 #include "attach_cgroup.h"
 #include "log.h"
 #include "pins.h"
@@ -66,17 +67,8 @@ static int attach_one(const char *pin_dir, int prog_fd, int cgroup_fd, const cha
 	if (cgroup_link_pin(path, sizeof(path), pin_dir, h, cgroup_id) < 0)
 		return -ENAMETOOLONG;
 
-	/* Adopt: swap the program on the pinned link, so the cgroup is never unhooked. */
-	link_fd = bpf_obj_get(path);
-	if (link_fd >= 0) {
-		err = bpf_link_update(link_fd, prog_fd, NULL) ? -errno : 0;
-		close(link_fd);
-		if (!err)
-			return 0;
-		/* A link whose cgroup went away cannot be updated: replace it. */
-		pr_warn("pinned link %s is stale (%s); attaching anew", path, strerror(-err));
-		unlink(path);
-	}
+	if (attach_adopt_link(path, prog_fd) == 0)
+		return 0;
 
 	link_fd = bpf_link_create(prog_fd, cgroup_fd, hooks[h].type, NULL);
 	if (link_fd < 0) {

@@ -61,6 +61,21 @@ static const char *usage_state(const struct budget_info *b, const struct sluice_
 	return "ok";
 }
 
+/* The pinned maps and the state directory's budget table, both or neither (error said). */
+static int open_budgets(struct pinned_maps *m, struct budget_table *t)
+{
+	int err;
+
+	if (pinned_maps_open(cli.pin_dir, m))
+		return -ENOENT;
+	err = state_read_budgets(cli.state_dir, t);
+	if (err) {
+		pr_err("cannot read the budget table in %s: %s", cli.state_dir, strerror(-err));
+		pinned_maps_close(m);
+	}
+	return err;
+}
+
 static int budget_show(int argc, char **argv)
 {
 	struct budget_usage_row *rows = NULL;
@@ -76,14 +91,8 @@ static int budget_show(int argc, char **argv)
 	(void)argv;
 	if (argc)
 		return cli_usage_error("budget", "budget show takes no arguments");
-	if (pinned_maps_open(cli.pin_dir, &m))
+	if (open_budgets(&m, &t))
 		return EXIT_FAIL;
-	err = state_read_budgets(cli.state_dir, &t);
-	if (err) {
-		pr_err("cannot read the budget table in %s: %s", cli.state_dir, strerror(-err));
-		pinned_maps_close(&m);
-		return EXIT_FAIL;
-	}
 	read_policy_state(m.policy_fd, m.config_fd, &generation, &flags);
 	err = budget_usage_read(m.budget.usage_fd, &rows, &n);
 	if (err) {
@@ -237,14 +246,8 @@ static int budget_reset(int argc, char **argv)
 		return cli_usage_error("budget", "budget reset takes at most one TARGET");
 	if (cli_require_privileges("budget"))
 		return EXIT_FAIL;
-	if (pinned_maps_open(cli.pin_dir, &m))
+	if (open_budgets(&m, &t))
 		return EXIT_FAIL;
-	err = state_read_budgets(cli.state_dir, &t);
-	if (err) {
-		pr_err("cannot read the budget table in %s: %s", cli.state_dir, strerror(-err));
-		pinned_maps_close(&m);
-		return EXIT_FAIL;
-	}
 	if (argc == 1 && reset_match_parse(argv[0], &t, &rm)) {
 		pr_err("'%s' names no budget (name or target), address or user", argv[0]);
 		budget_table_free(&t);
