@@ -43,6 +43,7 @@
 
 #include "addr.h"
 #include "datapath.h"
+#include "local_addrs.h"
 #include "log.h"
 #include "policy.h"
 #include "policy_kernel.h"
@@ -418,6 +419,14 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		if (err)
 			return err;
 		s->loaded = true;
+		/* As the daemon does at start: XDP tells the node's own addresses by this set. */
+		err = local_addrs_sync(s->dp.local_addrs_fd, s->dp.local_gen_fd);
+		if (err < 0) {
+			fprintf(stderr, "pktcost: cannot sync the local addresses: %s\n",
+				strerror(-err));
+			datapath_close(&s->dp);
+			return err;
+		}
 		s->prog_fd = s->dp.egress_prog_fd;
 		s->xdp_fd = s->dp.xdp_prog_fd;
 		s->policy_fd = s->dp.policy_fd;

@@ -233,6 +233,8 @@ make_block() {
 		for (i = 1; i <= NF; i++) row[n, i] = $i
 		if ($1 == "spread" && $2 == 100000 && $8 == "sluice") target = $12
 		if ($2 == 100000 && $8 == "xdp") xdp[$1] = $12
+		if ($2 == 100000 && $8 == "sluice") plain[$1] = $9
+		if ($2 == 100000 && $8 == "budget") budget[$1] = $9
 		if ($1 == "spread") { dests = $4; passes = $6 }
 		if ($1 == "hot") repeat = $5
 		reps = $7
@@ -269,6 +271,10 @@ make_block() {
 			printf "\n**XDP target** (sluice XDP at 100000 prefixes ≤ XDP no-op + 60 ns): spread %+.1f ns — **%s**; hot %+.1f ns — **%s**.\n",
 				xdp["spread"], xdp["spread"] <= 60 ? "met" : "not met",
 				xdp["hot"], xdp["hot"] <= 60 ? "met" : "not met"
+		if (("hot" in budget) && ("spread" in budget))
+			printf "\n**Budget target** (one destination budget at 100000 prefixes ≤ the same build without it + 15 ns): hot %+.1f ns — **%s**; spread %+.1f ns — **%s**.\n",
+				budget["hot"] - plain["hot"], budget["hot"] - plain["hot"] <= 15 ? "met" : "not met",
+				budget["spread"] - plain["spread"], budget["spread"] - plain["spread"] <= 15 ? "met" : "not met"
 		table("spread", sprintf("spread: %s distinct destinations, one run each, %s passes", dests, passes))
 		table("hot", sprintf("hot: one destination, repeat %s", repeat))
 	}' "$out/meta.tsv" "$out/pktcost.tsv"

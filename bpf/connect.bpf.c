@@ -104,7 +104,7 @@ static __always_inline int decide_call(struct bpf_sock_addr *ctx, struct packet_
 	if (src_unknown(pi))
 		flow_local_of(pi);
 
-	entry = decide_ip(ctx, pi, &d);
+	entry = decide_ip(ctx, pi, &d, dest_entry(pi));
 
 	/*
 	 * Every decided call counts in the node totals under hook=connect. Only a refused call

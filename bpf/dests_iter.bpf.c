@@ -8,6 +8,9 @@
  *                      into found[] (at most SLUICE_DEST_FOUND_MAX); about twice as fast
  *   sluice_dests_iter  a map iterator, streaming through a seq_file: no limit on how many
  *                      qualify, used when found[] overflows or the first is refused
+ * And one write: sluice_budget_reset clears a destination budget's usage in an entry in
+ * place, with atomics, where a rewrite of the whole entry from userspace would undo what
+ * packets added to its counters meanwhile.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -109,5 +112,34 @@ int sluice_dests_top(void *ctx)
 {
 	(void)ctx;
 	bpf_for_each_map_elem(&sluice_scan_dests, keep_heavy, NULL, 0);
+	return 0;
+}
+
+/* sluice_budget_reset's arguments (set by userspace) and result. */
+struct sluice_addr reset_addr;
+__u32 reset_budget;
+__u32 reset_cleared;
+
+/*
+ * Clear budget reset_budget's usage in reset_addr's entry: its window ends, so the
+ * destination's next packet starts a new one from zero, and a block lifts at once.
+ */
+SEC("syscall")
+int sluice_budget_reset(void *ctx)
+{
+	struct sluice_dest_stats *e = bpf_map_lookup_elem(&sluice_scan_dests, &reset_addr);
+
+	(void)ctx;
+	reset_cleared = 0;
+	if (!e)
+		return 0;
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++) {
+		if (e->budget_id[j] != reset_budget)
+			continue;
+		__sync_lock_test_and_set(&e->budget[j].window_end_ns, 0);
+		__sync_lock_test_and_set(&e->budget[j].bytes, 0);
+		__sync_lock_test_and_set(&e->budget[j].dropped, 0);
+		reset_cleared++;
+	}
 	return 0;
 }

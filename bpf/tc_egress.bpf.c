@@ -43,8 +43,8 @@ int sluice_tc_egress(struct __sk_buff *skb)
 			packets = skb->gso_segs;
 			bytes += (packets - 1) * gso_header_len(skb, &pi);
 		}
-		entry = decide_ip(skb, &pi, &d);
-		budgets_charge(skb, &pi, &d, packets, bytes);
+		entry = decide_ip(skb, &pi, &d, dest_entry(&pi));
+		budgets_charge(skb, &pi, &d, entry, packets, bytes);
 	}
 
 	count_destination(entry, d.verdict, packets, bytes);

@@ -71,8 +71,10 @@ static int intern_set(struct compiled_budgets *cb, __u64 mask, __u64 *masks)
 	s = &cb->sets[cb->nsets];
 	memset(s, 0, sizeof(*s));
 	for (unsigned b = 0; b < SLUICE_BUDGET_MAX; b++)
-		if (mask & (1ull << b))
+		if (mask & (1ull << b)) {
 			s->budget[s->n++] = b;
+			s->block |= cb->defs[b].block;
+		}
 	masks[cb->nsets] = mask;
 	return cb->nsets++;
 }

@@ -7,6 +7,7 @@
 #ifndef SLUICE_BUDGET_H
 #define SLUICE_BUDGET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <linux/types.h>
 #include <sluice/abi.h>
@@ -20,7 +21,7 @@ struct budget_maps {
 	int defs_fd;    /* array: definitions, two halves */
 	int sets_fd;    /* array: budget sets, two halves */
 	int crossed_fd; /* array: crossings per budget, two halves */
-	int usage_fd;   /* LRU hash: usage per (budget, destination or uid) */
+	int usage_fd;   /* LRU hash: usage per (user budget, uid) and per node budget */
 };
 
 struct budget_target {
@@ -81,9 +82,21 @@ const char *budget_kind_name(unsigned kind);
 struct budget_usage_row {
 	struct sluice_budget_usage_key key;
 	struct sluice_budget_usage usage;
+	bool in_dest; /* a destination budget's, kept in the destination's entry */
 };
-/* Read every usage record (bounded by the table's capacity). *rows is malloc'd. */
-int budget_usage_read(int usage_fd, struct budget_usage_row **rows, size_t *n);
+struct dest_scan;
+/*
+ * Read every usage record: the user and node budgets' from the usage table (usage_fd), the
+ * destination budgets' from the destination entries (walked with scan). Bounded by the
+ * tables' capacities. *rows is malloc'd.
+ */
+int budget_usage_read(int usage_fd, struct dest_scan *scan, struct budget_usage_row **rows,
+		      size_t *n);
+/*
+ * Clear one usage record: its key's window ends, its next packet starts a new one from zero
+ * (and a block lifts). 1 when cleared, 0 when it was gone already, or -errno.
+ */
+int budget_usage_clear(int usage_fd, struct dest_scan *scan, const struct budget_usage_row *row);
 /* Crossings of budget index i (0..n-1) of the install of epoch flag epoch_flag. */
 __u64 budget_crossed_read(int crossed_fd, __u8 epoch_flag, __u32 i);
 

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 
 #include "budget.h"
+#include "dest_scan.h"
 #include "log.h"
 #include "pins.h"
 #include "policy.h"
@@ -177,38 +178,85 @@ const struct budget_info *budget_table_find(const struct budget_table *t, __u32 
 	return NULL;
 }
 
-int budget_usage_read(int usage_fd, struct budget_usage_row **rows, size_t *n)
+struct usage_rows {
+	struct budget_usage_row *rows;
+	size_t n, cap;
+};
+
+static int usage_rows_add(struct usage_rows *r, const struct budget_usage_row *row)
+{
+	if (r->n == r->cap) {
+		size_t c = r->cap ? r->cap * 2 : 64;
+		void *grown = realloc(r->rows, c * sizeof(*r->rows));
+
+		if (!grown)
+			return -ENOMEM;
+		r->rows = grown;
+		r->cap = c;
+	}
+	r->rows[r->n++] = *row;
+	return 0;
+}
+
+/* The destination budgets' usage slots of one destination entry (dest_scan_run's callback). */
+static int add_dest_slots(const struct dest_row *d, void *ctx)
+{
+	int err = 0;
+
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS && !err; j++) {
+		struct budget_usage_row row = {
+			.key = { .budget = d->stats.budget_id[j], .addr = d->addr },
+			.usage = d->stats.budget[j],
+			.in_dest = true,
+		};
+
+		/* A free slot, or one cleared by a reset and not charged since. */
+		if (row.key.budget && row.usage.window_end_ns)
+			err = usage_rows_add(ctx, &row);
+	}
+	return err;
+}
+
+int budget_usage_read(int usage_fd, struct dest_scan *scan, struct budget_usage_row **rows,
+		      size_t *n)
 {
 	struct sluice_budget_usage_key key, next;
+	struct usage_rows r = {};
 	void *prev = NULL;
-	size_t cap = 0;
+	__u64 entries;
+	int err = 0;
 
-	*rows = NULL;
-	*n = 0;
 	/* Keys one by one: the table is small (SLUICE_BUDGET_USAGE_MAX) and read rarely. */
-	while (*n < SLUICE_BUDGET_USAGE_MAX && bpf_map_get_next_key(usage_fd, prev, &next) == 0) {
+	while (!err && r.n < SLUICE_BUDGET_USAGE_MAX &&
+	       bpf_map_get_next_key(usage_fd, prev, &next) == 0) {
 		struct budget_usage_row row = { .key = next };
 
 		key = next;
 		prev = &key;
-		if (bpf_map_lookup_elem(usage_fd, &next, &row.usage) < 0)
-			continue; /* deleted meanwhile */
-		if (*n == cap) {
-			size_t c = cap ? cap * 2 : 64;
-			void *grown = realloc(*rows, c * sizeof(**rows));
-
-			if (!grown) {
-				free(*rows);
-				*rows = NULL;
-				*n = 0;
-				return -ENOMEM;
-			}
-			*rows = grown;
-			cap = c;
-		}
-		(*rows)[(*n)++] = row;
+		if (bpf_map_lookup_elem(usage_fd, &next, &row.usage) == 0)
+			err = usage_rows_add(&r, &row);
+		/* else deleted meanwhile */
 	}
-	return 0;
+	if (!err)
+		err = dest_scan_run(scan, 0, add_dest_slots, &r, &entries);
+	if (err) {
+		free(r.rows);
+		r.rows = NULL;
+		r.n = 0;
+	}
+	*rows = r.rows;
+	*n = r.n;
+	return err;
+}
+
+int budget_usage_clear(int usage_fd, struct dest_scan *scan, const struct budget_usage_row *row)
+{
+	if (row->in_dest)
+		return dest_scan_budget_reset(scan, row->key.budget, &row->key.addr);
+	/* Deleting the record ends the key's window: its next packet starts a new one. */
+	if (bpf_map_delete_elem(usage_fd, &row->key) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
 }
 
 __u64 budget_crossed_read(int crossed_fd, __u8 epoch_flag, __u32 i)

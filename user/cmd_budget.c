@@ -12,6 +12,7 @@
 
 #include "addr.h"
 #include "budget.h"
+#include "dest_scan.h"
 #include "cli.h"
 #include "datapath.h"
 #include "log.h"
@@ -61,26 +62,47 @@ static const char *usage_state(const struct budget_info *b, const struct sluice_
 	return "ok";
 }
 
-/* The pinned maps and the state directory's budget table, both or neither (error said). */
-static int open_budgets(struct pinned_maps *m, struct budget_table *t)
+/* What the budget commands work on; open_budgets opens all of it or nothing. */
+struct budgets {
+	struct pinned_maps m;
+	struct budget_table t;
+	struct dest_scan *scan; /* reads and clears destination budgets' usage in their entries */
+};
+
+/* The pinned maps, the destination walk, the state directory's budget table (error said). */
+static int open_budgets(struct budgets *b)
 {
 	int err;
 
-	if (pinned_maps_open(cli.pin_dir, m))
+	if (pinned_maps_open(cli.pin_dir, &b->m))
 		return -ENOENT;
-	err = state_read_budgets(cli.state_dir, t);
+	b->scan = dest_scan_open(b->m.dests_fd);
+	if (!b->scan) {
+		err = -errno ? -errno : -EOPNOTSUPP;
+		pr_err("cannot load the destination walk: %s", strerror(-err));
+		pinned_maps_close(&b->m);
+		return err;
+	}
+	err = state_read_budgets(cli.state_dir, &b->t);
 	if (err) {
 		pr_err("cannot read the budget table in %s: %s", cli.state_dir, strerror(-err));
-		pinned_maps_close(m);
+		dest_scan_close(b->scan);
+		pinned_maps_close(&b->m);
 	}
 	return err;
+}
+
+static void close_budgets(struct budgets *b)
+{
+	budget_table_free(&b->t);
+	dest_scan_close(b->scan);
+	pinned_maps_close(&b->m);
 }
 
 static int budget_show(int argc, char **argv)
 {
 	struct budget_usage_row *rows = NULL;
-	struct budget_table t;
-	struct pinned_maps m;
+	struct budgets bs = {};
 	__u64 mono = clock_ns(CLOCK_MONOTONIC_COARSE), real = clock_ns(CLOCK_REALTIME);
 	__u32 generation;
 	__u8 flags = 0;
@@ -91,21 +113,21 @@ static int budget_show(int argc, char **argv)
 	(void)argv;
 	if (argc)
 		return cli_usage_error("budget", "budget show takes no arguments");
-	if (open_budgets(&m, &t))
+	if (open_budgets(&bs))
 		return EXIT_FAIL;
-	read_policy_state(m.policy_fd, m.config_fd, &generation, &flags);
-	err = budget_usage_read(m.budget.usage_fd, &rows, &n);
+	read_policy_state(bs.m.policy_fd, bs.m.config_fd, &generation, &flags);
+	err = budget_usage_read(bs.m.budget.usage_fd, bs.scan, &rows, &n);
 	if (err) {
 		pr_err("cannot read budget usage: %s", strerror(-err));
 		goto out;
 	}
 	if (cli.json)
 		doc = json_array();
-	else if (t.n == 0)
+	else if (bs.t.n == 0)
 		printf("no budgets in the policy in force\n");
-	for (size_t i = 0; i < t.n; i++) {
-		const struct budget_info *b = &t.items[i];
-		__u64 crossed = budget_crossed_read(m.budget.crossed_fd,
+	for (size_t i = 0; i < bs.t.n; i++) {
+		const struct budget_info *b = &bs.t.items[i];
+		__u64 crossed = budget_crossed_read(bs.m.budget.crossed_fd,
 						    flags & SLUICE_POLICY_F_EPOCH, i);
 		char size[32], window[32];
 		json_t *keys = NULL;
@@ -167,8 +189,7 @@ static int budget_show(int argc, char **argv)
 		json_print(doc);
 out:
 	free(rows);
-	budget_table_free(&t);
-	pinned_maps_close(&m);
+	close_budgets(&bs);
 	return err ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -237,8 +258,7 @@ static int budget_reset(int argc, char **argv)
 {
 	struct budget_usage_row *rows = NULL;
 	struct reset_match rm;
-	struct budget_table t;
-	struct pinned_maps m;
+	struct budgets bs = {};
 	size_t n = 0, cleared = 0;
 	int lock, err;
 
@@ -246,12 +266,11 @@ static int budget_reset(int argc, char **argv)
 		return cli_usage_error("budget", "budget reset takes at most one TARGET");
 	if (cli_require_privileges("budget"))
 		return EXIT_FAIL;
-	if (open_budgets(&m, &t))
+	if (open_budgets(&bs))
 		return EXIT_FAIL;
-	if (argc == 1 && reset_match_parse(argv[0], &t, &rm)) {
+	if (argc == 1 && reset_match_parse(argv[0], &bs.t, &rm)) {
 		pr_err("'%s' names no budget (name or target), address or user", argv[0]);
-		budget_table_free(&t);
-		pinned_maps_close(&m);
+		close_budgets(&bs);
 		return EXIT_USAGE;
 	}
 	/* Writers are serialized: a reset never interleaves with a policy load. */
@@ -261,18 +280,17 @@ static int budget_reset(int argc, char **argv)
 		pr_err("cannot take the writers' lock: %s", strerror(-err));
 		goto out;
 	}
-	err = budget_usage_read(m.budget.usage_fd, &rows, &n);
+	err = budget_usage_read(bs.m.budget.usage_fd, bs.scan, &rows, &n);
 	for (size_t i = 0; !err && i < n; i++) {
-		if (argc == 1 && !reset_matches(&rm, &t, &rows[i].key))
+		int ret;
+
+		if (argc == 1 && !reset_matches(&rm, &bs.t, &rows[i].key))
 			continue;
-		/*
-		 * Deleting the record ends the key's window: its next packet starts a new one
-		 * from zero, and a block lifts at once.
-		 */
-		if (bpf_map_delete_elem(m.budget.usage_fd, &rows[i].key) == 0)
-			cleared++;
-		else if (errno != ENOENT)
-			err = -errno;
+		ret = budget_usage_clear(bs.m.budget.usage_fd, bs.scan, &rows[i]);
+		if (ret < 0)
+			err = ret;
+		else
+			cleared += ret;
 	}
 	close(lock);
 	if (err)
@@ -283,8 +301,7 @@ static int budget_reset(int argc, char **argv)
 		printf("cleared %zu usage record%s\n", cleared, cleared == 1 ? "" : "s");
 out:
 	free(rows);
-	budget_table_free(&t);
-	pinned_maps_close(&m);
+	close_budgets(&bs);
 	return err ? EXIT_FAIL : EXIT_OK;
 }
 

@@ -547,7 +547,7 @@ static double now_seconds(void)
 /* XDP's set of the node's own addresses, brought to what the interfaces hold now. */
 static int sync_local_addrs(struct daemon *d)
 {
-	int n = local_addrs_sync(d->dp.local_addrs_fd);
+	int n = local_addrs_sync(d->dp.local_addrs_fd, d->dp.local_gen_fd);
 
 	if (n < 0 && n != -ENOSPC)
 		pr_err("cannot record the node's addresses for XDP: %s", strerror(-n));

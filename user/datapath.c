@@ -25,7 +25,7 @@ static void datapath_reset(struct datapath *dp)
 	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
-	dp->event_reported_fd = dp->local_addrs_fd = dp->users_fd = -1;
+	dp->event_reported_fd = dp->local_addrs_fd = dp->local_gen_fd = dp->users_fd = -1;
 	dp->budget = (struct budget_maps){ -1, -1, -1, -1, -1 };
 }
 
@@ -192,6 +192,7 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->event_lost_fd = bpf_map__fd(skel->maps.sluice_event_lost);
 	dp->event_reported_fd = bpf_map__fd(skel->maps.sluice_event_reported);
 	dp->local_addrs_fd = bpf_map__fd(skel->maps.sluice_local_addrs);
+	dp->local_gen_fd = bpf_map__fd(skel->maps.sluice_local_gen);
 	dp->users_fd = bpf_map__fd(skel->maps.sluice_users);
 	dp->budget.targets_fd = bpf_map__fd(skel->maps.sluice_budget_targets);
 	dp->budget.defs_fd = bpf_map__fd(skel->maps.sluice_budgets);

@@ -37,6 +37,7 @@ struct datapath {
 	int event_lost_fd;     /* per-CPU losses by type (datapath writes) */
 	int event_reported_fd; /* losses already reported by a daemon (daemon writes) */
 	int local_addrs_fd;    /* the node's own addresses, for XDP (daemon writes) */
+	int local_gen_fd;      /* their generation (daemon writes) */
 	int users_fd;          /* per-uid counters */
 	struct budget_maps budget;
 };

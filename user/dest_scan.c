@@ -29,8 +29,10 @@ static struct dests_iter *load_walks(int dests_fd, bool with_top)
 
 	if (!skel)
 		return NULL;
+	/* The reset is a syscall program too: it comes and goes with the top walk. */
 	if (bpf_map__reuse_fd(skel->maps.sluice_scan_dests, dests_fd) < 0 ||
 	    (!with_top && bpf_program__set_autoload(skel->progs.sluice_dests_top, false) < 0) ||
+	    (!with_top && bpf_program__set_autoload(skel->progs.sluice_budget_reset, false) < 0) ||
 	    dests_iter__load(skel) < 0) {
 		dests_iter__destroy(skel);
 		return NULL;
@@ -99,6 +101,20 @@ static int deliver(const struct sluice_dest_record *rec,
 		r.bytes += r.stats.bytes[v];
 	}
 	return cb(&r, ctx);
+}
+
+int dest_scan_budget_reset(struct dest_scan *s, __u32 budget, const struct sluice_addr *addr)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	struct dests_iter__bss *bss = s->skel->bss;
+
+	if (!s->top)
+		return -EOPNOTSUPP; /* the kernel refused syscall programs */
+	bss->reset_addr = *addr;
+	bss->reset_budget = budget;
+	if (bpf_prog_test_run_opts(bpf_program__fd(s->skel->progs.sluice_budget_reset), &opts) < 0)
+		return -errno;
+	return bss->reset_cleared ? 1 : 0;
 }
 
 /* sluice_dests_top: -ENOSPC when more than SLUICE_DEST_FOUND_MAX qualified. */

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <linux/types.h>
+#include <sluice/abi.h>
 #include "output.h"
 
 struct dest_scan;
@@ -24,6 +25,12 @@ void dest_scan_close(struct dest_scan *s);
  */
 int dest_scan_run(struct dest_scan *s, __u64 min_bytes,
 		  int (*cb)(const struct dest_row *row, void *ctx), void *ctx, __u64 *entries);
+
+/*
+ * Clear destination addr's usage of (destination) budget id in its entry, in place: 1 when it
+ * had some, 0 when not, -errno (-EOPNOTSUPP: the kernel refused the syscall program).
+ */
+int dest_scan_budget_reset(struct dest_scan *s, __u32 budget, const struct sluice_addr *addr);
 
 /* Walk with the iterator only (benchmarks and tests compare the two ways). */
 void dest_scan_force_iterator(struct dest_scan *s, bool on);

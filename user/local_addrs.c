@@ -73,12 +73,29 @@ static bool in_set(const struct addr_set *set, const struct sluice_addr *k)
 	return bsearch(k, set->a, set->n, sizeof(*k), cmp_addr) != NULL;
 }
 
-int local_addrs_sync(int map_fd)
+/*
+ * Move the set's generation on after a change (never to 0, which means "never synced"):
+ * XDP's cached answers (cache_local in the destination entries) carry the old one and are
+ * taken again. Unchanged, a generation is set only if there was none.
+ */
+static int bump_generation(int gen_fd, bool changed)
+{
+	__u32 zero = 0, gen = 0;
+
+	if (bpf_map_lookup_elem(gen_fd, &zero, &gen) < 0)
+		return -errno;
+	if (!changed && gen)
+		return 0;
+	gen = gen + 1 ? gen + 1 : 1;
+	return bpf_map_update_elem(gen_fd, &zero, &gen, BPF_ANY) < 0 ? -errno : 0;
+}
+
+int local_addrs_sync(int map_fd, int gen_fd)
 {
 	struct addr_set *set = calloc(1, sizeof(*set));
 	struct sluice_addr key, next;
 	struct ifaddrs *ifs;
-	bool first = true;
+	bool first = true, changed = false;
 	__u8 one = 1;
 	int err = 0;
 
@@ -107,10 +124,16 @@ int local_addrs_sync(int map_fd)
 		key = next;
 	}
 	for (size_t i = 0; i < set->ngone; i++)
-		bpf_map_delete_elem(map_fd, &set->gone[i]);
-	for (size_t i = 0; i < set->n && !err; i++)
-		if (bpf_map_update_elem(map_fd, &set->a[i], &one, BPF_ANY) < 0)
+		changed |= bpf_map_delete_elem(map_fd, &set->gone[i]) == 0;
+	for (size_t i = 0; i < set->n && !err; i++) {
+		if (bpf_map_update_elem(map_fd, &set->a[i], &one, BPF_NOEXIST) == 0)
+			changed = true;
+		else if (errno != EEXIST)
 			err = -errno;
+	}
+	/* After the set's changes, never before: an answer cached meanwhile is retired too. */
+	if (!err)
+		err = bump_generation(gen_fd, changed);
 	if (!err && set->full) {
 		pr_warn("more than %d local addresses: XDP polices packets to the others as if "
 			"they were forwarded", SLUICE_LOCAL_ADDRS_MAX);

@@ -9,9 +9,10 @@
 
 /*
  * Make map_fd hold exactly the addresses of this network namespace's interfaces, and their
- * IPv4 broadcast addresses. Returns how many it holds, or -errno (-ENOSPC: more than
+ * IPv4 broadcast addresses, then move the set's generation (gen_fd, sluice_local_gen) on if
+ * that changed anything. Returns how many it holds, or -errno (-ENOSPC: more than
  * SLUICE_LOCAL_ADDRS_MAX; those beyond are policed as if forwarded).
  */
-int local_addrs_sync(int map_fd);
+int local_addrs_sync(int map_fd, int gen_fd);
 
 #endif

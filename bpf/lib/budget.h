@@ -3,7 +3,9 @@
  * Budgets: charge a decided packet's bytes to every budget of its destination (its user's,
  * the node's), drop the packets of a key whose `block` budget is spent, and report each
  * crossing once. Include from bpf/ entry files after events.h. The destination's budget set
- * is cached with its decision (policy.h), so a packet no budget applies to pays one compare.
+ * is cached with its decision (policy.h), so a packet no budget applies to pays one compare;
+ * a destination budget's usage sits in the destination's entry, so charging one costs no
+ * lookup of its own, while user and node budgets look their usage up in sluice_budget_usage.
  *
  * Precision: the packet whose add reaches the limit passes whole, and packets that read the
  * usage on other CPUs before that add landed pass too. A `block` budget therefore lets
@@ -23,84 +25,152 @@ static __always_inline int budget_counts(__u8 verdict)
 }
 
 /*
- * The usage key of budget b for this packet (its destination, its uid, or nothing) in this
- * CPU's scratch entry, next to a zeroed new record. NULL
- * when the budget has no key for it (a user budget, and no local socket sent the packet).
- * Off the stack: the global function budgets run in (below) has too little room left
- * beside its caller's (512 bytes for the two).
+ * The usage key of a user or node budget b for this packet, built in the scratch entry.
+ * Returns -1 when the budget has no key for it (a user budget, and no local socket sent the
+ * packet). In the scratch entry, off the stack: the global function budgets run in (below)
+ * has too little room left beside its caller's (512 bytes for the two).
  */
-static __always_inline struct budget_scratch *
-budget_key(struct ctx_buff *ctx, const struct packet_info *pi, const struct sluice_budget *b)
+static __always_inline int budget_key(struct ctx_buff *ctx, struct budget_scratch *scratch,
+				      const struct sluice_budget *b)
 {
-	struct budget_scratch *scratch;
-	struct sluice_budget_usage_key *key;
-	__u32 zero = 0;
+	struct sluice_budget_usage_key *key = &scratch->key;
 
 	(void)ctx; /* at XDP, where no frame has a local socket, ctx_has_socket() is constant 0 */
-	scratch = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
-	if (!scratch)
-		return NULL;
-	/* Word stores, not a byte-wise struct copy: this runs for every charged packet. */
-	key = &scratch->key;
 	key->budget = b->id;
 	key->uid = 0;
-	if (b->kind == SLUICE_BUDGET_DEST) {
-		const __u32 *a = (const __u32 *)&pi->dst; /* 4-byte aligned: packet_info's first */
-		__u32 *k = (__u32 *)&key->addr;
-
-		k[0] = a[0];
-		k[1] = a[1];
-		k[2] = a[2];
-		k[3] = a[3];
-		return scratch;
-	}
 	__builtin_memset(&key->addr, 0, sizeof(key->addr));
 	if (b->kind == SLUICE_BUDGET_USER) {
 		if (!ctx_has_socket(ctx))
-			return NULL;
+			return -1;
 		key->uid = ctx_socket_uid(ctx);
 	}
-	return scratch;
+	return 0;
+}
+
+/* The i-th budget of a set, within its half (an out-of-range index cannot come from us). */
+static __always_inline __u32 budget_index(const struct sluice_budget_set *set, int i)
+{
+	__u8 b = set->budget[i];
+
+	return b < SLUICE_BUDGET_MAX ? b : 0;
+}
+
+/* The budgets that apply to a packet: its destination's set, in the half of its policy. */
+struct budget_list {
+	const struct sluice_budget_set *set;
+	__u32 base; /* the half's first index in sluice_budgets */
+	int n;      /* budgets in the set, at most SLUICE_BUDGET_SLOTS */
+};
+
+/*
+ * The slot of a destination budget in the destination's entry: the one counting for it, or,
+ * when `claim`, a free one or one whose budget no longer applies here (not in the packet's
+ * list), taken over from zero. NULL when there is none (never when claiming: a list holds at
+ * most as many budgets as the entry has slots). Claiming, once per destination and budget,
+ * is the only part that reads the list's definitions.
+ */
+static __always_inline struct sluice_budget_usage *
+dest_budget_slot(struct sluice_dest_stats *entry, __u32 id, const struct budget_list *list,
+		 int claim)
+{
+	struct budget_scratch *scratch;
+	__u32 zero = 0, *ids;
+
+#pragma unroll
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
+		if (entry->budget_id[j] == id)
+			return &entry->budget[j];
+	if (!claim)
+		return NULL;
+	scratch = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
+	if (!scratch)
+		return NULL;
+	ids = scratch->ids;
+#pragma unroll
+	for (int i = 0; i < SLUICE_BUDGET_SLOTS; i++) {
+		__u32 index = list->base + budget_index(list->set, i);
+		const struct sluice_budget *b = bpf_map_lookup_elem(&sluice_budgets, &index);
+
+		ids[i] = i < list->n && b ? b->id : 0;
+	}
+#pragma unroll
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++) {
+		__u32 old = entry->budget_id[j];
+
+		if (old && (old == ids[0] || old == ids[1] || old == ids[2] || old == ids[3]))
+			continue;
+		/* Racing CPUs: the compare-and-swap gives the slot to one budget. */
+		if (__sync_val_compare_and_swap(&entry->budget_id[j], old, id) != old)
+			continue;
+		/* Window end 0: the charge below starts a window and zeroes the rest. */
+		WRITE_ONCE_U64(entry->budget[j].window_end_ns, 0);
+		return &entry->budget[j];
+	}
+	return NULL;
 }
 
 /*
- * The usage record of budget b for this packet (created at the key's first packet, which
- * starts its window), its window rolled over when it has ended. NULL when the budget has
- * no key for this packet (a user budget and no local socket) or the table refused one.
+ * The coarse clock (bpf_ktime_get_coarse_ns), for budget windows, at the price of jiffies.
+ * The coarse clock moves only at a tick: this CPU keeps its last reading with the jiffies it
+ * was taken at and reuses it until they move on. Reading the clock itself cost about 20 ns a
+ * packet on the benchmark VM, jiffies next to nothing. A reading can lag by at most a tick
+ * (a program that interrupts this one between the two stores), nothing to windows of seconds.
  */
-static __always_inline struct sluice_budget_usage *
-budget_usage(struct ctx_buff *ctx, const struct packet_info *pi, const struct sluice_budget *b,
-	     __u64 now)
+static __always_inline __u64 budget_now(void)
 {
-	struct budget_scratch *scratch = budget_key(ctx, pi, b);
-	struct sluice_budget_usage *u;
+	__u32 zero = 0;
+	struct budget_scratch *c = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
+	__u64 jiffies = bpf_jiffies64();
 
-	if (!scratch)
-		return NULL;
-	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
-	if (u) {
-		__u64 end = READ_ONCE_U64(u->window_end_ns);
-
-		/* Racing CPUs: the compare-and-swap lets exactly one of them start the window. */
-		if (now >= end &&
-		    __sync_val_compare_and_swap(&u->window_end_ns, end, now + b->window_ns) == end) {
-			__sync_lock_test_and_set(&u->bytes, 0);
-			__sync_lock_test_and_set(&u->dropped, 0);
-		}
-		return u;
+	if (!c)
+		return bpf_ktime_get_coarse_ns();
+	if (c->clock_jiffies != jiffies || !c->clock_ns) {
+		c->clock_ns = bpf_ktime_get_coarse_ns();
+		c->clock_jiffies = jiffies;
 	}
-	/*
-	 * Created with its window yet to start (end 0), which the compare-and-swap below
-	 * starts. NOEXIST: if another CPU created it first, charge the one it made.
-	 */
-	__builtin_memset(&scratch->fresh, 0, sizeof(scratch->fresh));
-	bpf_map_update_elem(&sluice_budget_usage, &scratch->key, &scratch->fresh, BPF_NOEXIST);
-	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
-	if (u && __sync_val_compare_and_swap(&u->window_end_ns, 0, now + b->window_ns) == 0) {
+	return c->clock_ns;
+}
+
+/* A window that has ended (or never started) begins again from zero, once. */
+static __always_inline void usage_roll(struct sluice_budget_usage *u,
+				       const struct sluice_budget *b, __u64 now)
+{
+	__u64 end = READ_ONCE_U64(u->window_end_ns);
+
+	/* Racing CPUs: the compare-and-swap lets exactly one of them start the window. */
+	if (now >= end &&
+	    __sync_val_compare_and_swap(&u->window_end_ns, end, now + b->window_ns) == end) {
 		__sync_lock_test_and_set(&u->bytes, 0);
 		__sync_lock_test_and_set(&u->dropped, 0);
 	}
-	return u;
+}
+
+/*
+ * The usage record of budget b for this packet: a destination budget's in the destination's
+ * entry, a user's or the node's in sluice_budget_usage. Looked up, or with `claim` created
+ * (a new key starts its window). NULL when the budget has no key for this packet (a user
+ * budget and no local socket) or no room was found.
+ */
+static __always_inline struct sluice_budget_usage *
+budget_usage(struct ctx_buff *ctx, struct sluice_dest_stats *entry,
+	     const struct budget_list *list, const struct sluice_budget *b, int claim)
+{
+	struct budget_scratch *scratch;
+	struct sluice_budget_usage *u;
+	__u32 zero = 0;
+
+	if (b->kind == SLUICE_BUDGET_DEST)
+		return dest_budget_slot(entry, b->id, list, claim);
+	scratch = bpf_map_lookup_elem(&sluice_budget_scratch, &zero);
+	if (!scratch || budget_key(ctx, scratch, b))
+		return NULL;
+	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
+	if (u || !claim)
+		return u;
+	/* Window end 0, which the charge starts. NOEXIST: if another CPU made it, use its. */
+	__builtin_memset(&scratch->fresh, 0, sizeof(scratch->fresh));
+	bpf_map_update_elem(&sluice_budget_usage, &scratch->key, &scratch->fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
 }
 
 /* A crossing: counted for the metric, and one `budget` event (never rate limited). */
@@ -123,31 +193,20 @@ static __always_inline void budget_crossed(struct ctx_buff *ctx, const struct pa
 	d->rule_id = rule_id;
 }
 
-/* The i-th budget of a set, within its half (an out-of-range index cannot come from us). */
-static __always_inline __u32 budget_index(const struct sluice_budget_set *set, int i)
-{
-	__u8 b = set->budget[i];
-
-	return b < SLUICE_BUDGET_MAX ? b : 0;
-}
-
 /*
  * Has the key of budget `index` spent its `block` budget in its current window? Looked up,
  * never created: a key without a record has spent nothing.
  */
-static __always_inline int budget_spent(struct ctx_buff *ctx, const struct packet_info *pi,
-					__u32 index, __u64 now, int drops)
+static __always_inline int budget_spent(struct ctx_buff *ctx, struct sluice_dest_stats *entry,
+					const struct budget_list *list, __u32 index, __u64 now,
+					int drops)
 {
 	const struct sluice_budget *b = bpf_map_lookup_elem(&sluice_budgets, &index);
-	struct budget_scratch *scratch;
 	struct sluice_budget_usage *u;
 
 	if (!b || !b->block)
 		return 0;
-	scratch = budget_key(ctx, pi, b);
-	if (!scratch)
-		return 0;
-	u = bpf_map_lookup_elem(&sluice_budget_usage, &scratch->key);
+	u = budget_usage(ctx, entry, list, b, 0);
 	if (!u || now >= READ_ONCE_U64(u->window_end_ns) || READ_ONCE_U64(u->bytes) < b->limit)
 		return 0;
 	if (drops)
@@ -157,8 +216,9 @@ static __always_inline int budget_spent(struct ctx_buff *ctx, const struct packe
 
 /* Add the packet's bytes to budget `index`; the add that reaches the limit reports it. */
 static __always_inline void budget_charge(struct ctx_buff *ctx, const struct packet_info *pi,
-					  struct decision *d, __u32 index, __u64 now,
-					  __u64 packets, __u64 bytes, __u8 hook)
+					  struct decision *d, struct sluice_dest_stats *entry,
+					  const struct budget_list *list, __u32 index, __u64 now,
+					  __u64 bytes, __u8 hook)
 {
 	const struct sluice_budget *b = bpf_map_lookup_elem(&sluice_budgets, &index);
 	struct sluice_budget_usage *u;
@@ -167,13 +227,14 @@ static __always_inline void budget_charge(struct ctx_buff *ctx, const struct pac
 	if (!b || !b->window_ns)
 		return;
 	limit = b->limit;
-	u = budget_usage(ctx, pi, b, now);
+	u = budget_usage(ctx, entry, list, b, 1);
 	if (!u)
 		return;
+	usage_roll(u, b, now);
 	before = __sync_fetch_and_add(&u->bytes, bytes);
 	/* Exactly one add takes the usage from below the limit to at or above it. */
 	if (before < limit && before + bytes >= limit)
-		budget_crossed(ctx, pi, d, index, before + bytes, packets, hook);
+		budget_crossed(ctx, pi, d, index, before + bytes, d->packets, hook);
 }
 
 /*
@@ -183,28 +244,30 @@ static __always_inline void budget_charge(struct ctx_buff *ctx, const struct pac
  * branches instead of multiplying them.
  */
 static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct packet_info *pi,
-					  struct decision *d, __u64 packets, __u64 bytes, __u8 hook)
+					  struct decision *d, struct sluice_dest_stats *entry,
+					  __u64 bytes, __u8 hook)
 {
-	__u32 key, base;
-	const struct sluice_budget_set *set;
+	struct budget_list list;
 	int spent = 0, n;
+	__u32 key, base;
 	__u64 now;
 
 	if (!d->budget_set || !budget_counts(d->verdict))
 		return;
 	key = (d->budget_epoch ? SLUICE_BUDGET_SETS : 0) + d->budget_set;
-	set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
-	if (!set)
+	list.set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
+	if (!list.set)
 		return;
-	base = d->budget_epoch ? SLUICE_BUDGET_MAX : 0;
-	n = set->n < SLUICE_BUDGET_SLOTS ? set->n : SLUICE_BUDGET_SLOTS;
+	base = list.base = d->budget_epoch ? SLUICE_BUDGET_MAX : 0;
+	n = list.n = list.set->n < SLUICE_BUDGET_SLOTS ? list.set->n : SLUICE_BUDGET_SLOTS;
 	/* A window of seconds to weeks: the coarse clock's few milliseconds do not matter. */
-	now = bpf_ktime_get_coarse_ns();
-	if (d->verdict != SLUICE_VERDICT_AUDIT) {
+	now = budget_now();
+	if (list.set->block && d->verdict != SLUICE_VERDICT_AUDIT) {
 #pragma unroll
 		for (int i = 0; i < SLUICE_BUDGET_SLOTS; i++)
 			if (i < n)
-				spent |= budget_spent(ctx, pi, base + budget_index(set, i), now,
+				spent |= budget_spent(ctx, entry, &list,
+						      base + budget_index(list.set, i), now,
 						      !(d->flags & SLUICE_POLICY_F_AUDIT));
 	}
 	if (spent) {
@@ -215,8 +278,8 @@ static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct pac
 #pragma unroll
 	for (int i = 0; i < SLUICE_BUDGET_SLOTS; i++)
 		if (i < n)
-			budget_charge(ctx, pi, d, base + budget_index(set, i), now, packets, bytes,
-				      hook);
+			budget_charge(ctx, pi, d, entry, &list, base + budget_index(list.set, i),
+				      now, bytes, hook);
 }
 
 /*
@@ -239,24 +302,33 @@ static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct pac
 #endif
 
 __noinline int budgets_charge_global(struct ctx_buff *ctx, const struct packet_info *pi,
-				     struct decision *d, __u64 packets, __u64 bytes);
+				     struct decision *d, struct sluice_dest_stats *entry,
+				     __u64 bytes);
 
 __noinline int budgets_charge_global(struct ctx_buff *ctx, const struct packet_info *pi,
-				     struct decision *d, __u64 packets, __u64 bytes)
+				     struct decision *d, struct sluice_dest_stats *entry,
+				     __u64 bytes)
 {
 	/* The verifier checks a global function's pointer arguments as possibly NULL. */
-	if (!ctx || !pi || !d)
+	if (!ctx || !pi || !d || !entry)
 		return 0;
-	budgets_apply(ctx, pi, d, packets, bytes, BUDGET_HOOK);
+	budgets_apply(ctx, pi, d, entry, bytes, BUDGET_HOOK);
 	return 0;
 }
 
-/* Charge a decided packet to its budgets: one compare when none applies, no call when denied. */
+/*
+ * Charge a decided packet to its budgets: one compare when none applies, no call when denied.
+ * A packet whose destination has no entry (the table refused one: never on an LRU table,
+ * which evicts instead) is charged to none.
+ */
 static __always_inline void budgets_charge(struct ctx_buff *ctx, const struct packet_info *pi,
-					   struct decision *d, __u64 packets, __u64 bytes)
+					   struct decision *d, struct sluice_dest_stats *entry,
+					   __u64 packets, __u64 bytes)
 {
-	if (d->budget_set && budget_counts(d->verdict))
-		budgets_charge_global(ctx, pi, d, packets, bytes);
+	if (entry && d->budget_set && budget_counts(d->verdict)) {
+		d->packets = packets;
+		budgets_charge_global(ctx, pi, d, entry, bytes);
+	}
 }
 
 #endif /* SLUICE_BPF_BUDGET_H */

@@ -70,6 +70,17 @@ struct {
 	__type(value, struct sluice_dest_stats);
 } sluice_dests SEC(".maps") __weak;
 
+/*
+ * A new destination's entry before the datapath fills it in: all zero, never written. From a
+ * map, not the stack: the entry is larger than the stack can spare beside the rest.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sluice_dest_stats);
+} sluice_dest_blank SEC(".maps") __weak;
+
 /* Interface slots for the node totals, indexed by ifindex. Written by userspace on attach. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -140,6 +151,17 @@ struct {
 	__type(key, struct sluice_addr);
 	__type(value, __u8);
 } sluice_local_addrs SEC(".maps") __weak;
+
+/*
+ * The generation of sluice_local_addrs (one entry; 0: never synced). The daemon moves it on
+ * after each sync, which retires the answers XDP cached in destination entries (cache_local).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} sluice_local_gen SEC(".maps") __weak;
 
 /* Events for the daemon (struct sluice_event). Written by the datapath, read by the daemon. */
 struct {
@@ -247,10 +269,17 @@ struct {
 	__type(value, struct sluice_user_slot);
 } sluice_users SEC(".maps") __weak;
 
-/* A usage key being built and a new usage record, off the stack (budget.h says why). */
+/*
+ * The budget step's working space, off the stack (budget.h says why): a usage key being
+ * built, a new usage record, the ids of the budgets that apply to the packet, and this CPU's
+ * last reading of the coarse clock with the jiffies it was taken at (budget_now).
+ */
 struct budget_scratch {
 	struct sluice_budget_usage_key key;
 	struct sluice_budget_usage fresh; /* all zero: a record whose window is yet to start */
+	__u32 ids[SLUICE_BUDGET_SLOTS];   /* 0 past the set's budgets */
+	__u64 clock_jiffies;
+	__u64 clock_ns;
 };
 
 /* Scratch space for the budget step, one per CPU. Datapath only. */

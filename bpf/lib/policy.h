@@ -25,6 +25,11 @@ struct decision {
 	__u8 new_dest; /* this packet created the destination's entry: a first contact */
 	__u8 budget_set;   /* the destination's budget set (budget.h); 0: no budget applies */
 	__u8 budget_epoch; /* the half of the budget maps budget_set belongs to (0/1) */
+	/*
+	 * The wire packets the frame stands for (a GSO super-packet's segments), for the budget
+	 * step's events: set by budgets_charge, which has one argument too many for a call.
+	 */
+	__u16 packets;
 };
 
 /*
@@ -163,17 +168,23 @@ static __always_inline void decide_port_class(const struct packet_info *pi, stru
 	port_class_lookup(d, pi->l4_proto, pi_has_port(pi), pi->l4[2], pi->l4[3]);
 }
 
+/* The destination's entry, if it has one yet (decide_destination creates it). */
+static __always_inline struct sluice_dest_stats *dest_entry(const struct packet_info *pi)
+{
+	return bpf_map_lookup_elem(&sluice_dests, &pi->dst);
+}
+
 /*
- * Decide for an IP packet. Returns the destination's entry (created if needed, NULL only
- * if the table refused it) with its cached decision brought up to date.
+ * Decide for an IP packet, given its destination's entry as dest_entry() found it. Returns
+ * the entry (created if needed, NULL only if the table refused it) with its cached decision
+ * brought up to date.
  */
-static __always_inline struct sluice_dest_stats *decide_destination(const struct packet_info *pi,
-								    struct decision *d)
+static __always_inline struct sluice_dest_stats *
+decide_destination(const struct packet_info *pi, struct decision *d,
+		   struct sluice_dest_stats *entry)
 {
 	__u32 generation = active_generation();
-	struct sluice_dest_stats *entry;
 
-	entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
 	if (entry && generation) {
 		/* One load per word: each is consistent with its own tag. */
 		__u64 rule = READ_ONCE_U64(entry->cache_rule);
@@ -218,21 +229,26 @@ static __always_inline struct sluice_dest_stats *decide_destination(const struct
 							  (__u32)d->flags << 16 |
 							  (__u32)d->reason << 8 | d->verdict);
 
+	if (!entry) {
+		/*
+		 * Created zeroed, from a template (too large for the stack beside the rest), and
+		 * filled in below; a CPU that finds it meanwhile takes the decision itself. NOEXIST:
+		 * if another CPU created it first, keep its counters and use its entry.
+		 */
+		__u32 zero = 0;
+		const struct sluice_dest_stats *blank = bpf_map_lookup_elem(&sluice_dest_blank, &zero);
+
+		if (blank &&
+		    bpf_map_update_elem(&sluice_dests, &pi->dst, blank, BPF_NOEXIST) == 0)
+			d->new_dest = 1;
+		entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
+		if (entry && d->new_dest)
+			entry->first_seen_ns = bpf_ktime_get_ns(); /* once per new destination only */
+	}
 	if (entry) {
 		WRITE_ONCE_U64(entry->cache_rule, rule);
 		WRITE_ONCE_U64(entry->cache_class, class);
 		WRITE_ONCE_U64(entry->cache_verdict, verdict);
-	} else {
-		struct sluice_dest_stats fresh = {
-			.first_seen_ns = bpf_ktime_get_ns(), /* once per new destination only */
-			.cache_rule = rule,
-			.cache_class = class,
-			.cache_verdict = verdict,
-		};
-		/* NOEXIST: if another CPU created it first, keep its counters and use its entry. */
-		if (bpf_map_update_elem(&sluice_dests, &pi->dst, &fresh, BPF_NOEXIST) == 0)
-			d->new_dest = 1;
-		entry = bpf_map_lookup_elem(&sluice_dests, &pi->dst);
 	}
 	if (d->port_class)
 		decide_port_class(pi, d);

@@ -125,13 +125,14 @@ static __always_inline void decide_icmp_error(struct ctx_buff *ctx, const struct
 }
 
 /*
- * Decide an IP packet. Returns the destination's entry for the counters (NULL only when
- * the table refused one).
+ * Decide an IP packet, given its destination's entry as dest_entry() found it. Returns the
+ * entry for the counters (NULL only when the table refused one).
  */
 static __always_inline struct sluice_dest_stats *
-decide_ip(struct ctx_buff *ctx, const struct packet_info *pi, struct decision *d)
+decide_ip(struct ctx_buff *ctx, const struct packet_info *pi, struct decision *d,
+	  struct sluice_dest_stats *entry)
 {
-	struct sluice_dest_stats *entry = decide_destination(pi, d);
+	entry = decide_destination(pi, d, entry);
 
 	/* No policy installed (or a broken one): nothing below may pass the packet. */
 	if (d->reason == SLUICE_REASON_NO_POLICY)

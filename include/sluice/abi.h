@@ -159,7 +159,8 @@ _Static_assert(sizeof(struct sluice_budget) == 24, "sluice_budget is 24 bytes");
 struct sluice_budget_set {
 	__u8 n;
 	__u8 budget[SLUICE_BUDGET_SLOTS];
-	__u8 pad[3];
+	__u8 block; /* 1: one of them is a `block` budget (else no packet looks for a spent one) */
+	__u8 pad[2];
 };
 _Static_assert(sizeof(struct sluice_budget_set) == 8, "sluice_budget_set is 8 bytes");
 
@@ -360,16 +361,35 @@ struct sluice_dest_stats {
 	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, budget set << 24 | flags << 16 |
 				reason << 8 | verdict) */
 	/*
+	 * XDP's "is this address the node's own?" (xdp.bpf.c): SLUICE_CACHE_WORD(local-address
+	 * generation, SLUICE_LOCAL_KNOWN | 1 if local), valid while the generation is current.
+	 */
+	__u64 cache_local;
+	/*
 	 * The event rate limiter of this destination, per rate-limited event type (events.h):
 	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which
 	 * the next event carries as `suppressed`. Touched only by denied and audited packets.
 	 */
 	__u64 event_last_ns[SLUICE_EVENT_LIMITED_MAX];
 	__u64 event_suppressed[SLUICE_EVENT_LIMITED_MAX];
+	/*
+	 * The usage of the destination budgets that apply here, kept in the destination's own
+	 * entry so that charging one costs no lookup of its own (budget.h); touched only when a
+	 * budget applies. Slot j counts for the budget whose stable id (sluice_budget.id, never
+	 * 0) is budget_id[j], across policy reloads; 0: free. A slot whose budget no longer
+	 * applies to the destination is taken over by the next budget that needs one.
+	 */
+	__u32 budget_id[SLUICE_BUDGET_SLOTS];
+	struct sluice_budget_usage budget[SLUICE_BUDGET_SLOTS];
 };
-_Static_assert(sizeof(struct sluice_dest_stats) ==
-		       2 * 8 * SLUICE_VERDICT_MAX + 32 + 2 * 8 * SLUICE_EVENT_LIMITED_MAX,
+_Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 40 +
+							  2 * 8 * SLUICE_EVENT_LIMITED_MAX +
+							  28 * SLUICE_BUDGET_SLOTS,
 	       "sluice_dest_stats layout");
+
+/* cache_local's value bits: the answer is known (a zeroed entry knows nothing), and local. */
+#define SLUICE_LOCAL_KNOWN 2u
+#define SLUICE_LOCAL_YES 1u
 
 /*
  * One destination as the exporter's in-kernel walk (bpf/dests_iter.bpf.c) copies it out:

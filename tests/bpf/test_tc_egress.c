@@ -27,6 +27,7 @@
 #include "addr.h"
 #include "check.h"
 #include "datapath.h"
+#include "dest_scan.h"
 #include "local_addrs.h"
 #include "log.h"
 #include "output.h"
@@ -1899,17 +1900,32 @@ static void test_xdp_for_the_node(void)
 		CHECK(0, "cannot install default deny");
 		return;
 	}
-	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
-		before = totals_all();
-		dest_get(local[i].dst, &st_before);
-		CHECK(run_on(&xdp, &local[i], &len, 0) == PASS, "xdp passes a packet for %s",
-		      local[i].dst);
-		after = totals_all();
-		dest_get(local[i].dst, &st_after);
-		CHECK(after.packets == before.packets && after.bytes == before.bytes,
-		      "xdp counts nothing for %s", local[i].dst);
-		CHECK(memcmp(&st_before, &st_after, sizeof(st_before)) == 0,
-		      "xdp leaves the destination entry of %s alone", local[i].dst);
+	/*
+	 * Twice each, the second time with the destination's entry in place (tc egress makes
+	 * one for the node's broadcast, say): XDP's answer is then cached there, and must not
+	 * change.
+	 */
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+			if (round == 1)
+				run_on(&tc_egress, &local[i], &len, 0);
+			before = totals_all();
+			dest_get(local[i].dst, &st_before);
+			CHECK(run_on(&xdp, &local[i], &len, 0) == PASS,
+			      "xdp passes a packet for %s (%s)", local[i].dst,
+			      round ? "with an entry" : "no entry");
+			CHECK(run_on(&xdp, &local[i], &len, 0) == PASS, "and again (cached: %s)",
+			      local[i].dst);
+			after = totals_all();
+			dest_get(local[i].dst, &st_after);
+			CHECK(after.packets == before.packets && after.bytes == before.bytes,
+			      "xdp counts nothing for %s", local[i].dst);
+			CHECK(memcmp(st_before.packets, st_after.packets, sizeof(st_before.packets)) ==
+					      0 &&
+				      memcmp(st_before.bytes, st_after.bytes,
+					     sizeof(st_before.bytes)) == 0,
+			      "xdp counts nothing in the destination entry of %s", local[i].dst);
+		}
 	}
 	CHECK(run_on(&tc_egress, &local[0], &len, 0) == DROP, "tc egress still polices " GW_V4);
 	before = totals_of(SLUICE_HOOK_XDP, V(DENY), R(DEFAULT));
@@ -1921,30 +1937,60 @@ static void test_xdp_for_the_node(void)
 	/* An address the node gains is its own once the set is synced (the daemon: rtnetlink). */
 	CHECK(system("ip addr add 198.51.100.254/32 dev " GW_IF) == 0, "add an address");
 	routed.dst = "198.51.100.254";
-	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "not synced yet: policed as forwarded");
-	CHECK(local_addrs_sync(dp.local_addrs_fd) > 0, "sync");
-	CHECK(run_on(&xdp, &routed, &len, 0) == PASS, "synced: the node's own, left to the stack");
+	/* Twice each time: the second packet reads the answer cached in the entry by the first. */
+	for (int i = 0; i < 2; i++)
+		CHECK(run_on(&xdp, &routed, &len, 0) == DROP,
+		      "not synced yet: policed as forwarded (%d)", i);
+	CHECK(local_addrs_sync(dp.local_addrs_fd, dp.local_gen_fd) > 0, "sync");
+	for (int i = 0; i < 2; i++)
+		CHECK(run_on(&xdp, &routed, &len, 0) == PASS,
+		      "synced: the node's own, left to the stack (%d)", i);
 	CHECK(system("ip addr del 198.51.100.254/32 dev " GW_IF) == 0, "remove it");
-	CHECK(local_addrs_sync(dp.local_addrs_fd) > 0, "sync");
-	CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "removed and synced: policed again");
+	CHECK(local_addrs_sync(dp.local_addrs_fd, dp.local_gen_fd) > 0, "sync");
+	for (int i = 0; i < 2; i++)
+		CHECK(run_on(&xdp, &routed, &len, 0) == DROP, "removed and synced: policed again (%d)",
+		      i);
 }
 
-/* The usage record of budget `name` for a destination (uid 0), as the datapath keeps it. */
+/*
+ * The slot of destination budget `name` in dst's entry, read into *st (the datapath keeps a
+ * destination budget's usage there); -1 when the entry or the slot does not exist.
+ */
+static int usage_slot(const char *name, const char *dst, struct sluice_addr *a,
+		      struct sluice_dest_stats *st)
+{
+	if (addr_parse(dst, a) || bpf_map_lookup_elem(dp.dests_fd, a, st))
+		return -1;
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
+		if (st->budget_id[j] == budget_id(name))
+			return j;
+	return -1;
+}
+
 static bool usage_get(const char *name, const char *dst, struct sluice_budget_usage *u)
 {
-	struct sluice_budget_usage_key k = { .budget = budget_id(name) };
+	struct sluice_dest_stats st;
+	struct sluice_addr a;
+	int j = usage_slot(name, dst, &a, &st);
 
 	memset(u, 0, sizeof(*u));
-	return addr_parse(dst, &k.addr) == 0 &&
-	       bpf_map_lookup_elem(dp.budget.usage_fd, &k, u) == 0;
+	if (j < 0)
+		return false;
+	*u = st.budget[j];
+	return true;
 }
 
+/* Rewrite the slot (the entry whole: nothing else runs meanwhile in this test). */
 static bool usage_put(const char *name, const char *dst, const struct sluice_budget_usage *u)
 {
-	struct sluice_budget_usage_key k = { .budget = budget_id(name) };
+	struct sluice_dest_stats st;
+	struct sluice_addr a;
+	int j = usage_slot(name, dst, &a, &st);
 
-	return addr_parse(dst, &k.addr) == 0 &&
-	       bpf_map_update_elem(dp.budget.usage_fd, &k, u, BPF_EXIST) == 0;
+	if (j < 0)
+		return false;
+	st.budget[j] = *u;
+	return bpf_map_update_elem(dp.dests_fd, &a, &st, BPF_EXIST) == 0;
 }
 
 /* Crossings of the budget at index i of the active policy (either epoch half). */
@@ -2056,15 +2102,32 @@ static void test_budgets(const struct decider *p)
 		     "one budget event in the new window");
 	CHECK_EQ_U64(crossed_of(0), 2, "two crossings in all");
 
-	/* Reset (what `sluice budget reset` does): the record goes, traffic flows. */
+	/* Reset (what `sluice budget reset` does): the usage is cleared in place, traffic flows. */
 	CHECK(run_on(p, &to_block, &len, 0) == DROP, "spent again");
 	{
-		struct sluice_budget_usage_key k = { .budget = budget_id("b-block") };
+		struct budget_usage_row row = { .key = { .budget = budget_id("b-block") },
+						.in_dest = true };
+		struct dest_scan *scan = dest_scan_open(dp.dests_fd);
+		struct sluice_dest_stats st_before, st_after;
 
-		addr_parse(to_block.dst, &k.addr);
-		CHECK(bpf_map_delete_elem(dp.budget.usage_fd, &k) == 0, "delete the usage record");
+		addr_parse(to_block.dst, &row.key.addr);
+		bpf_map_lookup_elem(dp.dests_fd, &row.key.addr, &st_before);
+		CHECK(scan && budget_usage_clear(dp.budget.usage_fd, scan, &row) == 1,
+		      "clear the destination's usage");
+		CHECK(scan && budget_usage_clear(dp.budget.usage_fd, scan, &row) == 1,
+		      "clearing again finds the (empty) slot still there");
+		CHECK(usage_get("b-block", to_block.dst, &u) && u.bytes == 0 && u.dropped == 0 &&
+			      u.window_end_ns == 0,
+		      "cleared: no bytes, no drops, no window");
+		bpf_map_lookup_elem(dp.dests_fd, &row.key.addr, &st_after);
+		CHECK(memcmp(st_before.packets, st_after.packets, sizeof(st_before.packets)) == 0 &&
+			      memcmp(st_before.bytes, st_after.bytes, sizeof(st_before.bytes)) == 0,
+		      "the destination's counters are untouched by the reset");
+		dest_scan_close(scan);
 	}
 	CHECK(run_on(p, &to_block, &len, 0) == PASS, "after a reset the destination passes");
+	CHECK(usage_get("b-block", to_block.dst, &u), "usage after the reset");
+	CHECK_EQ_U64(u.bytes, 1000, "a new window from zero");
 
 	/* Alert: every packet passes, one event at the crossing. */
 	events_reset();
@@ -2129,19 +2192,72 @@ static void test_budgets(const struct decider *p)
 	CHECK(install_policy("enforce") == 0, "install a policy without budgets");
 	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "and again (both halves)");
 	CHECK(run_on(p, &to_block, &len, 0) == PASS, "no budget, no block");
-	/* Leave no state for the next run. */
+	/* Leave no state for the next run: what `sluice budget reset` does, for every key. */
 	{
-		struct sluice_budget_usage_key k, next;
+		struct dest_scan *scan = dest_scan_open(dp.dests_fd);
+		struct budget_usage_row *rows = NULL;
+		size_t n = 0, cleared = 0;
 
-		while (bpf_map_get_next_key(dp.budget.usage_fd, NULL, &next) == 0) {
-			k = next;
-			bpf_map_delete_elem(dp.budget.usage_fd, &k);
-		}
+		CHECK(scan && budget_usage_read(dp.budget.usage_fd, scan, &rows, &n) == 0,
+		      "read the usage");
+		for (size_t i = 0; scan && i < n; i++)
+			cleared += budget_usage_clear(dp.budget.usage_fd, scan, &rows[i]) == 1;
+		CHECK(n >= 2 && cleared == n, "every usage record cleared (%zu of %zu)", cleared, n);
+		free(rows);
+		rows = NULL;
+		CHECK(scan && budget_usage_read(dp.budget.usage_fd, scan, &rows, &n) == 0 && n == 0,
+		      "none left (%zu)", n);
+		free(rows);
+		dest_scan_close(scan);
 	}
 	ring_buffer__free(events_rb);
 	events_rb = NULL;
 }
 
+/*
+ * Destination budgets keep their usage in the destination's entry, one slot per budget:
+ * nested budgets count side by side, a reload keeps a budget's slot, and a budget new to the
+ * destination takes over the slot of one that no longer applies, from zero.
+ */
+static void test_budget_slots(void)
+{
+	const struct pkt_spec pkt = { .dst = "198.51.100.40", .payload = 958 };
+	struct sluice_budget_usage u;
+	unsigned len = 0;
+	int ret;
+
+	printf("budget slots in the destination entry\n");
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n"
+			   "budget 198.51.100.0/24 5000B per 1h alert name outer\n"
+			   "budget 198.51.100.40 3000B per 1h block name inner\n") == 0,
+	      "install nested budgets");
+	for (int i = 1; i <= 4; i++) {
+		ret = run_on(&tc_egress, &pkt, &len, 0);
+		CHECK(ret == (i <= 3 ? PASS : DROP), "packet %d %s (got %d)", i,
+		      i <= 3 ? "passes" : "is dropped: the inner budget is spent", ret);
+	}
+	CHECK(usage_get("inner", pkt.dst, &u) && u.bytes == 3000 && u.dropped == 1,
+	      "inner: 3000 bytes, 1 dropped (%llu, %llu)", (unsigned long long)u.bytes,
+	      (unsigned long long)u.dropped);
+	CHECK(usage_get("outer", pkt.dst, &u) && u.bytes == 3000,
+	      "outer: the same 3000 bytes, the dropped packet not charged (%llu)",
+	      (unsigned long long)u.bytes);
+
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n"
+			   "budget 198.51.100.0/24 5000B per 1h alert name outer\n"
+			   "budget 198.51.100.40 2000B per 1h block name other\n") == 0,
+	      "reload: inner replaced by another budget");
+	CHECK(run_on(&tc_egress, &pkt, &len, 0) == PASS, "the new budget starts from zero");
+	CHECK(!usage_get("inner", pkt.dst, &u), "inner's slot was taken over");
+	CHECK(usage_get("other", pkt.dst, &u) && u.bytes == 1000, "other: 1000 bytes (%llu)",
+	      (unsigned long long)u.bytes);
+	CHECK(usage_get("outer", pkt.dst, &u) && u.bytes == 4000,
+	      "outer kept its usage across the reload: 4000 (%llu)", (unsigned long long)u.bytes);
+	CHECK(run_on(&tc_egress, &pkt, &len, 0) == PASS, "other reaches its limit");
+	CHECK(run_on(&tc_egress, &pkt, &len, 0) == DROP, "and blocks the next packet");
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "no budgets");
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "(both halves)");
+}
 
 /* Set one slot of the per-user array to the same value on every CPU. */
 static void user_slot_set(__u32 index, const struct sluice_user_slot *v)
@@ -2239,7 +2355,7 @@ int main(void)
 		return 1;
 	}
 	/* What the daemon does at start: XDP's set of the node's own addresses. */
-	if (local_addrs_sync(dp.local_addrs_fd) < 0) {
+	if (local_addrs_sync(dp.local_addrs_fd, dp.local_gen_fd) < 0) {
 		fprintf(stderr, "cannot record the namespace's addresses\n");
 		return 1;
 	}
@@ -2265,6 +2381,7 @@ int main(void)
 	test_users();
 	test_budgets(&tc_egress);
 	test_budgets(&xdp);
+	test_budget_slots();
 	datapath_close(&dp);
 	return check_summary();
 }
