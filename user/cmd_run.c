@@ -240,6 +240,8 @@ struct daemon {
 	struct metrics_policy published; /* what scrapes report about it */
 	char *names[SLUICE_RULE_COUNTERS]; /* rule names of the install in force, by rule id */
 	size_t nnames;
+	char *budget_names[SLUICE_BUDGET_MAX]; /* budget names of the install in force, by index */
+	size_t nbudget_names;
 	struct events *events;           /* NULL with --events off */
 	struct events_stats event_stats;
 	struct config_list event_outputs; /* as started: the outputs hold pointers into it */
@@ -283,25 +285,41 @@ static int active_epoch(const struct daemon *d)
 	return flags & SLUICE_POLICY_F_EPOCH;
 }
 
+/* The old half's budget crossings by the old budget names (in the packets field). */
+static int read_budget_crossings(struct daemon *d, int old_epoch, struct rule_counts *old)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < d->nbudget_names && !err; i++)
+		err = rule_counts_add(old, d->budget_names[i],
+				      budget_crossed_read(d->dp.budget.crossed_fd, old_epoch, i), 0);
+	return err;
+}
+
 /*
- * After a change: a full install renumbers rules and counts in the other half of the
- * per-rule counters, so fold the old half into the daemon's counts by the old names (no
- * packet uses it once the install returned). Then remember the names now in force.
+ * After a change: a full install renumbers rules and budgets and counts in the other half of
+ * the per-rule counters and budget crossings, so fold the old half into the daemon's counts
+ * by the old names (no packet uses it once the install returned). Then remember the names
+ * now in force.
  */
 static void after_change(struct daemon *d, int old_epoch)
 {
 	int now = active_epoch(d);
 
 	if (old_epoch >= 0 && now >= 0 && now != old_epoch) {
-		struct rule_counts old = {};
+		struct rule_counts old = {}, old_budgets = {};
+		bool rules = rule_counts_read(&old, d->maps.rules_fd, old_epoch, d->names,
+					      d->nnames) == 0;
+		bool budgets = read_budget_crossings(d, old_epoch, &old_budgets) == 0;
 
-		if (rule_counts_read(&old, d->maps.rules_fd, old_epoch, d->names, d->nnames) == 0) {
-			pthread_mutex_lock(&d->published.lock);
-			if (rule_counts_merge(&d->published.folded, &old))
-				pr_warn("per-rule counts of the previous policy could not all be kept");
-			pthread_mutex_unlock(&d->published.lock);
-		}
+		pthread_mutex_lock(&d->published.lock);
+		if (rules && rule_counts_merge(&d->published.folded, &old))
+			pr_warn("per-rule counts of the previous policy could not all be kept");
+		if (!budgets || rule_counts_merge(&d->published.budgets_folded, &old_budgets))
+			pr_warn("budget crossings of the previous policy could not all be kept");
+		pthread_mutex_unlock(&d->published.lock);
 		rule_counts_free(&old);
+		rule_counts_free(&old_budgets);
 	}
 	for (size_t i = 0; i < d->nnames; i++)
 		free(d->names[i]);
@@ -311,6 +329,15 @@ static void after_change(struct daemon *d, int old_epoch)
 		if (!d->names[i])
 			break;
 		d->nnames++;
+	}
+	for (size_t i = 0; i < d->nbudget_names; i++)
+		free(d->budget_names[i]);
+	d->nbudget_names = 0;
+	for (size_t i = 0; d->live.valid && i < d->live.p.nbudgets && i < SLUICE_BUDGET_MAX; i++) {
+		d->budget_names[i] = strdup(d->live.p.budgets[i].name);
+		if (!d->budget_names[i])
+			break;
+		d->nbudget_names++;
 	}
 }
 
@@ -788,6 +815,7 @@ int cmd_run(int argc, char **argv)
 	policy_live_free(&d.live);
 	after_change(&d, -1); /* frees the names */
 	rule_counts_free(&d.published.folded);
+	rule_counts_free(&d.published.budgets_folded);
 	datapath_close(&d.dp);
 	close(daemon_lock);
 	return ret ? EXIT_FAIL : EXIT_OK;

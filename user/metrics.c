@@ -222,9 +222,10 @@ static int render_rules(const struct metrics_source *src, FILE *f)
 }
 
 /*
- * Crossings per budget of the policy in force, by its identity (the budget table). A reload
- * counts afresh (a counter reset to Prometheus); a budget has one series, so cardinality is
- * bounded by SLUICE_BUDGET_MAX.
+ * Crossings per budget of the policy in force, by its identity (the budget table): the
+ * kernel's count for the install in force plus what the daemon folded from earlier installs
+ * under the same name, so a reload is no counter reset. A budget has one series, so
+ * cardinality is bounded by SLUICE_BUDGET_MAX.
  */
 static void render_budgets(const struct metrics_source *src, FILE *f)
 {
@@ -238,11 +239,17 @@ static void render_budgets(const struct metrics_source *src, FILE *f)
 	    state_read_budgets(src->state_dir, &t) < 0)
 		return;
 	for (size_t i = 0; i < t.n; i++) {
+		__u64 n = budget_crossed_read(src->budgets->crossed_fd, flags & SLUICE_POLICY_F_EPOCH,
+					      i);
+		const struct rule_count *folded;
+
+		pthread_mutex_lock(&src->policy->lock);
+		folded = rule_counts_find(&src->policy->budgets_folded, t.items[i].name);
+		n += folded ? folded->packets : 0;
+		pthread_mutex_unlock(&src->policy->lock);
 		fprintf(f, "sluice_budget_exceeded_total{budget=\"");
 		put_label(f, t.items[i].name);
-		fprintf(f, "\"} %llu\n",
-			(unsigned long long)budget_crossed_read(src->budgets->crossed_fd,
-								flags & SLUICE_POLICY_F_EPOCH, i));
+		fprintf(f, "\"} %llu\n", (unsigned long long)n);
 	}
 	budget_table_free(&t);
 }

@@ -27,6 +27,7 @@ struct metrics_policy {
 	uint64_t rules, trie_entries, port_entries;
 	uint64_t errors; /* rejected loads and changes */
 	struct rule_counts folded; /* counts of rules from earlier installs, by name */
+	struct rule_counts budgets_folded; /* budget crossings of earlier installs (packets) */
 };
 
 struct dest_scan;

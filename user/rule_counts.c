@@ -69,6 +69,16 @@ int rule_counts_add(struct rule_counts *t, const char *name, __u64 packets, __u6
 	return 0;
 }
 
+const struct rule_count *rule_counts_find(const struct rule_counts *t, const char *name)
+{
+	const struct rule_count *c;
+
+	if (!t->slots)
+		return NULL;
+	c = find_slot(t, name);
+	return c->name ? c : NULL;
+}
+
 int rule_counts_merge(struct rule_counts *t, const struct rule_counts *from)
 {
 	int err = 0;

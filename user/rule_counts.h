@@ -26,6 +26,8 @@ struct rule_counts {
 void rule_counts_free(struct rule_counts *t);
 /* Add to name's counts (a new name past RULE_COUNTS_NAMES_MAX adds to "other"). */
 int rule_counts_add(struct rule_counts *t, const char *name, __u64 packets, __u64 bytes);
+/* name's counts, or NULL when t has none. */
+const struct rule_count *rule_counts_find(const struct rule_counts *t, const char *name);
 /* Add every entry of from to t. */
 int rule_counts_merge(struct rule_counts *t, const struct rule_counts *from);
 

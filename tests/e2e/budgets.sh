@@ -165,6 +165,14 @@ check "alert: the metric counts the crossing" \
 	"$(scrape | awk '$1 == "sluice_budget_exceeded_total{budget=\"dest-alert\"}" { print $2 }')" 1
 check "alert: the block budget's metric too" \
 	"$(scrape | awk '$1 == "sluice_budget_exceeded_total{budget=\"dest-block\"}" { print $2 }')" 1
+# A reload installs the policy afresh, in the other half of the kernel's crossing counters:
+# the daemon folds the old half in, so the metric keeps counting (no counter reset).
+sl policy load "$policy" >/dev/null
+check "after a reload the metric keeps its crossings (dest-alert)" \
+	"$(scrape | awk '$1 == "sluice_budget_exceeded_total{budget=\"dest-alert\"}" { print $2 }')" 1
+sl policy load "$policy" >/dev/null
+check "and after a second reload (dest-block)" \
+	"$(scrape | awk '$1 == "sluice_budget_exceeded_total{budget=\"dest-block\"}" { print $2 }')" 1
 
 # --- 3. replies --------------------------------------------------------------------------
 # The world opens a connection to a server on the node and pulls 50 MB: policy denies the
