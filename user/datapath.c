@@ -6,15 +6,22 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include <sluice/abi.h>
 
 #include "attach_cgroup.h"
+#include "btf_layout.h"
 #include "datapath.h"
 #include "log.h"
 #include "pins.h"
 #include "sluice_bpf.skel.h"
+
+/* What a refused adoption leaves, and what the admin can do (docs/operations.md, Upgrade). */
+#define REFUSED_HOW                                                                          \
+	"Its policy and counters stay in force; to change versions, run 'sluice detach --all' " \
+	"(enforcement ends, counters restart) and start this one"
 
 static void datapath_reset(struct datapath *dp)
 {
@@ -30,17 +37,46 @@ static void datapath_reset(struct datapath *dp)
 }
 
 /*
+ * Do the pinned map's key and value types (its BTF, from the version that created it) lay
+ * memory out as this build's do? Sizes can agree while a field changed meaning. A map
+ * without BTF on either side cannot be compared: taken as it is.
+ */
+static bool same_btf_layout(const struct bpf_map *map, const struct btf *obj_btf,
+			    const struct bpf_map_info *info, char *why, size_t len)
+{
+	struct btf *pinned;
+	bool same = true;
+
+	if (!obj_btf || !info->btf_id || !info->btf_value_type_id ||
+	    !bpf_map__btf_value_type_id(map))
+		return true;
+	pinned = btf__load_from_kernel_by_id(info->btf_id);
+	if (!pinned)
+		return true;
+	if (info->btf_key_type_id && bpf_map__btf_key_type_id(map))
+		same = btf_same_layout(pinned, info->btf_key_type_id, obj_btf,
+				       bpf_map__btf_key_type_id(map), why, len);
+	if (same)
+		same = btf_same_layout(pinned, info->btf_value_type_id, obj_btf,
+				       bpf_map__btf_value_type_id(map), why, len);
+	btf__free(pinned);
+	return same;
+}
+
+/*
  * Does the map pinned at path (if any) have the layout this build's map needs? A pinned map
  * from another version with another layout cannot be adopted, and is never replaced behind
  * the admin's back (it holds the policy and counters in force): refuse, saying which map
  * differs and how. -EEXIST: it differs; 0: it fits, or there is none.
  */
-static int check_pinned_layout(const struct bpf_map *map, const char *path)
+static int check_pinned_layout(const struct bpf_map *map, const struct btf *obj_btf,
+			       const char *path)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
 	const char *what = NULL;
 	unsigned long have = 0, need = 0;
+	char why[256];
 	int fd = bpf_obj_get(path);
 
 	if (fd < 0)
@@ -62,14 +98,19 @@ static int check_pinned_layout(const struct bpf_map *map, const char *path)
 		what = "capacity", have = info.max_entries, need = bpf_map__max_entries(map);
 	else if (info.map_flags != bpf_map__map_flags(map))
 		what = "flags", have = info.map_flags, need = bpf_map__map_flags(map);
-	if (!what)
-		return 0;
-	pr_err("the pinned map %s has another layout than this sluice needs (%s %lu, this "
-	       "build: %lu): it comes from another sluice version. Its policy and counters stay "
-	       "in force; to change versions, run 'sluice detach --all' (enforcement ends, "
-	       "counters restart) and start this one",
-	       path, what, have, need);
-	return -EEXIST;
+	if (what) {
+		pr_err("the pinned map %s has another layout than this sluice needs (%s %lu, this "
+		       "build: %lu): it comes from another sluice version. " REFUSED_HOW,
+		       path, what, have, need);
+		return -EEXIST;
+	}
+	if (!same_btf_layout(map, obj_btf, &info, why, sizeof(why))) {
+		pr_err("the pinned map %s has another layout than this sluice needs (%s): it comes "
+		       "from another sluice version. " REFUSED_HOW,
+		       path, why);
+		return -EEXIST;
+	}
+	return 0;
 }
 
 /*
@@ -88,7 +129,7 @@ static int set_map_pins(struct bpf_object *obj, const char *pin_dir)
 			pr_err("pin path too long under %s", pin_dir);
 			return -ENAMETOOLONG;
 		}
-		err = check_pinned_layout(map, path);
+		err = check_pinned_layout(map, bpf_object__btf(obj), path);
 		if (err == -EEXIST)
 			return err;
 		if (err) {

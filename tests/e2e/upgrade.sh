@@ -8,17 +8,20 @@
 # same link, and zero denied datagrams reach the world. Last, a version whose map layout
 # differs is refused with a message naming the map, and what is in force stays.
 #
-# usage: upgrade.sh PATH/TO/sluice PATH/TO/sluice-next PATH/TO/hook_watch   (root)
+# usage: upgrade.sh PATH/TO/sluice PATH/TO/sluice-next PATH/TO/hook_watch PATH/TO/plant_map
+#        (root)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/lib.sh
 source "$here/lib.sh"
 sl_init "${1:-}"
-[ -x "${2:-}" ] && [ -x "${3:-}" ] || sl_die "usage: $0 SLUICE SLUICE_NEXT HOOK_WATCH"
+[ -x "${2:-}" ] && [ -x "${3:-}" ] && [ -x "${4:-}" ] ||
+	sl_die "usage: $0 SLUICE SLUICE_NEXT HOOK_WATCH PLANT_MAP"
 RELEASE=$SLUICE
 NEXT=$(readlink -f "$2")
 WATCH=$(readlink -f "$3")
+PLANT_MAP=$(readlink -f "$4")
 sl_setup
 
 ALLOWED=198.51.100.10
@@ -94,6 +97,21 @@ check_ge "allowed datagrams kept arriving (at least 90%)" "$got_allowed" $((sent
 
 sl_log "a version whose map layout differs is refused, and what is in force stays"
 sluice_stop
+# Same sizes, another field: the budget sets as the previous version laid them out (pad[3]
+# where this one has a block flag). Only the maps' BTF tells: refused, naming the field.
+sets=$SL_PIN_DIR/maps/sluice_budget_sets
+mv "$sets" "${sets}_ours"
+"$PLANT_MAP" "$sets" "$(bpftool -j map show pinned "${sets}_ours" | jq .max_entries)"
+in_node "$SLUICE" run --iface "$SL_NODE_IF" --policy "$policy" --metrics off --events off \
+	--pin-dir "$SL_PIN_DIR" --state-dir "$SL_STATE_DIR" >"$SL_TMP/refused-btf.log" 2>&1 &&
+	rc=0 || rc=$?
+check "sluice run refuses a map whose fields changed (same sizes)" "$rc" 1
+sl_log "$(grep error "$SL_TMP/refused-btf.log")"
+check_match "it names the map and the field" "$(grep error "$SL_TMP/refused-btf.log")" \
+	"pinned map .*/sluice_budget_sets has another layout .*member 'pad' at byte 5 is 'block'"
+check "the program in force is untouched" "$(prog_of tc_egress)" "$downgraded"
+rm "$sets"
+mv "${sets}_ours" "$sets"
 # The pin of one map replaced by one of another layout (value size), as another version's.
 flows=$SL_PIN_DIR/maps/sluice_flows
 key_size=$(bpftool -j map show pinned "$flows" | jq .bytes_key)
