@@ -32,7 +32,7 @@ __u32 budget_id(const char *name)
 
 	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
 		h = (h ^ *c) * 16777619u;
-	return h;
+	return h ? h : 1; /* 0 marks a free usage slot in a destination entry (abi.h) */
 }
 
 /* One (prefix, budget) pair of a destination budget; budget BUDGET_NONE: a bare ::/0. */

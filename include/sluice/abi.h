@@ -366,21 +366,22 @@ struct sluice_dest_stats {
 	 */
 	__u64 cache_local;
 	/*
+	 * The usage of the destination budgets that apply here, kept in the destination's own
+	 * entry so that charging one costs no lookup of its own (budget.h); touched only when a
+	 * budget applies, next to the cached decision (one cache line fewer for a packet that
+	 * charges one). Slot j counts for the budget whose stable id (sluice_budget.id, never
+	 * 0) is budget_id[j], across policy reloads; 0: free. A slot whose budget no longer
+	 * applies to the destination is taken over by the next budget that needs one.
+	 */
+	__u32 budget_id[SLUICE_BUDGET_SLOTS];
+	struct sluice_budget_usage budget[SLUICE_BUDGET_SLOTS];
+	/*
 	 * The event rate limiter of this destination, per rate-limited event type (events.h):
 	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which
 	 * the next event carries as `suppressed`. Touched only by denied and audited packets.
 	 */
 	__u64 event_last_ns[SLUICE_EVENT_LIMITED_MAX];
 	__u64 event_suppressed[SLUICE_EVENT_LIMITED_MAX];
-	/*
-	 * The usage of the destination budgets that apply here, kept in the destination's own
-	 * entry so that charging one costs no lookup of its own (budget.h); touched only when a
-	 * budget applies. Slot j counts for the budget whose stable id (sluice_budget.id, never
-	 * 0) is budget_id[j], across policy reloads; 0: free. A slot whose budget no longer
-	 * applies to the destination is taken over by the next budget that needs one.
-	 */
-	__u32 budget_id[SLUICE_BUDGET_SLOTS];
-	struct sluice_budget_usage budget[SLUICE_BUDGET_SLOTS];
 };
 _Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 40 +
 							  2 * 8 * SLUICE_EVENT_LIMITED_MAX +
