@@ -10,7 +10,9 @@
  * Precision: the packet whose add reaches the limit passes whole, and packets that read the
  * usage on other CPUs before that add landed pass too. A `block` budget therefore lets
  * through at most one packet per CPU beyond its limit (a GSO super-packet counts as one
- * packet here, up to 64 KiB): slack <= CPUs * 64 KiB per key and window.
+ * packet here, up to 64 KiB). When a window starts, a packet another CPU adds while the
+ * starting CPU zeroes the usage is not counted (at most one per other CPU). Slack: under
+ * 2 * CPUs * 64 KiB per key and window.
  */
 #ifndef SLUICE_BPF_BUDGET_H
 #define SLUICE_BPF_BUDGET_H
@@ -95,14 +97,24 @@ dest_budget_slot(struct sluice_dest_stats *entry, __u32 id, const struct budget_
 	}
 #pragma unroll
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++) {
-		__u32 old = entry->budget_id[j];
+		__u32 old = entry->budget_id[j], prev;
 
+		/* Another CPU claimed a slot for this budget since the search above: share it. */
+		if (old == id)
+			return &entry->budget[j];
 		if (old && (old == ids[0] || old == ids[1] || old == ids[2] || old == ids[3]))
 			continue;
 		/* Racing CPUs: the compare-and-swap gives the slot to one budget. */
-		if (__sync_val_compare_and_swap(&entry->budget_id[j], old, id) != old)
+		prev = __sync_val_compare_and_swap(&entry->budget_id[j], old, id);
+		if (prev == id)
+			return &entry->budget[j]; /* lost it to a CPU claiming it for this budget */
+		if (prev != old)
 			continue;
-		/* Window end 0: the charge below starts a window and zeroes the rest. */
+		/*
+		 * Window end 0: the charge below starts a window and zeroes the rest. (A CPU
+		 * that shares the slot meanwhile may add to the previous budget's usage, which
+		 * that zeroing drops: at most a packet per CPU, once per destination and budget.)
+		 */
 		WRITE_ONCE_U64(entry->budget[j].window_end_ns, 0);
 		return &entry->budget[j];
 	}

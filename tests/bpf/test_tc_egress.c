@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* unshare */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2259,6 +2260,94 @@ static void test_budget_slots(void)
 	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "(both halves)");
 }
 
+/* One CPU's share of the concurrent budget test: runs frames of one packet spec. */
+struct budget_runner {
+	const struct pkt_spec *pkt;
+	int cpu, err;
+	__u32 runs;
+};
+
+static void *budget_runner(void *arg)
+{
+	struct budget_runner *r = arg;
+	__u8 buf[PKT_MAX];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = buf, .repeat = r->runs);
+	cpu_set_t cpus;
+
+	CPU_ZERO(&cpus);
+	CPU_SET(r->cpu, &cpus);
+	r->err = pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus);
+	opts.data_size_in = pkt_build(r->pkt, buf);
+	if (!r->err)
+		r->err = bpf_prog_test_run_opts(dp.egress_prog_fd, &opts);
+	return NULL;
+}
+
+/*
+ * Every CPU sends to one destination at once, across its budget: the precision the design
+ * states holds (at most a packet per CPU past the limit, and at the window's start a packet
+ * per other CPU the start does not count), exactly one crossing and one event, every packet
+ * either charged or dropped and counted as such, one usage slot for the budget.
+ */
+static void test_budget_concurrent(void)
+{
+	const struct pkt_spec pkt = { .dst = "198.51.100.61", .payload = 958 }; /* 1000 B */
+	const __u64 frame = 1000, limit = 10000 * frame, runs = 20000;
+	int ncpus = libbpf_num_possible_cpus();
+	struct budget_runner r[2] = { { &pkt, 0, 0, runs }, { &pkt, 1, 0, runs } };
+	pthread_t t[2];
+	struct sluice_dest_stats st;
+	struct sluice_budget_usage u;
+	struct ring_buffer *rb;
+	__u64 allowed, denied, slots = 0;
+
+	printf("a destination budget charged from two CPUs at once\n");
+	memset(&seen, 0, sizeof(seen));
+	rb = ring_buffer__new(dp.events_fd, collect_event, &seen, NULL);
+	CHECK(rb != NULL, "ring buffer");
+	CHECK(ncpus >= 2, "two CPUs to run on (%d)", ncpus);
+	if (!rb || ncpus < 2) {
+		ring_buffer__free(rb);
+		return;
+	}
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n"
+			   "budget 198.51.100.61 10000000B per 1h block name racing\n") == 0,
+	      "install a 10 MB block budget");
+	ring_buffer__consume(rb);
+	memset(&seen, 0, sizeof(seen));
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&t[i], NULL, budget_runner, &r[i]) == 0, "start CPU %d", i);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		CHECK(r[i].err == 0, "CPU %d ran its %llu frames (%d)", i, (unsigned long long)runs,
+		      r[i].err);
+	}
+	ring_buffer__consume(rb);
+	CHECK(dest_get(pkt.dst, &st), "the destination's entry");
+	allowed = st.packets[SLUICE_VERDICT_ALLOW];
+	denied = st.packets[SLUICE_VERDICT_DENY];
+	printf("  allowed %llu, dropped %llu frames of %llu\n", (unsigned long long)allowed,
+	       (unsigned long long)denied, (unsigned long long)(2 * runs));
+	CHECK_EQ_U64(allowed + denied, 2 * runs, "every frame decided once");
+	CHECK(allowed * frame >= limit, "nothing dropped before the limit (%llu bytes passed)",
+	      (unsigned long long)(allowed * frame));
+	CHECK(allowed * frame < limit + 2 * (__u64)ncpus * frame,
+	      "past the limit at most two frames per CPU (%llu bytes passed, limit %llu)",
+	      (unsigned long long)(allowed * frame), (unsigned long long)limit);
+	CHECK(usage_get("racing", pkt.dst, &u), "the usage slot");
+	CHECK(u.bytes <= allowed * frame && u.bytes + ((__u64)ncpus - 1) * frame >= allowed * frame,
+	      "usage counts what passed, less at most a frame per other CPU (%llu of %llu)",
+	      (unsigned long long)u.bytes, (unsigned long long)(allowed * frame));
+	CHECK_EQ_U64(u.dropped, denied, "the drops are counted in the usage");
+	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
+		slots += st.budget_id[j] == budget_id("racing");
+	CHECK_EQ_U64(slots, 1, "one slot for the budget, however the CPUs raced to claim it");
+	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, pkt.dst, NULL), 1, "exactly one budget event");
+	ring_buffer__free(rb);
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "no budgets");
+	CHECK(install_text("default deny\nallow 198.51.100.0/24\n") == 0, "(both halves)");
+}
+
 /* Set one slot of the per-user array to the same value on every CPU. */
 static void user_slot_set(__u32 index, const struct sluice_user_slot *v)
 {
@@ -2382,6 +2471,7 @@ int main(void)
 	test_budgets(&tc_egress);
 	test_budgets(&xdp);
 	test_budget_slots();
+	test_budget_concurrent();
 	datapath_close(&dp);
 	return check_summary();
 }
