@@ -251,8 +251,9 @@ struct {
 } sluice_budget_crossed SEC(".maps") __weak;
 
 /*
- * Usage per (budget id, destination or uid) in its current window. Written by the datapath,
- * deleted by `sluice budget reset`. LRU: a key that ages out starts a fresh window.
+ * Usage of user and node budgets per (budget id, uid) in its current window (a destination
+ * budget's is in the destination's entry). Written by the datapath, deleted by `sluice
+ * budget reset`. LRU: a key that ages out starts a fresh window.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -184,8 +184,10 @@ struct sluice_budget_target {
 _Static_assert(sizeof(struct sluice_budget_target) == 4, "sluice_budget_target is 4 bytes");
 
 /*
- * Key of the budget usage table: a budget's stable id and what it counts: the destination
- * (destination budgets), the uid (user budgets) or nothing (node budgets).
+ * A budget usage key: a budget's stable id and what it counts: the destination (destination
+ * budgets), the uid (user budgets) or nothing (node budgets). The usage table
+ * (sluice_budget_usage) holds user and node keys; a destination budget's usage is in the
+ * destination's entry (struct sluice_dest_stats), which userspace reports under this key.
  */
 struct sluice_budget_usage_key {
 	__u32 budget; /* sluice_budget.id */
@@ -196,7 +198,7 @@ _Static_assert(sizeof(struct sluice_budget_usage_key) == 24, "budget usage key i
 
 /*
  * One key's usage in its current window, written by the datapath (atomics: every CPU shares
- * it) and deleted by `sluice budget reset`. The window starts at the key's first counted
+ * it) and cleared by `sluice budget reset`. The window starts at the key's first counted
  * packet and rolls over at the first packet at or after window_end_ns.
  */
 struct sluice_budget_usage {
