@@ -303,14 +303,33 @@ static void after_change(struct daemon *d, int old_epoch)
 		}
 		rule_counts_free(&old);
 	}
-	for (size_t i = 0; i < d->nnames; i++)
-		free(d->names[i]);
-	d->nnames = 0;
-	for (size_t i = 0; d->live.valid && i < d->live.p.nidents && i < SLUICE_RULE_COUNTERS; i++) {
-		d->names[i] = strdup(d->live.p.idents[i].name);
-		if (!d->names[i])
+	/*
+	 * Only the names that differ: an override changed in place renames one or two of
+	 * 100 000, and copying them all again was most of that change's time in the daemon.
+	 */
+	size_t n = d->live.valid ? d->live.p.nidents : 0;
+
+	if (n > SLUICE_RULE_COUNTERS)
+		n = SLUICE_RULE_COUNTERS;
+	while (d->nnames > n)
+		free(d->names[--d->nnames]);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = d->live.p.idents[i].name;
+
+		if (i < d->nnames && strcmp(d->names[i], name) == 0)
+			continue;
+		char *copy = strdup(name);
+
+		if (!copy) {
+			while (d->nnames > i)
+				free(d->names[--d->nnames]);
 			break;
-		d->nnames++;
+		}
+		if (i < d->nnames)
+			free(d->names[i]);
+		d->names[i] = copy;
+		if (i == d->nnames)
+			d->nnames++;
 	}
 }
 
@@ -323,7 +342,7 @@ static int apply_policy(struct daemon *d, const char *path, int mode, struct app
 	int old_epoch = active_epoch(d);
 	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, res);
 
-	events_policy(d->events, ret == 0);
+	events_policy(d->events, ret == 0, NULL);
 	if (!ret)
 		after_change(d, old_epoch);
 	publish(d, res, ret == 0);
@@ -338,14 +357,16 @@ static int sync_overrides(struct daemon *d, struct apply_result *res)
 {
 	int old_epoch = active_epoch(d);
 	int ret = policy_live_sync_overrides(&d->live, cli.state_dir, &d->maps, res);
+	/* A full install (live was stale) changed everything, rule ids and names included. */
+	bool changed = !ret && (res->changed || !res->in_place);
 
-	if (!ret && res->changed)
+	if (changed)
 		after_change(d, old_epoch);
-	if (ret || res->changed) {
+	if (ret || changed) {
 		publish(d, res, ret == 0);
-		events_policy(d->events, ret == 0);
+		events_policy(d->events, ret == 0, res->in_place ? &d->live.p : NULL);
 	}
-	if (!ret && res->changed)
+	if (changed && res->in_place)
 		pr_info("overrides in force as generation %u (%zu overrides, %zu prefixes changed)",
 			res->generation, res->overrides, res->changed);
 	return ret;

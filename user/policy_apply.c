@@ -652,6 +652,7 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	res->rules = live->p.nidents;
 	res->overrides = live->ovr.n;
 	res->changed = changed;
+	res->in_place = true;
 	res->prefixes = live->trie_entries;
 	res->port_entries = live->ports_in_map;
 	if (changed)

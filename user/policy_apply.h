@@ -47,6 +47,7 @@ struct apply_result {
 	__u32 generation;
 	size_t rules, destinations, prefixes, sets, classes, overrides;
 	size_t changed; /* in-place changes: prefixes rewritten (0: nothing to do) */
+	bool in_place;  /* changed in place (else a full install, when anything was done) */
 	size_t port_entries; /* in the port map now */
 	char source[4096];
 };

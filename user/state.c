@@ -259,6 +259,26 @@ const char *rule_table_name(const struct rule_table *t, __u32 generation, __u32 
 	return buf;
 }
 
+int rule_table_append(struct rule_table *t, const struct policy *p)
+{
+	char **names;
+
+	if (t->n > p->nidents)
+		return -EINVAL; /* not the table p's names were appended to */
+	if (t->n == p->nidents)
+		return 0;
+	names = realloc(t->names, p->nidents * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	t->names = names;
+	for (; t->n < p->nidents; t->n++) {
+		t->names[t->n] = strdup(p->idents[t->n].name);
+		if (!t->names[t->n])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 void rule_table_free(struct rule_table *t)
 {
 	for (size_t i = 0; i < t->n; i++)
