@@ -262,11 +262,13 @@ static __u32 name_hash(const char *s)
 	return (__u32)h;
 }
 
-/* The identity index using name, or -1. */
-static ssize_t name_find(const struct parser *ps, const char *name)
+/* The identity index using name, or -1; *hashp (if given) gets name's hash for name_add. */
+static ssize_t name_find(const struct parser *ps, const char *name, __u32 *hashp)
 {
 	__u32 hash = name_hash(name);
 
+	if (hashp)
+		*hashp = hash;
 	if (!ps->names)
 		return -1;
 	for (size_t h = hash & ps->names_mask;; h = (h + 1) & ps->names_mask) {
@@ -288,7 +290,8 @@ static void name_put(struct name_slot *table, size_t mask, __u32 ident1, __u32 h
 	table[h] = (struct name_slot){ .ident1 = ident1, .hash = hash };
 }
 
-static int name_add(struct parser *ps, size_t ident)
+/* Index identity ident, whose name hashes to hash (name_find's). */
+static int name_add(struct parser *ps, size_t ident, __u32 hash)
 {
 	if ((ident + 1) * 2 > ps->names_mask) {
 		size_t mask = ps->names_mask ? ps->names_mask * 2 + 1 : 255;
@@ -304,7 +307,7 @@ static int name_add(struct parser *ps, size_t ident)
 		ps->names_mask = mask;
 	}
 	/* Identities number at most SLUICE_POLICY_MAX (policy_add_rules): ident + 1 fits. */
-	name_put(ps->names, ps->names_mask, ident + 1, name_hash(ps->p->idents[ident].name));
+	name_put(ps->names, ps->names_mask, ident + 1, hash);
 	return 0;
 }
 
@@ -723,7 +726,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 			return fail(ps, tok[i + 1].col,
 				    "invalid rule name '%s' (1-63 of letters, digits, '_', '-', '.', ':', '/')",
 				    tok[i + 1].text);
-		ssize_t used = name_find(ps, tok[i + 1].text);
+		ssize_t used = name_find(ps, tok[i + 1].text, NULL);
 
 		if (used >= 0)
 			return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
@@ -733,13 +736,17 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	}
 	if (i < n)
 		return fail(ps, tok[i].col, "unexpected '%s'", tok[i].text);
-	if (name_find(ps, name) >= 0)
+	/* One lookup for the check and the insert: the table's probes miss the cache. */
+	__u32 hash;
+	ssize_t used = name_find(ps, name, &hash);
+
+	if (used >= 0)
 		return fail(ps, tok[0].col,
 			    "this rule's identity '%s' is already used at line %u: give it a name",
-			    name, p->idents[name_find(ps, name)].line);
+			    name, p->idents[used].line);
 
 	err = policy_add_rules(p, action, dsts, ndsts, &match, name, target, ps->src->line);
-	if (!err && name_add(ps, p->nidents - 1))
+	if (!err && name_add(ps, p->nidents - 1, hash))
 		err = -ENOMEM;
 	if (err == -E2BIG)
 		return fail(ps, tok[0].col, "too many rules (at most %u destinations)",
@@ -1129,7 +1136,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	ps.src = &src;
 	/* The rules already in p keep their names: a new rule may not take one. */
 	for (size_t i = 0; i < p->nidents; i++)
-		if (name_add(&ps, i)) {
+		if (name_add(&ps, i, name_hash(p->idents[i].name))) {
 			free(tok);
 			free(ps.names);
 			return -ENOMEM;
@@ -1288,9 +1295,7 @@ struct compiler {
  */
 struct sort_rec {
 	__u64 hi, lo;
-	__u32 prefixlen;
-	__u64 rank;
-	size_t rule;
+	__u64 rank; /* prefix length << 56 | 1 << 55 for allow | rule index (< 2^55) */
 };
 
 static __u64 be64_at(const __u8 *b)
@@ -1302,28 +1307,61 @@ static __u64 be64_at(const __u8 *b)
 	return v;
 }
 
-static int cmp_u64(__u64 a, __u64 b)
+static inline bool rec_before(const struct sort_rec *x, const struct sort_rec *y)
 {
-	return a < b ? -1 : a > b;
+	if (x->hi != y->hi)
+		return x->hi < y->hi;
+	if (x->lo != y->lo)
+		return x->lo < y->lo;
+	return x->rank < y->rank;
 }
 
-static int cmp_rule_order(const void *a, const void *b)
-{
-	const struct sort_rec *x = a, *y = b;
+#define SORT_RUN 16 /* runs sorted by insertion before the merges */
 
-	if (x->hi != y->hi)
-		return cmp_u64(x->hi, y->hi);
-	if (x->lo != y->lo)
-		return cmp_u64(x->lo, y->lo);
-	if (x->prefixlen != y->prefixlen)
-		return x->prefixlen < y->prefixlen ? -1 : 1;
-	return cmp_u64(x->rank, y->rank);
+/*
+ * Stable merge sort with the comparison inlined: qsort's call through a pointer per
+ * comparison and its byte-wise moves of records were half of the compile.
+ */
+static struct sort_rec *merge_sort(struct sort_rec *a, struct sort_rec *tmp, size_t n)
+{
+	for (size_t lo = 0; lo < n; lo += SORT_RUN) {
+		size_t hi = lo + SORT_RUN < n ? lo + SORT_RUN : n;
+
+		for (size_t i = lo + 1; i < hi; i++) {
+			struct sort_rec r = a[i];
+			size_t j = i;
+
+			for (; j > lo && rec_before(&r, &a[j - 1]); j--)
+				a[j] = a[j - 1];
+			a[j] = r;
+		}
+	}
+	for (size_t width = SORT_RUN; width < n; width *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * width) {
+			size_t mid = lo + width < n ? lo + width : n;
+			size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+			size_t i = lo, j = mid, k = lo;
+
+			while (i < mid && j < hi)
+				tmp[k++] = rec_before(&a[j], &a[i]) ? a[j++] : a[i++];
+			while (i < mid)
+				tmp[k++] = a[i++];
+			while (j < hi)
+				tmp[k++] = a[j++];
+		}
+		struct sort_rec *swap = a;
+
+		a = tmp;
+		tmp = swap;
+	}
+	return a;
 }
 
 /* Rule indexes in the compiler's order (see struct sort_rec). */
 static int sort_rules(const struct policy *p, size_t *order)
 {
-	struct sort_rec *recs = malloc((p->nrules ? p->nrules : 1) * sizeof(*recs));
+	size_t n = p->nrules ? p->nrules : 1;
+	struct sort_rec *recs = malloc(2 * n * sizeof(*recs)), *sorted;
 
 	if (!recs)
 		return -ENOMEM;
@@ -1334,14 +1372,13 @@ static int sort_rules(const struct policy *p, size_t *order)
 		recs[i] = (struct sort_rec){
 			.hi = be64_at(r->dst.addr.a),
 			.lo = be64_at(r->dst.addr.a + 8),
-			.prefixlen = r->dst.prefixlen,
-			.rank = (__u64)(r->action != SLUICE_VERDICT_DENY) << 63 | i,
-			.rule = i,
+			.rank = (__u64)r->dst.prefixlen << 56 |
+				(__u64)(r->action != SLUICE_VERDICT_DENY) << 55 | i,
 		};
 	}
-	qsort(recs, p->nrules, sizeof(*recs), cmp_rule_order);
+	sorted = merge_sort(recs, recs + n, p->nrules);
 	for (size_t i = 0; i < p->nrules; i++)
-		order[i] = recs[i].rule;
+		order[i] = sorted[i].rank & ((1ull << 55) - 1);
 	free(recs);
 	return 0;
 }
