@@ -290,6 +290,23 @@ static void test_include(void)
 	      p.nidents ? p.idents[0].name : "");
 	policy_free(&p);
 
+	/* Two files included under one spelling give their rules the same default names. */
+	mkdir(strcat(strcpy(path, dir), "/other"), 0700);
+	mkdir(strcat(strcpy(path, dir), "/other/sub"), 0700);
+	WRITE("sub/x.conf", "\nallow 203.0.113.0/24\n");
+	WRITE("other/sub/x.conf", "allow 2001:db8::/32\nallow 2001:db8:1::/48\n");
+	WRITE("other/inc.conf", "include sub/x.conf\n");
+	WRITE("twice.conf", "include other/inc.conf\ninclude sub/x.conf\n");
+	snprintf(path, sizeof(path), "%s/twice.conf", dir);
+	CHECK(policy_parse_file(path, &p, err) == -EINVAL, "same default name from two files");
+	CHECK(strstr(err, "/sub/x.conf:2:1: this rule's identity 'sub/x.conf:2' is already used at "
+			  "line 2: give it a name") != NULL, "message: %s", err);
+	/* Not a default name: "p.conf:01" (a default name has no leading zero), "p.conf:3". */
+	CHECK(policy_parse_text("p.conf", "allow 192.0.2.0/24\nallow 198.51.100.0/24 name p.conf:01\n"
+			  "allow 203.0.113.0/24 name p.conf:3\nallow 2001:db8::/32 name p.conf\n",
+			  &p, err) == 0 && p.nidents == 4, "names like default ones: %s", err);
+	policy_free(&p);
+
 	WRITE("loop.conf", "include loop2.conf\n");
 	WRITE("loop2.conf", "deny 192.0.2.0/24\ninclude loop.conf\n");
 	snprintf(path, sizeof(path), "%s/loop.conf", dir);
@@ -389,6 +406,11 @@ static void test_parse_errors(void)
 		{ "allow 192.0.2.0/24 tcp 443 name\n", "p.conf:1:28: expected a name after 'name'" },
 		{ "allow 192.0.2.0/24 name a\nallow 198.51.100.0/24 name a\n",
 		  "p.conf:2:28: name 'a' is already used at line 1" },
+		/* Given names and default names (FILE:LINE) share one space. */
+		{ "allow 192.0.2.0/24\nallow 198.51.100.0/24 name p.conf:1\n",
+		  "p.conf:2:28: name 'p.conf:1' is already used at line 1" },
+		{ "allow 192.0.2.0/24 name p.conf:2\nallow 198.51.100.0/24\n",
+		  "p.conf:2:1: this rule's identity 'p.conf:2' is already used at line 1: give it a name" },
 		{ "allow 192.0.2.0/24 name x y\n", "p.conf:1:27: unexpected 'y'" },
 		{ "deny 192.0.2.0/24\x01\n", "p.conf:1:18: unexpected character 0x01" },
 		{ "deny 192.0.2.0/24\n\0deny 10.0.0.0/8\n", NULL }, /* NUL: see below */
