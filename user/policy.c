@@ -1395,7 +1395,7 @@ struct compiler {
 	struct sort_rec *keys; /* the same rules' sort records, in the same order */
 	struct node *nodes;
 	size_t nnodes;
-	size_t *slots; /* open addressing: node index + 1, 0 = empty */
+	__u32 *slots; /* open addressing: node index + 1 (< SLUICE_POLICY_MAX + 3), 0 = empty */
 	size_t mask;
 	__u64 lens[3]; /* bit L set: some node has prefix length L (0..128) */
 	struct outcome deflt;
@@ -1480,8 +1480,14 @@ static struct sort_rec *merge_sort(struct sort_rec *a, struct sort_rec *tmp, siz
 			size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
 			size_t i = lo, j = mid, k = lo;
 
-			while (i < mid && j < hi)
-				tmp[k++] = rec_before(&a[j], &a[i]) ? a[j++] : a[i++];
+			while (i < mid && j < hi) {
+				/* Without a branch on the comparison: its outcome is a coin toss. */
+				bool right = rec_before(&a[j], &a[i]);
+
+				tmp[k++] = a[right ? j : i];
+				j += right;
+				i += !right;
+			}
 			while (i < mid)
 				tmp[k++] = a[i++];
 			while (j < hi)
@@ -1563,7 +1569,7 @@ static bool has_len(const struct compiler *c, unsigned len)
 static ssize_t find_node(const struct compiler *c, const struct prefix *p)
 {
 	for (size_t h = prefix_hash(p) & c->mask;; h = (h + 1) & c->mask) {
-		size_t slot = c->slots[h];
+		__u32 slot = c->slots[h];
 
 		if (!slot)
 			return -1;
