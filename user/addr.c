@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Address and prefix parsing and formatting in the mapped-IPv6 form the datapath uses. */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,16 +113,24 @@ int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, si
 	return 0;
 }
 
+/* Big-endian 64-bit word i (0 or 1) of an address. */
+static __u64 addr_word(const struct sluice_addr *a, int i)
+{
+	__u64 v;
+
+	memcpy(&v, &a->a[8 * i], sizeof(v));
+	return be64toh(v);
+}
+
+/* By whole words: an in-place override scans 100 000 rules with this, twice. */
 bool prefix_contains(const struct prefix *p, const struct sluice_addr *addr)
 {
-	unsigned full = p->prefixlen / 8, rest = p->prefixlen % 8;
+	unsigned len = p->prefixlen;
+	__u64 hi = addr_word(&p->addr, 0) ^ addr_word(addr, 0);
 
-	if (memcmp(p->addr.a, addr->a, full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	__u8 mask = (__u8)(0xff << (8 - rest));
-	return (p->addr.a[full] & mask) == (addr->a[full] & mask);
+	if (len <= 64)
+		return len == 0 || (hi >> (64 - len)) == 0;
+	return hi == 0 && ((addr_word(&p->addr, 1) ^ addr_word(addr, 1)) >> (128 - len)) == 0;
 }
 
 /* "d.d.d.d" at out; returns the end. */

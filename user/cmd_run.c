@@ -288,7 +288,7 @@ static int active_epoch(const struct daemon *d)
  * per-rule counters, so fold the old half into the daemon's counts by the old names (no
  * packet uses it once the install returned). Then remember the names now in force.
  */
-static void after_change(struct daemon *d, int old_epoch)
+static void after_change(struct daemon *d, int old_epoch, bool in_place)
 {
 	int now = active_epoch(d);
 
@@ -305,15 +305,17 @@ static void after_change(struct daemon *d, int old_epoch)
 	}
 	/*
 	 * Only the names that differ: an override changed in place renames one or two of
-	 * 100 000, and copying them all again was most of that change's time in the daemon.
+	 * 100 000 (never one of the base policy's), and copying them all again was most of
+	 * that change's time in the daemon.
 	 */
 	size_t n = d->live.valid ? d->live.p.nidents : 0;
+	size_t from = in_place && d->live.valid ? d->live.base_idents : 0;
 
 	if (n > SLUICE_RULE_COUNTERS)
 		n = SLUICE_RULE_COUNTERS;
 	while (d->nnames > n)
 		free(d->names[--d->nnames]);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = from < d->nnames ? from : d->nnames; i < n; i++) {
 		const char *name = d->live.p.idents[i].name;
 
 		if (i < d->nnames && strcmp(d->names[i], name) == 0)
@@ -344,7 +346,7 @@ static int apply_policy(struct daemon *d, const char *path, int mode, struct app
 
 	events_policy(d->events, ret == 0, NULL);
 	if (!ret)
-		after_change(d, old_epoch);
+		after_change(d, old_epoch, false);
 	publish(d, res, ret == 0);
 	if (!ret)
 		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res->source,
@@ -361,7 +363,7 @@ static int sync_overrides(struct daemon *d, struct apply_result *res)
 	bool changed = !ret && (res->changed || !res->in_place);
 
 	if (changed)
-		after_change(d, old_epoch);
+		after_change(d, old_epoch, res->in_place);
 	if (ret || changed) {
 		publish(d, res, ret == 0);
 		events_policy(d->events, ret == 0, res->in_place ? &d->live.p : NULL);
@@ -807,7 +809,7 @@ int cmd_run(int argc, char **argv)
 	events_stop(d.events);
 	web_config_free(&d.web);
 	policy_live_free(&d.live);
-	after_change(&d, -1); /* frees the names */
+	after_change(&d, -1, false); /* frees the names */
 	rule_counts_free(&d.published.folded);
 	datapath_close(&d.dp);
 	close(daemon_lock);

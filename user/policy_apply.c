@@ -371,6 +371,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			for (size_t i = 0; i < ovr.n; i++)
 				live->ovr_ident[i] = base_idents + i;
 			live->p = p;
+			live->base_idents = base_idents;
 			live->ovr = ovr;
 			live->generation = res->generation;
 			live->trie_entries = cp.n;

@@ -76,6 +76,7 @@ struct policy_live {
 	struct policy p;          /* the base policy plus the overrides, as installed */
 	struct override_list ovr; /* the overrides in p */
 	__u32 *ovr_ident;         /* the identity in p of each override */
+	size_t base_idents;       /* identities of the base policy: in place, never renamed */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
 	size_t trie_entries;      /* in the active trie */
