@@ -1076,50 +1076,88 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 		    kw);
 }
 
+#define READ_CHUNK 65536 /* bytes read from the file at a time */
+
+/* A file read in chunks: lines are cut out with memchr instead of a stdio call per byte. */
+struct reader {
+	FILE *f;
+	size_t pos, len;
+	char buf[READ_CHUNK];
+};
+
 /*
- * Read one line of at most POLICY_LINE_MAX bytes into buf (NUL-terminated, newline
+ * Read one line of at most POLICY_LINE_MAX bytes into line (NUL-terminated, newline
  * dropped). Returns 1 for a line, 0 at end of file, or -EINVAL (message set) for a line
- * too long or holding a NUL byte. Memory stays bounded whatever the input.
+ * too long or holding a NUL byte. Memory stays bounded whatever the input. Each byte is
+ * judged as if read one by one: first the size limit, then end of line, a NUL byte, the
+ * line length; the first byte that fails one sets the message and column.
  */
-static int read_line(struct parser *ps, FILE *f, char *buf)
+static int read_line(struct parser *ps, struct reader *r, char *line)
 {
 	size_t len = 0;
-	int c;
 
-	while ((c = getc_unlocked(f)) != EOF) { /* one reader: no stdio lock per byte */
-		if (++ps->bytes > POLICY_BYTES_MAX)
-			return fail(ps, len + 1, "policy larger than %u MiB", POLICY_BYTES_MAX >> 20);
-		if (c == '\n')
-			break;
-		if (c == '\0')
-			return fail(ps, len + 1, "NUL byte in policy");
-		if (len == POLICY_LINE_MAX)
-			return fail(ps, len + 1, "line longer than %d bytes", POLICY_LINE_MAX);
-		buf[len++] = c;
+	for (;;) {
+		if (r->pos == r->len) {
+			r->pos = 0;
+			r->len = fread(r->buf, 1, sizeof(r->buf), r->f);
+			if (r->len == 0)
+				break; /* end of file (or an error: the caller checks) */
+		}
+		const char *at = r->buf + r->pos;
+		size_t avail = r->len - r->pos;
+		const char *nl = memchr(at, '\n', avail);
+		size_t m = nl ? (size_t)(nl - at) : avail; /* bytes before the newline */
+		const char *nul = memchr(at, '\0', m);
+		/* POLICY_BYTES_MAX - ps->bytes more bytes are allowed (bytes never passes it). */
+		size_t k_big = POLICY_BYTES_MAX - ps->bytes;
+		size_t k_nul = nul ? (size_t)(nul - at) : SIZE_MAX;
+		size_t k_long = POLICY_LINE_MAX - len; /* the byte that would not fit */
+
+		if (k_big < m + (nl ? 1 : 0) && k_big <= k_nul && k_big <= k_long)
+			return fail(ps, len + k_big + 1, "policy larger than %u MiB",
+				    POLICY_BYTES_MAX >> 20);
+		if (k_nul < m && k_nul <= k_long)
+			return fail(ps, len + k_nul + 1, "NUL byte in policy");
+		if (k_long < m)
+			return fail(ps, len + k_long + 1, "line longer than %d bytes",
+				    POLICY_LINE_MAX);
+		memcpy(line + len, at, m);
+		len += m;
+		ps->bytes += m + (nl ? 1 : 0);
+		r->pos += m + (nl ? 1 : 0);
+		if (nl) {
+			line[len] = '\0';
+			return 1;
+		}
 	}
-	buf[len] = '\0';
-	return c == EOF && len == 0 ? 0 : 1;
+	line[len] = '\0';
+	return len ? 1 : 0;
 }
 
 static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 {
 	char line[POLICY_LINE_MAX + 1];
 	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
+	struct reader *rd = malloc(sizeof(*rd));
 	const struct source *outer = ps->src;
 	size_t outer_defaults1 = ps->src_defaults1;
 	int ret = 0, got;
 
-	if (!tok) {
+	if (!tok || !rd) {
+		free(tok);
+		free(rd);
 		snprintf(ps->err, POLICY_ERROR_MAX, "%s: out of memory", src->path);
 		return -ENOMEM;
 	}
+	rd->f = f;
+	rd->pos = rd->len = 0;
 	ps->src = src;
 	ps->src_defaults1 = 0;
 	for (;;) {
 		int n;
 
 		src->line++; /* before reading: errors in the line itself name it */
-		got = read_line(ps, f, line);
+		got = read_line(ps, rd, line);
 		if (got <= 0) {
 			src->line -= got == 0;
 			break;
@@ -1145,6 +1183,7 @@ static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 			   ps->open_set->name);
 	}
 	free(tok);
+	free(rd);
 	ps->src = outer;
 	ps->src_defaults1 = outer_defaults1;
 	return ret;
