@@ -349,7 +349,8 @@ static struct default_names *defaults_of(struct parser *ps, const char *base, bo
 
 static bool default_used(const struct default_names *d, unsigned line)
 {
-	return d && line / LONG_BITS < d->nwords && d->lines[line / LONG_BITS] >> (line % LONG_BITS) & 1;
+	return d && line / LONG_BITS < d->nwords &&
+	       (d->lines[line / LONG_BITS] >> (line % LONG_BITS) & 1);
 }
 
 static int default_add(struct default_names *d, unsigned line)
@@ -1520,7 +1521,7 @@ static struct sort_rec *merge_sort(struct sort_rec *a, struct sort_rec *tmp, siz
 			size_t i = lo, j = mid, k = lo;
 
 			while (i < mid && j < hi) {
-				/* Without a branch on the comparison: its outcome is a coin toss. */
+				/* No branch on the comparison: its outcome is a coin toss. */
 				bool right = rec_before(&a[j], &a[i]);
 
 				tmp[k++] = a[right ? j : i];
@@ -1961,11 +1962,12 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 		if (node->count && c.keys[node->first].match == 0) {
 			/* Constant, the common case: rule_outcome() from the sort record. */
 			const struct sort_rec *k = &c.keys[node->first];
+			__u8 action = k->rank & SORT_RANK_ALLOW ? SLUICE_VERDICT_ALLOW
+								: SLUICE_VERDICT_DENY;
 
 			o = (struct outcome){
 				.rule_id = k->ident,
-				.verdict = apply_mode(p, k->rank & SORT_RANK_ALLOW ? SLUICE_VERDICT_ALLOW
-										    : SLUICE_VERDICT_DENY),
+				.verdict = apply_mode(p, action),
 				.reason = SLUICE_REASON_RULE,
 			};
 		} else {
