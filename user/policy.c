@@ -1465,16 +1465,20 @@ struct compiler {
  */
 struct sort_rec {
 	__u64 hi, lo;
-	__u64 rank; /* prefix length << 56 | 1 << 55 for allow | rule index (< 2^55) */
 	/*
-	 * Carried along so that the compiler's pass over the sorted rules reads them in
-	 * order instead of gathering from the rules (a cache miss per rule).
+	 * Prefix length << 56 | 1 << 55 for allow | rule index << 32, and below what sorts
+	 * (the index is unique) the rule's identity and whether it has a match, carried along
+	 * so that the compiler's pass over the sorted rules reads them in order instead of
+	 * gathering them from the rules (a cache miss per rule).
 	 */
-	__u32 ident, match;
+	__u64 rank;
 };
 
 #define SORT_RANK_ALLOW (1ull << 55)
-#define SORT_RANK_INDEX (SORT_RANK_ALLOW - 1)
+#define SORT_RANK_INDEX(rank) ((size_t)((rank) >> 32 & ((1u << 23) - 1)))
+#define SORT_RANK_MATCH (1ull << 31)
+#define SORT_RANK_IDENT(rank) ((__u32)((rank) & ((1u << 31) - 1)))
+_Static_assert(SLUICE_POLICY_MAX <= 1u << 23, "a rule index fits in 23 bits of the rank");
 
 static __u64 be64_at(const __u8 *b)
 {
@@ -1560,17 +1564,17 @@ static int sort_rules(const struct policy *p, size_t *order, struct sort_rec **k
 			.hi = be64_at(r->dst.addr.a),
 			.lo = be64_at(r->dst.addr.a + 8),
 			.rank = (__u64)r->dst.prefixlen << 56 |
-				(r->action != SLUICE_VERDICT_DENY ? SORT_RANK_ALLOW : 0) | i,
-			.ident = r->ident,
-			.match = r->match,
+				(r->action != SLUICE_VERDICT_DENY ? SORT_RANK_ALLOW : 0) |
+				(__u64)i << 32 | (r->match ? SORT_RANK_MATCH : 0) | r->ident,
 		};
 	}
 	sorted = merge_sort(recs, recs + n, p->nrules);
 	for (size_t i = 0; i < p->nrules; i++)
-		order[i] = sorted[i].rank & SORT_RANK_INDEX;
+		order[i] = SORT_RANK_INDEX(sorted[i].rank);
 	if (sorted != recs)
 		memcpy(recs, sorted, p->nrules * sizeof(*recs));
-	*keys = recs; /* the second half, the merge's scratch, goes with it */
+	/* The merge's scratch half goes back before the compiler allocates its output. */
+	*keys = realloc(recs, n * sizeof(*recs)) ?: recs;
 	return 0;
 }
 
@@ -1959,14 +1963,14 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 		struct outcome o = c.deflt;
 		__u32 class = 0;
 
-		if (node->count && c.keys[node->first].match == 0) {
+		if (node->count && !(c.keys[node->first].rank & SORT_RANK_MATCH)) {
 			/* Constant, the common case: rule_outcome() from the sort record. */
 			const struct sort_rec *k = &c.keys[node->first];
 			__u8 action = k->rank & SORT_RANK_ALLOW ? SLUICE_VERDICT_ALLOW
 								: SLUICE_VERDICT_DENY;
 
 			o = (struct outcome){
-				.rule_id = k->ident,
+				.rule_id = SORT_RANK_IDENT(k->rank),
 				.verdict = apply_mode(p, action),
 				.reason = SLUICE_REASON_RULE,
 			};
