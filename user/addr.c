@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Address and prefix parsing and formatting in the mapped-IPv6 form the datapath uses. */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,34 +113,118 @@ int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, si
 	return 0;
 }
 
+/* Big-endian 64-bit word i (0 or 1) of an address. */
+static __u64 addr_word(const struct sluice_addr *a, int i)
+{
+	__u64 v;
+
+	memcpy(&v, &a->a[8 * i], sizeof(v));
+	return be64toh(v);
+}
+
+/* By whole words: an in-place override scans 100 000 rules with this, twice. */
 bool prefix_contains(const struct prefix *p, const struct sluice_addr *addr)
 {
-	unsigned full = p->prefixlen / 8, rest = p->prefixlen % 8;
+	unsigned len = p->prefixlen;
+	__u64 hi = addr_word(&p->addr, 0) ^ addr_word(addr, 0);
 
-	if (memcmp(p->addr.a, addr->a, full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	__u8 mask = (__u8)(0xff << (8 - rest));
-	return (p->addr.a[full] & mask) == (addr->a[full] & mask);
+	if (len <= 64)
+		return len == 0 || (hi >> (64 - len)) == 0;
+	return hi == 0 && ((addr_word(&p->addr, 1) ^ addr_word(addr, 1)) >> (128 - len)) == 0;
+}
+
+/* "d.d.d.d" at out; returns the end. */
+static char *format_v4(const __u8 *b, char *out)
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = b[i];
+
+		if (i)
+			*out++ = '.';
+		if (v >= 100)
+			*out++ = '0' + v / 100;
+		if (v >= 10)
+			*out++ = '0' + v / 10 % 10;
+		*out++ = '0' + v % 10;
+	}
+	return out;
+}
+
+/*
+ * IPv6 text exactly as glibc's inet_ntop writes it (RFC 5952: lower-case hex, the longest
+ * run of two or more zero groups as "::", the first of equal runs; ::a.b.c.d and
+ * ::ffff:a.b.c.d for the IPv4-compatible and -mapped forms). By hand: inet_ntop's sprintf
+ * per group was a sixth of the time to parse a 100 000-rule policy.
+ */
+static char *format_v6(const __u8 *b, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+	unsigned w[8];
+
+	for (int i = 0; i < 8; i++) {
+		w[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+		if (w[i] == 0) {
+			if (cur < 0)
+				cur = i, cur_len = 0;
+			cur_len++;
+			if (cur_len > best_len)
+				best = cur, best_len = cur_len;
+		} else {
+			cur = -1;
+		}
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (best >= 0 && i >= best && i < best + best_len) {
+			if (i == best)
+				*out++ = ':';
+			continue;
+		}
+		if (i)
+			*out++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return format_v4(b + 12, out);
+		for (int shift = 12; shift >= 0; shift -= 4)
+			if (w[i] >> shift || shift == 0)
+				*out++ = hex[w[i] >> shift & 0xf];
+	}
+	if (best >= 0 && best + best_len == 8)
+		*out++ = ':';
+	return out;
 }
 
 void addr_format(const struct sluice_addr *a, char *buf, size_t len)
 {
-	if (addr_is_v4(a)) {
-		if (!inet_ntop(AF_INET, &a->a[12], buf, len))
-			snprintf(buf, len, "?");
-	} else {
-		if (!inet_ntop(AF_INET6, a->a, buf, len))
-			snprintf(buf, len, "?");
-	}
+	char text[ADDR_STRLEN], *end;
+
+	end = addr_is_v4(a) ? format_v4(&a->a[12], text) : format_v6(a->a, text);
+	*end = '\0';
+	if ((size_t)(end - text) < len)
+		memcpy(buf, text, end - text + 1);
+	else if (len)
+		snprintf(buf, len, "?");
 }
 
 void prefix_format(const struct prefix *p, char *buf, size_t len)
 {
-	char a[INET6_ADDRSTRLEN];
-	bool v4 = addr_is_v4(&p->addr) && p->prefixlen >= 96;
+	char text[ADDR_STRLEN + 4], *end;
+	bool v4 = addr_is_v4(&p->addr);
+	unsigned plen = v4 && p->prefixlen >= 96 ? p->prefixlen - 96 : p->prefixlen;
 
-	addr_format(&p->addr, a, sizeof(a));
-	snprintf(buf, len, "%s/%u", a, v4 ? p->prefixlen - 96 : p->prefixlen);
+	end = v4 ? format_v4(&p->addr.a[12], text) : format_v6(p->addr.a, text);
+	*end++ = '/';
+	if (plen >= 100)
+		*end++ = '0' + plen / 100;
+	if (plen >= 10)
+		*end++ = '0' + plen / 10 % 10;
+	*end++ = '0' + plen % 10;
+	*end = '\0';
+	if (len) { /* cut to fit, as snprintf would */
+		size_t n = (size_t)(end - text) < len ? (size_t)(end - text) : len - 1;
+
+		memcpy(buf, text, n);
+		buf[n] = '\0';
+	}
 }

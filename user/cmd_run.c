@@ -302,7 +302,7 @@ static int read_budget_crossings(struct daemon *d, int old_epoch, struct rule_co
  * by the old names (no packet uses it once the install returned). Then remember the names
  * now in force.
  */
-static void after_change(struct daemon *d, int old_epoch)
+static void after_change(struct daemon *d, int old_epoch, bool in_place)
 {
 	int now = active_epoch(d);
 
@@ -321,14 +321,35 @@ static void after_change(struct daemon *d, int old_epoch)
 		rule_counts_free(&old);
 		rule_counts_free(&old_budgets);
 	}
-	for (size_t i = 0; i < d->nnames; i++)
-		free(d->names[i]);
-	d->nnames = 0;
-	for (size_t i = 0; d->live.valid && i < d->live.p.nidents && i < SLUICE_RULE_COUNTERS; i++) {
-		d->names[i] = strdup(d->live.p.idents[i].name);
-		if (!d->names[i])
+	/*
+	 * Only the names that differ: an override changed in place renames one or two of
+	 * 100 000 (never one of the base policy's), and copying them all again was most of
+	 * that change's time in the daemon.
+	 */
+	size_t n = d->live.valid ? d->live.p.nidents : 0;
+	size_t from = in_place && d->live.valid ? d->live.base_idents : 0;
+
+	if (n > SLUICE_RULE_COUNTERS)
+		n = SLUICE_RULE_COUNTERS;
+	while (d->nnames > n)
+		free(d->names[--d->nnames]);
+	for (size_t i = from < d->nnames ? from : d->nnames; i < n; i++) {
+		const char *name = d->live.p.idents[i].name;
+
+		if (i < d->nnames && strcmp(d->names[i], name) == 0)
+			continue;
+		char *copy = strdup(name);
+
+		if (!copy) {
+			while (d->nnames > i)
+				free(d->names[--d->nnames]);
 			break;
-		d->nnames++;
+		}
+		if (i < d->nnames)
+			free(d->names[i]);
+		d->names[i] = copy;
+		if (i == d->nnames)
+			d->nnames++;
 	}
 	for (size_t i = 0; i < d->nbudget_names; i++)
 		free(d->budget_names[i]);
@@ -350,9 +371,9 @@ static int apply_policy(struct daemon *d, const char *path, int mode, struct app
 	int old_epoch = active_epoch(d);
 	int ret = policy_live_load(&d->live, cli.state_dir, &d->maps, path, mode, res);
 
-	events_policy(d->events, ret == 0);
+	events_policy(d->events, ret == 0, NULL);
 	if (!ret)
-		after_change(d, old_epoch);
+		after_change(d, old_epoch, false);
 	publish(d, res, ret == 0);
 	if (!ret)
 		pr_info("policy %s installed: generation %u, %zu rules, %zu overrides", res->source,
@@ -365,14 +386,16 @@ static int sync_overrides(struct daemon *d, struct apply_result *res)
 {
 	int old_epoch = active_epoch(d);
 	int ret = policy_live_sync_overrides(&d->live, cli.state_dir, &d->maps, res);
+	/* A full install (live was stale) changed everything, rule ids and names included. */
+	bool changed = !ret && (res->changed || !res->in_place);
 
-	if (!ret && res->changed)
-		after_change(d, old_epoch);
-	if (ret || res->changed) {
+	if (changed)
+		after_change(d, old_epoch, res->in_place);
+	if (ret || changed) {
 		publish(d, res, ret == 0);
-		events_policy(d->events, ret == 0);
+		events_policy(d->events, ret == 0, res->in_place ? &d->live.p : NULL);
 	}
-	if (!ret && res->changed)
+	if (changed && res->in_place)
 		pr_info("overrides in force as generation %u (%zu overrides, %zu prefixes changed)",
 			res->generation, res->overrides, res->changed);
 	return ret;
@@ -813,7 +836,7 @@ int cmd_run(int argc, char **argv)
 	events_stop(d.events);
 	web_config_free(&d.web);
 	policy_live_free(&d.live);
-	after_change(&d, -1); /* frees the names */
+	after_change(&d, -1, false); /* frees the names */
 	rule_counts_free(&d.published.folded);
 	rule_counts_free(&d.published.budgets_folded);
 	datapath_close(&d.dp);

@@ -272,13 +272,14 @@ static json_t *daemon_event(unsigned type)
 	return json_pack("{s:s,s:s}", "ts", ts, "type", event_type_name(type));
 }
 
-void events_policy(struct events *ev, bool ok)
+void events_policy(struct events *ev, bool ok, const struct policy *in_place)
 {
 	json_t *o;
 
 	if (!ev)
 		return;
-	if (ok) {
+	/* In place: the budgets are as they were and the rule names only grew. */
+	if (ok && !(in_place && ev->rules.n && rule_table_append(&ev->rules, in_place) == 0)) {
 		rule_table_free(&ev->rules);
 		if (state_read_rules(ev->state_dir, &ev->rules))
 			pr_warn("cannot read the rule names: events name rules by number");

@@ -45,6 +45,7 @@ struct events_stats {
 };
 
 struct events;
+struct policy;
 
 /*
  * Configure the kernel (interval, on/off), open the outputs and the ring buffer. Returns
@@ -62,8 +63,11 @@ void events_process(struct events *ev, const struct pollfd *fds, int n);
 void events_tick(struct events *ev);
 /* SIGHUP: reopen file outputs (logrotate moved them). */
 void events_reopen(struct events *ev);
-/* A policy was loaded (ok) or rejected: a `policy` event; reread the rule names. */
-void events_policy(struct events *ev, bool ok);
+/*
+ * A policy was loaded (ok) or rejected: a `policy` event; reread the rule names. in_place:
+ * the policy after a change in place (names only appended, see rule_table_append), else NULL.
+ */
+void events_policy(struct events *ev, bool ok, const struct policy *in_place);
 /*
  * Take over a control connection for `sluice events`: the recent events, then (follow)
  * every new one until the client goes away. Returns 0, or -EBUSY with too many clients

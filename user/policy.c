@@ -228,6 +228,9 @@ struct name_slot {
 	__u32 hash;
 };
 
+#define DEFAULT_BASE_MAX 48 /* a default name keeps this much of its file's name */
+#define LONG_BITS (8 * sizeof(unsigned long))
+
 struct parser {
 	struct policy *p;
 	char *err;
@@ -239,9 +242,21 @@ struct parser {
 	/* A set whose '{' is open across lines. */
 	struct policy_set *open_set;
 	unsigned open_set_line, open_set_col;
-	/* Rule identities in use (open addressing), so names stay unique. */
+	/*
+	 * Rule identities in use, so names stay unique: given names in a hash table (open
+	 * addressing), default names ("BASE:LINE") as one bitmap of lines per BASE. 100 000
+	 * default names in the table cost a cache miss each (a sixth of the parse); a bitmap
+	 * written in line order stays in the cache.
+	 */
 	struct name_slot *names;
 	size_t names_mask;
+	struct default_names {
+		char base[DEFAULT_BASE_MAX + 1];
+		unsigned long *lines; /* bit L: BASE:L is in use */
+		size_t nwords;
+	} *defaults;
+	size_t ndefaults;
+	size_t src_defaults1; /* ps->src's entry in defaults + 1; 0: not looked up yet */
 	size_t set_members; /* over all sets: nested sets must not multiply memory */
 };
 
@@ -262,11 +277,13 @@ static __u32 name_hash(const char *s)
 	return (__u32)h;
 }
 
-/* The identity index using name, or -1. */
-static ssize_t name_find(const struct parser *ps, const char *name)
+/* The identity index using name, or -1; *hashp (if given) gets name's hash for name_add. */
+static ssize_t name_find(const struct parser *ps, const char *name, __u32 *hashp)
 {
 	__u32 hash = name_hash(name);
 
+	if (hashp)
+		*hashp = hash;
 	if (!ps->names)
 		return -1;
 	for (size_t h = hash & ps->names_mask;; h = (h + 1) & ps->names_mask) {
@@ -288,7 +305,8 @@ static void name_put(struct name_slot *table, size_t mask, __u32 ident1, __u32 h
 	table[h] = (struct name_slot){ .ident1 = ident1, .hash = hash };
 }
 
-static int name_add(struct parser *ps, size_t ident)
+/* Index identity ident, whose name hashes to hash (name_find's). */
+static int name_add(struct parser *ps, size_t ident, __u32 hash)
 {
 	if ((ident + 1) * 2 > ps->names_mask) {
 		size_t mask = ps->names_mask ? ps->names_mask * 2 + 1 : 255;
@@ -304,8 +322,97 @@ static int name_add(struct parser *ps, size_t ident)
 		ps->names_mask = mask;
 	}
 	/* Identities number at most SLUICE_POLICY_MAX (policy_add_rules): ident + 1 fits. */
-	name_put(ps->names, ps->names_mask, ident + 1, name_hash(ps->p->idents[ident].name));
+	name_put(ps->names, ps->names_mask, ident + 1, hash);
 	return 0;
+}
+
+/* The entry of defaults for base (cut as default names cut it), added if new; NULL: no memory. */
+static struct default_names *defaults_of(struct parser *ps, const char *base, bool add)
+{
+	size_t n = strnlen(base, DEFAULT_BASE_MAX);
+	struct default_names *d;
+
+	for (size_t i = 0; i < ps->ndefaults; i++)
+		if (strncmp(ps->defaults[i].base, base, n) == 0 && ps->defaults[i].base[n] == '\0')
+			return &ps->defaults[i];
+	if (!add)
+		return NULL;
+	d = realloc(ps->defaults, (ps->ndefaults + 1) * sizeof(*d));
+	if (!d)
+		return NULL;
+	ps->defaults = d;
+	d = &ps->defaults[ps->ndefaults++];
+	memset(d, 0, sizeof(*d));
+	memcpy(d->base, base, n);
+	return d;
+}
+
+static bool default_used(const struct default_names *d, unsigned line)
+{
+	return d && line / LONG_BITS < d->nwords &&
+	       (d->lines[line / LONG_BITS] >> (line % LONG_BITS) & 1);
+}
+
+static int default_add(struct default_names *d, unsigned line)
+{
+	size_t w = line / LONG_BITS;
+
+	if (w >= d->nwords) {
+		size_t nwords = d->nwords ? d->nwords : 64;
+		unsigned long *grown;
+
+		while (nwords <= w)
+			nwords *= 2;
+		grown = realloc(d->lines, nwords * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		memset(grown + d->nwords, 0, (nwords - d->nwords) * sizeof(*grown));
+		d->lines = grown;
+		d->nwords = nwords;
+	}
+	d->lines[w] |= 1ul << (line % LONG_BITS);
+	return 0;
+}
+
+/*
+ * Is name, if it has the form of a default name ("BASE:LINE", as rule_default_name writes
+ * it), one in use? Then *line is its line (a default name's rule is on that line).
+ */
+static bool default_name_used(const struct parser *ps, const char *name, unsigned *line)
+{
+	const char *colon = strrchr(name, ':');
+	unsigned long v = 0;
+	char base[DEFAULT_BASE_MAX + 1];
+	size_t n;
+
+	if (!colon || colon[1] < '1' || colon[1] > '9' || (size_t)(colon - name) > DEFAULT_BASE_MAX)
+		return false;
+	for (const char *c = colon + 1; *c; c++) {
+		if (*c < '0' || *c > '9' || v > UINT_MAX / 10)
+			return false;
+		v = v * 10 + (*c - '0');
+	}
+	if (v > UINT_MAX)
+		return false;
+	n = colon - name;
+	memcpy(base, name, n);
+	base[n] = '\0';
+	for (size_t i = 0; i < ps->ndefaults; i++) {
+		/* A base cut to DEFAULT_BASE_MAX matches only names cut the same way. */
+		if (strcmp(ps->defaults[i].base, base) == 0 && default_used(&ps->defaults[i], v)) {
+			*line = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void parser_free(struct parser *ps)
+{
+	for (size_t i = 0; i < ps->ndefaults; i++)
+		free(ps->defaults[i].lines);
+	free(ps->defaults);
+	free(ps->names);
 }
 
 static int fail(struct parser *ps, unsigned col, const char *fmt, ...)
@@ -611,7 +718,7 @@ static int parse_list(struct parser *ps, const struct token *tok, int i, int n, 
 static void rule_default_name(char name[POLICY_NAME_MAX], const struct source *src)
 {
 	char digits[10];
-	size_t n = strnlen(src->base, 48), k = 0;
+	size_t n = strnlen(src->base, DEFAULT_BASE_MAX), k = 0;
 	unsigned line = src->line;
 
 	/* By hand: snprintf here was a tenth of the time to parse a 100 000-rule policy. */
@@ -640,6 +747,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	size_t ndsts;
 	char name[POLICY_NAME_MAX], canon[ADDR_STRLEN];
 	const char *target;
+	bool named = false;
 	int i = 2, err;
 
 	if (n < 2 || strcmp(tok[1].text, ",") == 0)
@@ -723,23 +831,49 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 			return fail(ps, tok[i + 1].col,
 				    "invalid rule name '%s' (1-63 of letters, digits, '_', '-', '.', ':', '/')",
 				    tok[i + 1].text);
-		ssize_t used = name_find(ps, tok[i + 1].text);
+		ssize_t used = name_find(ps, tok[i + 1].text, NULL);
+		unsigned line;
 
 		if (used >= 0)
 			return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
 				    tok[i + 1].text, p->idents[used].line);
+		if (default_name_used(ps, tok[i + 1].text, &line))
+			return fail(ps, tok[i + 1].col, "name '%s' is already used at line %u",
+				    tok[i + 1].text, line);
 		snprintf(name, sizeof(name), "%.63s", tok[i + 1].text); /* valid_name: < 64 */
+		named = true;
 		i += 2;
 	}
 	if (i < n)
 		return fail(ps, tok[i].col, "unexpected '%s'", tok[i].text);
-	if (name_find(ps, name) >= 0)
+	/* A given name was checked above; a default one may clash with a given one. */
+	__u32 hash = 0;
+	ssize_t used = named ? -1 : name_find(ps, name, NULL);
+	struct default_names *d = NULL;
+
+	if (used >= 0)
 		return fail(ps, tok[0].col,
 			    "this rule's identity '%s' is already used at line %u: give it a name",
-			    name, p->idents[name_find(ps, name)].line);
+			    name, p->idents[used].line);
+	if (named) {
+		hash = name_hash(name);
+	} else {
+		if (!ps->src_defaults1) {
+			d = defaults_of(ps, ps->src->base, true);
+			if (!d)
+				return fail(ps, tok[0].col, "out of memory");
+			ps->src_defaults1 = d - ps->defaults + 1;
+		}
+		d = &ps->defaults[ps->src_defaults1 - 1];
+		/* Another file of the same name (included twice under one spelling). */
+		if (default_used(d, ps->src->line))
+			return fail(ps, tok[0].col,
+				    "this rule's identity '%s' is already used at line %u: give it a name",
+				    name, ps->src->line);
+	}
 
 	err = policy_add_rules(p, action, dsts, ndsts, &match, name, target, ps->src->line);
-	if (!err && name_add(ps, p->nidents - 1))
+	if (!err && (named ? name_add(ps, p->nidents - 1, hash) : default_add(d, ps->src->line)))
 		err = -ENOMEM;
 	if (err == -E2BIG)
 		return fail(ps, tok[0].col, "too many rules (at most %u destinations)",
@@ -943,48 +1077,88 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 		    kw);
 }
 
+#define READ_CHUNK 65536 /* bytes read from the file at a time */
+
+/* A file read in chunks: lines are cut out with memchr instead of a stdio call per byte. */
+struct reader {
+	FILE *f;
+	size_t pos, len;
+	char buf[READ_CHUNK];
+};
+
 /*
- * Read one line of at most POLICY_LINE_MAX bytes into buf (NUL-terminated, newline
+ * Read one line of at most POLICY_LINE_MAX bytes into line (NUL-terminated, newline
  * dropped). Returns 1 for a line, 0 at end of file, or -EINVAL (message set) for a line
- * too long or holding a NUL byte. Memory stays bounded whatever the input.
+ * too long or holding a NUL byte. Memory stays bounded whatever the input. Each byte is
+ * judged as if read one by one: first the size limit, then end of line, a NUL byte, the
+ * line length; the first byte that fails one sets the message and column.
  */
-static int read_line(struct parser *ps, FILE *f, char *buf)
+static int read_line(struct parser *ps, struct reader *r, char *line)
 {
 	size_t len = 0;
-	int c;
 
-	while ((c = getc_unlocked(f)) != EOF) { /* one reader: no stdio lock per byte */
-		if (++ps->bytes > POLICY_BYTES_MAX)
-			return fail(ps, len + 1, "policy larger than %u MiB", POLICY_BYTES_MAX >> 20);
-		if (c == '\n')
-			break;
-		if (c == '\0')
-			return fail(ps, len + 1, "NUL byte in policy");
-		if (len == POLICY_LINE_MAX)
-			return fail(ps, len + 1, "line longer than %d bytes", POLICY_LINE_MAX);
-		buf[len++] = c;
+	for (;;) {
+		if (r->pos == r->len) {
+			r->pos = 0;
+			r->len = fread(r->buf, 1, sizeof(r->buf), r->f);
+			if (r->len == 0)
+				break; /* end of file (or an error: the caller checks) */
+		}
+		const char *at = r->buf + r->pos;
+		size_t avail = r->len - r->pos;
+		const char *nl = memchr(at, '\n', avail);
+		size_t m = nl ? (size_t)(nl - at) : avail; /* bytes before the newline */
+		const char *nul = memchr(at, '\0', m);
+		/* POLICY_BYTES_MAX - ps->bytes more bytes are allowed (bytes never passes it). */
+		size_t k_big = POLICY_BYTES_MAX - ps->bytes;
+		size_t k_nul = nul ? (size_t)(nul - at) : SIZE_MAX;
+		size_t k_long = POLICY_LINE_MAX - len; /* the byte that would not fit */
+
+		if (k_big < m + (nl ? 1 : 0) && k_big <= k_nul && k_big <= k_long)
+			return fail(ps, len + k_big + 1, "policy larger than %u MiB",
+				    POLICY_BYTES_MAX >> 20);
+		if (k_nul < m && k_nul <= k_long)
+			return fail(ps, len + k_nul + 1, "NUL byte in policy");
+		if (k_long < m)
+			return fail(ps, len + k_long + 1, "line longer than %d bytes",
+				    POLICY_LINE_MAX);
+		memcpy(line + len, at, m);
+		len += m;
+		ps->bytes += m + (nl ? 1 : 0);
+		r->pos += m + (nl ? 1 : 0);
+		if (nl) {
+			line[len] = '\0';
+			return 1;
+		}
 	}
-	buf[len] = '\0';
-	return c == EOF && len == 0 ? 0 : 1;
+	line[len] = '\0';
+	return len ? 1 : 0;
 }
 
 static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 {
 	char line[POLICY_LINE_MAX + 1];
 	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
+	struct reader *rd = malloc(sizeof(*rd));
 	const struct source *outer = ps->src;
+	size_t outer_defaults1 = ps->src_defaults1;
 	int ret = 0, got;
 
-	if (!tok) {
+	if (!tok || !rd) {
+		free(tok);
+		free(rd);
 		snprintf(ps->err, POLICY_ERROR_MAX, "%s: out of memory", src->path);
 		return -ENOMEM;
 	}
+	rd->f = f;
+	rd->pos = rd->len = 0;
 	ps->src = src;
+	ps->src_defaults1 = 0;
 	for (;;) {
 		int n;
 
 		src->line++; /* before reading: errors in the line itself name it */
-		got = read_line(ps, f, line);
+		got = read_line(ps, rd, line);
 		if (got <= 0) {
 			src->line -= got == 0;
 			break;
@@ -1010,7 +1184,9 @@ static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 			   ps->open_set->name);
 	}
 	free(tok);
+	free(rd);
 	ps->src = outer;
+	ps->src_defaults1 = outer_defaults1;
 	return ret;
 }
 
@@ -1080,7 +1256,7 @@ int policy_parse_file(const char *path, struct policy *p, char err[POLICY_ERROR_
 	policy_init(p);
 	err[0] = '\0';
 	ret = parse_file_at(&ps, path, NULL);
-	free(ps.names);
+	parser_free(&ps);
 	if (ret)
 		policy_free(p);
 	return ret;
@@ -1108,7 +1284,7 @@ int policy_parse_text(const char *file, const char *text, struct policy *p,
 	source_names(&src, file);
 	ret = parse_stream(&ps, f, &src);
 	fclose(f);
-	free(ps.names);
+	parser_free(&ps);
 	if (ret)
 		policy_free(p);
 	return ret;
@@ -1129,9 +1305,9 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	ps.src = &src;
 	/* The rules already in p keep their names: a new rule may not take one. */
 	for (size_t i = 0; i < p->nidents; i++)
-		if (name_add(&ps, i)) {
+		if (name_add(&ps, i, name_hash(p->idents[i].name))) {
 			free(tok);
-			free(ps.names);
+			parser_free(&ps);
 			return -ENOMEM;
 		}
 	if (strlen(text) > POLICY_LINE_MAX || strchr(text, '\n'))
@@ -1143,7 +1319,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	else
 		ret = parse_rule(&ps, tok, n);
 	free(tok);
-	free(ps.names);
+	parser_free(&ps);
 	return ret;
 }
 
@@ -1256,9 +1432,10 @@ struct node {
 struct compiler {
 	const struct policy *p;
 	size_t *order; /* rule indexes sorted by prefix, then precedence (sort_rules) */
+	struct sort_rec *keys; /* the same rules' sort records, in the same order */
 	struct node *nodes;
 	size_t nnodes;
-	size_t *slots; /* open addressing: node index + 1, 0 = empty */
+	__u32 *slots; /* open addressing: node index + 1 (< SLUICE_POLICY_MAX + 3), 0 = empty */
 	size_t mask;
 	__u64 lens[3]; /* bit L set: some node has prefix length L (0..128) */
 	struct outcome deflt;
@@ -1288,10 +1465,20 @@ struct compiler {
  */
 struct sort_rec {
 	__u64 hi, lo;
-	__u32 prefixlen;
+	/*
+	 * Prefix length << 56 | 1 << 55 for allow | rule index << 32, and below what sorts
+	 * (the index is unique) the rule's identity and whether it has a match, carried along
+	 * so that the compiler's pass over the sorted rules reads them in order instead of
+	 * gathering them from the rules (a cache miss per rule).
+	 */
 	__u64 rank;
-	size_t rule;
 };
+
+#define SORT_RANK_ALLOW (1ull << 55)
+#define SORT_RANK_INDEX(rank) ((size_t)((rank) >> 32 & ((1u << 23) - 1)))
+#define SORT_RANK_MATCH (1ull << 31)
+#define SORT_RANK_IDENT(rank) ((__u32)((rank) & ((1u << 31) - 1)))
+_Static_assert(SLUICE_POLICY_MAX <= 1u << 23, "a rule index fits in 23 bits of the rank");
 
 static __u64 be64_at(const __u8 *b)
 {
@@ -1302,28 +1489,70 @@ static __u64 be64_at(const __u8 *b)
 	return v;
 }
 
-static int cmp_u64(__u64 a, __u64 b)
+static inline bool rec_before(const struct sort_rec *x, const struct sort_rec *y)
 {
-	return a < b ? -1 : a > b;
-}
-
-static int cmp_rule_order(const void *a, const void *b)
-{
-	const struct sort_rec *x = a, *y = b;
-
 	if (x->hi != y->hi)
-		return cmp_u64(x->hi, y->hi);
+		return x->hi < y->hi;
 	if (x->lo != y->lo)
-		return cmp_u64(x->lo, y->lo);
-	if (x->prefixlen != y->prefixlen)
-		return x->prefixlen < y->prefixlen ? -1 : 1;
-	return cmp_u64(x->rank, y->rank);
+		return x->lo < y->lo;
+	return x->rank < y->rank;
 }
 
-/* Rule indexes in the compiler's order (see struct sort_rec). */
-static int sort_rules(const struct policy *p, size_t *order)
+#define SORT_RUN 16 /* runs sorted by insertion before the merges */
+
+/*
+ * Stable merge sort with the comparison inlined: qsort's call through a pointer per
+ * comparison and its byte-wise moves of records were half of the compile.
+ */
+static struct sort_rec *merge_sort(struct sort_rec *a, struct sort_rec *tmp, size_t n)
 {
-	struct sort_rec *recs = malloc((p->nrules ? p->nrules : 1) * sizeof(*recs));
+	for (size_t lo = 0; lo < n; lo += SORT_RUN) {
+		size_t hi = lo + SORT_RUN < n ? lo + SORT_RUN : n;
+
+		for (size_t i = lo + 1; i < hi; i++) {
+			struct sort_rec r = a[i];
+			size_t j = i;
+
+			for (; j > lo && rec_before(&r, &a[j - 1]); j--)
+				a[j] = a[j - 1];
+			a[j] = r;
+		}
+	}
+	for (size_t width = SORT_RUN; width < n; width *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * width) {
+			size_t mid = lo + width < n ? lo + width : n;
+			size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+			size_t i = lo, j = mid, k = lo;
+
+			while (i < mid && j < hi) {
+				/* No branch on the comparison: its outcome is a coin toss. */
+				bool right = rec_before(&a[j], &a[i]);
+
+				tmp[k++] = a[right ? j : i];
+				j += right;
+				i += !right;
+			}
+			while (i < mid)
+				tmp[k++] = a[i++];
+			while (j < hi)
+				tmp[k++] = a[j++];
+		}
+		struct sort_rec *swap = a;
+
+		a = tmp;
+		tmp = swap;
+	}
+	return a;
+}
+
+/*
+ * Rule indexes in the compiler's order (see struct sort_rec) into order, and the sorted
+ * records into *keys (to free; keys[i] is rule order[i]).
+ */
+static int sort_rules(const struct policy *p, size_t *order, struct sort_rec **keys)
+{
+	size_t n = p->nrules ? p->nrules : 1;
+	struct sort_rec *recs = malloc(2 * n * sizeof(*recs)), *sorted;
 
 	if (!recs)
 		return -ENOMEM;
@@ -1334,15 +1563,18 @@ static int sort_rules(const struct policy *p, size_t *order)
 		recs[i] = (struct sort_rec){
 			.hi = be64_at(r->dst.addr.a),
 			.lo = be64_at(r->dst.addr.a + 8),
-			.prefixlen = r->dst.prefixlen,
-			.rank = (__u64)(r->action != SLUICE_VERDICT_DENY) << 63 | i,
-			.rule = i,
+			.rank = (__u64)r->dst.prefixlen << 56 |
+				(r->action != SLUICE_VERDICT_DENY ? SORT_RANK_ALLOW : 0) |
+				(__u64)i << 32 | (r->match ? SORT_RANK_MATCH : 0) | r->ident,
 		};
 	}
-	qsort(recs, p->nrules, sizeof(*recs), cmp_rule_order);
+	sorted = merge_sort(recs, recs + n, p->nrules);
 	for (size_t i = 0; i < p->nrules; i++)
-		order[i] = recs[i].rule;
-	free(recs);
+		order[i] = SORT_RANK_INDEX(sorted[i].rank);
+	if (sorted != recs)
+		memcpy(recs, sorted, p->nrules * sizeof(*recs));
+	/* The merge's scratch half goes back before the compiler allocates its output. */
+	*keys = realloc(recs, n * sizeof(*recs)) ?: recs;
 	return 0;
 }
 
@@ -1381,7 +1613,7 @@ static bool has_len(const struct compiler *c, unsigned len)
 static ssize_t find_node(const struct compiler *c, const struct prefix *p)
 {
 	for (size_t h = prefix_hash(p) & c->mask;; h = (h + 1) & c->mask) {
-		size_t slot = c->slots[h];
+		__u32 slot = c->slots[h];
 
 		if (!slot)
 			return -1;
@@ -1647,6 +1879,7 @@ static void compiler_free(struct compiler *c)
 	free(c->classes);
 	free(c->class_slots);
 	free(c->order);
+	free(c->keys);
 	free(c->nodes);
 	free(c->slots);
 	free(c->ports);
@@ -1675,23 +1908,29 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 	if (!c.order || !c.nodes || !c.slots)
 		goto fail;
 
-	err = sort_rules(p, c.order);
+	err = sort_rules(p, c.order, &c.keys);
 	if (err)
 		goto fail;
 	err = -ENOMEM;
 
 	/* Group the sorted rules by prefix; add the catch-alls that carry the default. */
 	for (size_t i = 0; i < p->nrules; i++) {
-		const struct prefix *d = &p->rules[c.order[i]].dst;
-		struct node *prev = c.nnodes ? &c.nodes[c.nnodes - 1] : NULL;
+		const struct sort_rec *k = &c.keys[i];
+		unsigned len = k->rank >> 56;
 
-		if (prev && prev->pfx.prefixlen == d->prefixlen &&
-		    memcmp(prev->pfx.addr.a, d->addr.a, 16) == 0) {
-			prev->count++;
+		if (i && k->hi == c.keys[i - 1].hi && k->lo == c.keys[i - 1].lo &&
+		    len == c.keys[i - 1].rank >> 56) {
+			c.nodes[c.nnodes - 1].count++;
 			continue;
 		}
-		c.nodes[c.nnodes++] = (struct node){ .pfx = *d, .first = i, .count = 1 };
-		note_len(&c, d->prefixlen);
+		struct node *node = &c.nodes[c.nnodes++];
+
+		*node = (struct node){ .pfx.prefixlen = len, .first = i, .count = 1 };
+		for (int b = 0; b < 8; b++) {
+			node->pfx.addr.a[b] = k->hi >> (56 - 8 * b);
+			node->pfx.addr.a[8 + b] = k->lo >> (56 - 8 * b);
+		}
+		note_len(&c, len);
 	}
 	for (size_t i = 0; i < c.nnodes; i++) {
 		size_t h = prefix_hash(&c.nodes[i].pfx) & c.mask;
@@ -1724,8 +1963,17 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 		struct outcome o = c.deflt;
 		__u32 class = 0;
 
-		if (node->count && p->rules[c.order[node->first]].match == 0) {
-			o = rule_outcome(&c, c.order[node->first]); /* constant: the common case */
+		if (node->count && !(c.keys[node->first].rank & SORT_RANK_MATCH)) {
+			/* Constant, the common case: rule_outcome() from the sort record. */
+			const struct sort_rec *k = &c.keys[node->first];
+			__u8 action = k->rank & SORT_RANK_ALLOW ? SLUICE_VERDICT_ALLOW
+								: SLUICE_VERDICT_DENY;
+
+			o = (struct outcome){
+				.rule_id = SORT_RANK_IDENT(k->rank),
+				.verdict = apply_mode(p, action),
+				.reason = SLUICE_REASON_RULE,
+			};
 		} else {
 			__u32 *chain;
 			size_t len, fallback;

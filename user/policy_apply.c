@@ -371,6 +371,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			for (size_t i = 0; i < ovr.n; i++)
 				live->ovr_ident[i] = base_idents + i;
 			live->p = p;
+			live->base_idents = base_idents;
 			live->ovr = ovr;
 			live->generation = res->generation;
 			live->trie_entries = cp.n;
@@ -652,6 +653,7 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	res->rules = live->p.nidents;
 	res->overrides = live->ovr.n;
 	res->changed = changed;
+	res->in_place = true;
 	res->prefixes = live->trie_entries;
 	res->port_entries = live->ports_in_map;
 	if (changed)

@@ -47,6 +47,7 @@ struct apply_result {
 	__u32 generation;
 	size_t rules, destinations, prefixes, sets, classes, overrides;
 	size_t changed; /* in-place changes: prefixes rewritten (0: nothing to do) */
+	bool in_place;  /* changed in place (else a full install, when anything was done) */
 	size_t port_entries; /* in the port map now */
 	char source[4096];
 };
@@ -75,6 +76,7 @@ struct policy_live {
 	struct policy p;          /* the base policy plus the overrides, as installed */
 	struct override_list ovr; /* the overrides in p */
 	__u32 *ovr_ident;         /* the identity in p of each override */
+	size_t base_idents;       /* identities of the base policy: in place, never renamed */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
 	size_t trie_entries;      /* in the active trie */

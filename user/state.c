@@ -126,7 +126,10 @@ int state_daemon_pid(const char *state_dir)
 	return found ? pid : 0;
 }
 
-/* Write a state file atomically (temporary file, fsync, rename), mode 0600. */
+/*
+ * Write a state file atomically (temporary file, fsync, rename, fsync of the directory),
+ * mode 0600: once this returns, the new content survives a crash, not just the old or new.
+ */
 int state_write_file(const char *state_dir, const char *name, const char *data,
 			    size_t len)
 {
@@ -156,6 +159,19 @@ int state_write_file(const char *state_dir, const char *name, const char *data,
 		err = -errno;
 	if (!err && rename(tmp, path) < 0)
 		err = -errno;
+	if (!err) {
+		/* The rename is durable only once the directory is. */
+		int dir = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (dir < 0 || fsync(dir) < 0)
+			err = -errno;
+		if (dir >= 0)
+			close(dir);
+		if (err) {
+			pr_err("cannot write %s: %s", path, strerror(-err));
+			return err; /* written and renamed, not known to be durable */
+		}
+	}
 	if (err) {
 		unlink(tmp);
 		pr_err("cannot write %s: %s", path, strerror(-err));
@@ -257,6 +273,26 @@ const char *rule_table_name(const struct rule_table *t, __u32 generation, __u32 
 		return t->names[rule_id];
 	snprintf(buf, len, "#%u@%u", rule_id, generation);
 	return buf;
+}
+
+int rule_table_append(struct rule_table *t, const struct policy *p)
+{
+	char **names;
+
+	if (t->n > p->nidents)
+		return -EINVAL; /* not the table p's names were appended to */
+	if (t->n == p->nidents)
+		return 0;
+	names = realloc(t->names, p->nidents * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	t->names = names;
+	for (; t->n < p->nidents; t->n++) {
+		t->names[t->n] = strdup(p->idents[t->n].name);
+		if (!t->names[t->n])
+			return -ENOMEM;
+	}
+	return 0;
 }
 
 void rule_table_free(struct rule_table *t)

@@ -9,7 +9,8 @@
 #    --follow` client stopped (SIGSTOP) throughout: emitted + suppressed + lost equals the
 #    kernel's deny count exactly, deny events stay within the rate limit, the daemon goes on;
 #  - the daemon itself SIGSTOPped for 10 s of a flood to 2,000 destinations: no denied
-#    packet reaches the wire, the losses are reported after SIGCONT and the sum is exact.
+#    packet reaches the wire, the losses are reported after SIGCONT and the sum is exact;
+#  - overrides made and removed while the daemon runs: the events name the rules in force.
 # Suppressed repeats are reported on the next event of their (destination, type): after a
 # flood, one more packet per destination past the interval brings them out.
 set -euo pipefail
@@ -144,6 +145,22 @@ check "... its cgroup path" "$(jq -r .cgroup <<<"$attrib")" "$CG_JOB"
 check "... the Slurm job id from the path" "$(jq -r .job <<<"$attrib")" 4242
 check "... the rule, interface and port" "$(jq -r '[.rule, .iface, .proto, .dport] | join(" ")' <<<"$attrib")" \
 	"default $SL_NODE_IF udp $SL_UDP_PORT"
+
+# Overrides changed in place by the running daemon: the events name the new rules (the
+# daemon extends its rule names instead of rereading them; a removed override's id stays).
+sl deny 203.0.113.12 >/dev/null 2>&1
+sl deny 203.0.113.13 --name blocked-13 >/dev/null 2>&1
+sl remove 203.0.113.12 >/dev/null 2>&1
+sl deny 203.0.113.14 >/dev/null 2>&1
+send_udp "" 0 203.0.113.13 203.0.113.14 203.0.113.12
+wait_for 10 settled || true
+rule_of() { events -r --arg d "$1" 'select(.type == "deny" and .dst == $d) | .rule'; }
+check "deny event after an in-place override names it (--name)" "$(rule_of 203.0.113.13)" \
+	blocked-13
+check "... after a remove and another override, the newest one by its name" \
+	"$(rule_of 203.0.113.14)" "override:deny:203.0.113.14"
+check "... the removed override's address is denied by the default again" \
+	"$(rule_of 203.0.113.12)" default
 
 # Every line, hostile names included, is strict JSON in strict UTF-8; the names arrive
 # with each invalid byte replaced by U+FFFD and everything else as it is.

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,63 @@ static void test_prefix_parse(void)
 		prefix_format(&p, buf, sizeof(buf));
 		CHECK(strcmp(buf, cases[i].formatted) == 0, "format %s gave %s", cases[i].text, buf);
 	}
+}
+
+/*
+ * addr_format and prefix_format write addresses by hand: held to inet_ntop on addresses
+ * with every pattern of zero groups (where "::" goes, ties, the IPv4-compatible and
+ * -mapped forms) and random ones.
+ */
+static void test_format_matches_inet_ntop(void)
+{
+	unsigned long long rng = 0x5eed;
+	size_t wrong = 0, total = 0;
+
+	for (unsigned i = 0; i < 256 * 64; i++) {
+		struct sluice_addr a = {};
+		struct prefix p;
+		char got[ADDR_STRLEN], want[INET6_ADDRSTRLEN], want_p[ADDR_STRLEN + 8];
+		unsigned zeros = i % 256;
+
+		for (int w = 0; w < 8; w++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			unsigned v = (unsigned)(rng >> 33) & 0xffff;
+
+			/* Small values too, for the digit counts; 0xffff for the mapped form. */
+			if (i / 256 % 4 == 1)
+				v &= 0xf << (4 * (rng >> 60 & 3));
+			if (i / 256 % 4 == 2 && w == 5)
+				v = 0xffff;
+			if (zeros >> w & 1)
+				v = 0;
+			a.a[2 * w] = v >> 8;
+			a.a[2 * w + 1] = v & 0xff;
+		}
+		if (addr_is_v4(&a))
+			inet_ntop(AF_INET, &a.a[12], want, sizeof(want));
+		else
+			inet_ntop(AF_INET6, a.a, want, sizeof(want));
+		addr_format(&a, got, sizeof(got));
+		total++;
+		if (strcmp(got, want) != 0 && wrong++ < 5)
+			CHECK(0, "addr_format wrote %s, inet_ntop %s", got, want);
+		p.addr = a;
+		p.prefixlen = addr_is_v4(&a) ? 96 + i % 33 : i % 129;
+		snprintf(want_p, sizeof(want_p), "%s/%u", want,
+			 addr_is_v4(&a) ? p.prefixlen - 96 : p.prefixlen);
+		prefix_format(&p, got, sizeof(got));
+		if (strcmp(got, want_p) != 0 && wrong++ < 5)
+			CHECK(0, "prefix_format wrote %s, want %s", got, want_p);
+	}
+	CHECK(wrong == 0, "%zu of %zu addresses formatted unlike inet_ntop", wrong, total);
+	/* Cut to fit, as snprintf did. */
+	struct prefix p;
+	char small[8];
+	size_t col;
+
+	prefix_parse("2001:db8::/32", &p, NULL, 0, &col);
+	prefix_format(&p, small, sizeof(small));
+	CHECK(strcmp(small, "2001:db") == 0, "prefix_format into 8 bytes gave %s", small);
 }
 
 static void test_parse_ok(void)
@@ -232,6 +290,23 @@ static void test_include(void)
 	      p.nidents ? p.idents[0].name : "");
 	policy_free(&p);
 
+	/* Two files included under one spelling give their rules the same default names. */
+	mkdir(strcat(strcpy(path, dir), "/other"), 0700);
+	mkdir(strcat(strcpy(path, dir), "/other/sub"), 0700);
+	WRITE("sub/x.conf", "\nallow 203.0.113.0/24\n");
+	WRITE("other/sub/x.conf", "allow 2001:db8::/32\nallow 2001:db8:1::/48\n");
+	WRITE("other/inc.conf", "include sub/x.conf\n");
+	WRITE("twice.conf", "include other/inc.conf\ninclude sub/x.conf\n");
+	snprintf(path, sizeof(path), "%s/twice.conf", dir);
+	CHECK(policy_parse_file(path, &p, err) == -EINVAL, "same default name from two files");
+	CHECK(strstr(err, "/sub/x.conf:2:1: this rule's identity 'sub/x.conf:2' is already used at "
+			  "line 2: give it a name") != NULL, "message: %s", err);
+	/* Not a default name: "p.conf:01" (a default name has no leading zero), "p.conf:3". */
+	CHECK(policy_parse_text("p.conf", "allow 192.0.2.0/24\nallow 198.51.100.0/24 name p.conf:01\n"
+			  "allow 203.0.113.0/24 name p.conf:3\nallow 2001:db8::/32 name p.conf\n",
+			  &p, err) == 0 && p.nidents == 4, "names like default ones: %s", err);
+	policy_free(&p);
+
 	WRITE("loop.conf", "include loop2.conf\n");
 	WRITE("loop2.conf", "deny 192.0.2.0/24\ninclude loop.conf\n");
 	snprintf(path, sizeof(path), "%s/loop.conf", dir);
@@ -331,6 +406,11 @@ static void test_parse_errors(void)
 		{ "allow 192.0.2.0/24 tcp 443 name\n", "p.conf:1:28: expected a name after 'name'" },
 		{ "allow 192.0.2.0/24 name a\nallow 198.51.100.0/24 name a\n",
 		  "p.conf:2:28: name 'a' is already used at line 1" },
+		/* Given names and default names (FILE:LINE) share one space. */
+		{ "allow 192.0.2.0/24\nallow 198.51.100.0/24 name p.conf:1\n",
+		  "p.conf:2:28: name 'p.conf:1' is already used at line 1" },
+		{ "allow 192.0.2.0/24 name p.conf:2\nallow 198.51.100.0/24\n",
+		  "p.conf:2:1: this rule's identity 'p.conf:2' is already used at line 1: give it a name" },
 		{ "allow 192.0.2.0/24 name x y\n", "p.conf:1:27: unexpected 'y'" },
 		{ "deny 192.0.2.0/24\x01\n", "p.conf:1:18: unexpected character 0x01" },
 		{ "deny 192.0.2.0/24\n\0deny 10.0.0.0/8\n", NULL }, /* NUL: see below */
@@ -788,6 +868,7 @@ static void test_budget_compile(void)
 int main(void)
 {
 	test_prefix_parse();
+	test_format_matches_inet_ntop();
 	test_parse_ok();
 	test_parse_language();
 	test_include();
