@@ -134,7 +134,7 @@ int sluice_budget_reset(void *ctx)
 	if (!e)
 		return 0;
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++) {
-		if (e->budget_id[j] != reset_budget)
+		if (e->budget[j].budget != reset_budget)
 			continue;
 		__sync_lock_test_and_set(&e->budget[j].window_end_ns, 0);
 		__sync_lock_test_and_set(&e->budget[j].bytes, 0);

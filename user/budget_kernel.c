@@ -205,7 +205,7 @@ static int add_dest_slots(const struct dest_row *d, void *ctx)
 
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS && !err; j++) {
 		struct budget_usage_row row = {
-			.key = { .budget = d->stats.budget_id[j], .addr = d->addr },
+			.key = { .budget = d->stats.budget[j].budget, .addr = d->addr },
 			.usage = d->stats.budget[j],
 			.in_dest = true,
 		};

@@ -80,7 +80,7 @@ dest_budget_slot(struct sluice_dest_stats *entry, __u32 id, const struct budget_
 
 #pragma unroll
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
-		if (entry->budget_id[j] == id)
+		if (entry->budget[j].budget == id)
 			return &entry->budget[j];
 	if (!claim)
 		return NULL;
@@ -97,7 +97,7 @@ dest_budget_slot(struct sluice_dest_stats *entry, __u32 id, const struct budget_
 	}
 #pragma unroll
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++) {
-		__u32 old = entry->budget_id[j], prev;
+		__u32 old = entry->budget[j].budget, prev;
 
 		/* Another CPU claimed a slot for this budget since the search above: share it. */
 		if (old == id)
@@ -105,7 +105,7 @@ dest_budget_slot(struct sluice_dest_stats *entry, __u32 id, const struct budget_
 		if (old && (old == ids[0] || old == ids[1] || old == ids[2] || old == ids[3]))
 			continue;
 		/* Racing CPUs: the compare-and-swap gives the slot to one budget. */
-		prev = __sync_val_compare_and_swap(&entry->budget_id[j], old, id);
+		prev = __sync_val_compare_and_swap(&entry->budget[j].budget, old, id);
 		if (prev == id)
 			return &entry->budget[j]; /* lost it to a CPU claiming it for this budget */
 		if (prev != old)

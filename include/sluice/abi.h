@@ -204,9 +204,15 @@ _Static_assert(sizeof(struct sluice_budget_usage_key) == 24, "budget usage key i
 struct sluice_budget_usage {
 	__u64 window_end_ns; /* bpf_ktime_get_coarse_ns (CLOCK_MONOTONIC_COARSE) */
 	__u64 bytes;         /* counted in this window */
-	__u64 dropped;       /* packets `block` dropped in this window */
+	/*
+	 * In a destination entry's slot: the sluice_budget.id it counts for (never 0; 0: the
+	 * slot is free). 0 in the usage table, whose key says it.
+	 */
+	__u32 budget;
+	__u32 pad;
+	__u64 dropped; /* packets `block` dropped in this window (last: a charge does not read it) */
 };
-_Static_assert(sizeof(struct sluice_budget_usage) == 24, "sluice_budget_usage is 24 bytes");
+_Static_assert(sizeof(struct sluice_budget_usage) == 32, "sluice_budget_usage is 32 bytes");
 
 /* Key of the policy LPM trie (the layout the kernel's LPM trie expects). */
 struct sluice_lpm_key {
@@ -357,7 +363,6 @@ _Static_assert(sizeof(struct sluice_event_limit) == 16, "sluice_event_limit is 1
 struct sluice_dest_stats {
 	__u64 packets[SLUICE_VERDICT_MAX];
 	__u64 bytes[SLUICE_VERDICT_MAX];
-	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	__u64 cache_rule;    /* SLUICE_CACHE_WORD(generation, rule_id) */
 	__u64 cache_class;   /* SLUICE_CACHE_WORD(generation, port_class); class 0: none */
 	__u64 cache_verdict; /* SLUICE_CACHE_WORD(generation, budget set << 24 | flags << 16 |
@@ -370,13 +375,13 @@ struct sluice_dest_stats {
 	/*
 	 * The usage of the destination budgets that apply here, kept in the destination's own
 	 * entry so that charging one costs no lookup of its own (budget.h); touched only when a
-	 * budget applies, next to the cached decision (one cache line fewer for a packet that
-	 * charges one). Slot j counts for the budget whose stable id (sluice_budget.id, never
-	 * 0) is budget_id[j], across policy reloads; 0: free. A slot whose budget no longer
-	 * applies to the destination is taken over by the next budget that needs one.
+	 * budget applies, right after the cached decision: a charge reads the first 20 bytes of
+	 * a slot. Slot j counts for the budget whose stable id is budget[j].budget, across
+	 * policy reloads; 0: free. A slot whose budget no longer applies to the destination is
+	 * taken over by the next budget that needs one.
 	 */
-	__u32 budget_id[SLUICE_BUDGET_SLOTS];
 	struct sluice_budget_usage budget[SLUICE_BUDGET_SLOTS];
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the entry was created */
 	/*
 	 * The event rate limiter of this destination, per rate-limited event type (events.h):
 	 * when the last event was emitted (bpf_ktime_get_coarse_ns), and the repeats since, which
@@ -387,7 +392,7 @@ struct sluice_dest_stats {
 };
 _Static_assert(sizeof(struct sluice_dest_stats) == 2 * 8 * SLUICE_VERDICT_MAX + 40 +
 							  2 * 8 * SLUICE_EVENT_LIMITED_MAX +
-							  28 * SLUICE_BUDGET_SLOTS,
+							  32 * SLUICE_BUDGET_SLOTS,
 	       "sluice_dest_stats layout");
 
 /* cache_local's value bits: the answer is known (a zeroed entry knows nothing), and local. */

@@ -1963,7 +1963,7 @@ static int usage_slot(const char *name, const char *dst, struct sluice_addr *a,
 	if (addr_parse(dst, a) || bpf_map_lookup_elem(dp.dests_fd, a, st))
 		return -1;
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
-		if (st->budget_id[j] == budget_id(name))
+		if (st->budget[j].budget == budget_id(name))
 			return j;
 	return -1;
 }
@@ -2340,7 +2340,7 @@ static void test_budget_concurrent(void)
 	      (unsigned long long)u.bytes, (unsigned long long)(allowed * frame));
 	CHECK_EQ_U64(u.dropped, denied, "the drops are counted in the usage");
 	for (int j = 0; j < SLUICE_BUDGET_SLOTS; j++)
-		slots += st.budget_id[j] == budget_id("racing");
+		slots += st.budget[j].budget == budget_id("racing");
 	CHECK_EQ_U64(slots, 1, "one slot for the budget, however the CPUs raced to claim it");
 	CHECK_EQ_U64(events_of(SLUICE_EVENT_BUDGET, pkt.dst, NULL), 1, "exactly one budget event");
 	ring_buffer__free(rb);
