@@ -302,8 +302,10 @@ static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct pac
  */
 #ifdef SLUICE_CTX_XDP
 #define budgets_charge_global budgets_charge_xdp
+#define budget_crossed_global budget_crossed_xdp
 #else
 #define budgets_charge_global budgets_charge_skb
+#define budget_crossed_global budget_crossed_skb
 #endif
 
 /* One hook per context flavour: the hook need not take one of a call's five arguments. */
@@ -328,6 +330,52 @@ __noinline int budgets_charge_global(struct ctx_buff *ctx, const struct packet_i
 	return 0;
 }
 
+/* A crossing found by the fast path below: reported by a call, as it is rare. */
+__noinline int budget_crossed_global(struct ctx_buff *ctx, const struct packet_info *pi,
+				     struct decision *d, __u32 index, __u64 usage);
+
+__noinline int budget_crossed_global(struct ctx_buff *ctx, const struct packet_info *pi,
+				     struct decision *d, __u32 index, __u64 usage)
+{
+	if (!ctx || !pi || !d)
+		return 0;
+	budget_crossed(ctx, pi, d, index, usage, d->packets, BUDGET_HOOK);
+	return 0;
+}
+
+/*
+ * The common case without a call into budgets_apply: the packet's only budget is a
+ * destination budget whose slot in the entry is slot 0, its window is running, and the
+ * packet leaves the usage below the limit, so there is nothing to claim, roll over, block or
+ * report. 1: charged; 0: budgets_apply is to take the packet. Another CPU's add may land
+ * between the read and this add: then this add can be the crossing, and reports it.
+ */
+static __always_inline int budget_charge_fast(struct ctx_buff *ctx, const struct packet_info *pi,
+					      struct decision *d, struct sluice_dest_stats *entry,
+					      __u64 bytes)
+{
+	__u32 key = (d->budget_epoch ? SLUICE_BUDGET_SETS : 0) + d->budget_set, index;
+	const struct sluice_budget_set *set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
+	struct sluice_budget_usage *u = &entry->budget[0];
+	const struct sluice_budget *b;
+	__u64 before, limit;
+
+	if (!set || set->n != 1)
+		return 0;
+	index = (d->budget_epoch ? SLUICE_BUDGET_MAX : 0) + budget_index(set, 0);
+	b = bpf_map_lookup_elem(&sluice_budgets, &index);
+	if (!b || b->kind != SLUICE_BUDGET_DEST || u->budget != b->id)
+		return 0;
+	limit = b->limit;
+	if (READ_ONCE_U64(u->bytes) + bytes >= limit ||
+	    budget_now() >= READ_ONCE_U64(u->window_end_ns))
+		return 0;
+	before = __sync_fetch_and_add(&u->bytes, bytes);
+	if (before < limit && before + bytes >= limit)
+		budget_crossed_global(ctx, pi, d, index, before + bytes);
+	return 1;
+}
+
 /*
  * Charge a decided packet to its budgets: one compare when none applies, no call when denied.
  * A packet whose destination has no entry (the table refused one: never on an LRU table,
@@ -339,7 +387,8 @@ static __always_inline void budgets_charge(struct ctx_buff *ctx, const struct pa
 {
 	if (entry && d->budget_set && budget_counts(d->verdict)) {
 		d->packets = packets;
-		budgets_charge_global(ctx, pi, d, entry, bytes);
+		if (!budget_charge_fast(ctx, pi, d, entry, bytes))
+			budgets_charge_global(ctx, pi, d, entry, bytes);
 	}
 }
 
