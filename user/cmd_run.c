@@ -839,6 +839,8 @@ int cmd_run(int argc, char **argv)
 	after_change(&d, -1, false); /* frees the names */
 	rule_counts_free(&d.published.folded);
 	rule_counts_free(&d.published.budgets_folded);
+	rule_counts_free(&d.published.rules_shown);
+	rule_counts_free(&d.published.budgets_shown);
 	datapath_close(&d.dp);
 	close(daemon_lock);
 	return ret ? EXIT_FAIL : EXIT_OK;

@@ -185,6 +185,37 @@ static void render_totals(FILE *f, const struct total_row *rows, size_t n, bool 
 }
 
 /*
+ * Make now show at least what the last scrape showed (shown), then remember now as shown.
+ * Between a full install's switch (from then on its rules count in the kernel's other half)
+ * and the daemon folding the old half in by name, a scrape reads the counts without the old
+ * half: a counter that went down would read as a reset to Prometheus. Names only in shown
+ * (a removed rule) keep their last value, as the folded counts keep them.
+ */
+static int keep_monotonic(struct rule_counts *now, struct rule_counts *shown)
+{
+	int err = 0;
+
+	for (size_t i = 0; shown->slots && i <= shown->mask && !err; i++) {
+		const struct rule_count *was = &shown->slots[i], *is;
+		__u64 packets = 0, bytes = 0;
+
+		if (!was->name)
+			continue;
+		is = rule_counts_find(now, was->name);
+		if (!is || is->packets < was->packets)
+			packets = was->packets - (is ? is->packets : 0);
+		if (!is || is->bytes < was->bytes)
+			bytes = was->bytes - (is ? is->bytes : 0);
+		if (packets || bytes || !is)
+			err = rule_counts_add(now, was->name, packets, bytes);
+	}
+	if (err)
+		return err;
+	rule_counts_free(shown);
+	return rule_counts_merge(shown, now);
+}
+
+/*
  * Per rule: the counts folded from earlier installs plus the active install's half, named
  * by the rule table. At most SLUICE_RULE_COUNTERS rules have series of their own (abi.h).
  */
@@ -204,6 +235,8 @@ static int render_rules(const struct metrics_source *src, FILE *f)
 		err = rule_counts_read(&all, src->rules_fd, flags & SLUICE_POLICY_F_EPOCH,
 				       names.names, names.n);
 	rule_table_free(&names);
+	if (!err)
+		err = keep_monotonic(&all, &src->policy->rules_shown);
 	for (int bytes = 0; bytes < 2 && !err; bytes++) {
 		family(f, bytes ? "sluice_rule_bytes_total" : "sluice_rule_packets_total", "counter",
 		       bytes ? "Bytes decided by each rule (by name: its `name`, or FILE:LINE)."
@@ -229,6 +262,7 @@ static int render_rules(const struct metrics_source *src, FILE *f)
  */
 static void render_budgets(const struct metrics_source *src, FILE *f)
 {
+	struct rule_counts shown = {};
 	struct budget_table t;
 	__u32 generation;
 	__u8 flags = 0;
@@ -241,17 +275,24 @@ static void render_budgets(const struct metrics_source *src, FILE *f)
 	for (size_t i = 0; i < t.n; i++) {
 		__u64 n = budget_crossed_read(src->budgets->crossed_fd, flags & SLUICE_POLICY_F_EPOCH,
 					      i);
-		const struct rule_count *folded;
+		const struct rule_count *folded, *was;
 
 		pthread_mutex_lock(&src->policy->lock);
 		folded = rule_counts_find(&src->policy->budgets_folded, t.items[i].name);
 		n += folded ? folded->packets : 0;
 		pthread_mutex_unlock(&src->policy->lock);
+		/* Never less than the last scrape (keep_monotonic says why). */
+		was = rule_counts_find(&src->policy->budgets_shown, t.items[i].name);
+		if (was && was->packets > n)
+			n = was->packets;
+		rule_counts_add(&shown, t.items[i].name, n, 0);
 		fprintf(f, "sluice_budget_exceeded_total{budget=\"");
 		put_label(f, t.items[i].name);
 		fprintf(f, "\"} %llu\n", (unsigned long long)n);
 	}
 	budget_table_free(&t);
+	rule_counts_free(&src->policy->budgets_shown);
+	src->policy->budgets_shown = shown;
 }
 
 /*

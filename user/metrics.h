@@ -28,6 +28,8 @@ struct metrics_policy {
 	uint64_t errors; /* rejected loads and changes */
 	struct rule_counts folded; /* counts of rules from earlier installs, by name */
 	struct rule_counts budgets_folded; /* budget crossings of earlier installs (packets) */
+	/* What the last scrape showed (exporter thread only): the next never shows less. */
+	struct rule_counts rules_shown, budgets_shown;
 };
 
 struct dest_scan;

@@ -90,12 +90,23 @@ check "PromQL: rules of the policy" "$(promql sluice_policy_rules)" 3
 check "PromQL: no policy errors" "$(promql sluice_policy_errors_total)" 0
 check "PromQL: build info" "$(promql 'count(sluice_build_info)')" 1
 
-# A reload renumbers the rules (the kernel counts in its other half): the counts stay.
+# A reload renumbers the rules (the kernel counts in its other half): the counts stay, and
+# stay in every scrape taken while it happens (the daemon folds the old half in a moment
+# after the switch; a dip would read as a counter reset to Prometheus).
+rule_value() { scrape | awk -v m="$1" -v r="rule=\"$2\"" 'index($0, m "{") == 1 && index($0, r) { print $2 }'; }
 gen0=$(sl stats --json | jq -r .generation)
+for i in $(seq 1 150); do
+	v=$(rule_value sluice_rule_packets_total allowed-net)
+	echo "${v:-missing}"
+done >"$SL_TMP/during-reload" &
+spid=$!
+sleep 0.2
 kill -HUP "$SL_SLUICE_PID"
 reloaded() { [ "$(sl stats --json | jq -r .generation)" != "$gen0" ]; }
 wait_for 10 reloaded || sl_die "SIGHUP did not reload the policy"
-rule_value() { scrape | awk -v m="$1" -v r="rule=\"$2\"" 'index($0, m "{") == 1 && index($0, r) { print $2 }'; }
+wait "$spid"
+check "scrapes during the reload: allowed-net never missing nor below $want_ap" \
+	"$(grep -cvx "$want_ap" "$SL_TMP/during-reload")" 0
 check "after SIGHUP: packets of allowed-net kept" \
 	"$(rule_value sluice_rule_packets_total allowed-net)" "$want_ap"
 check "after SIGHUP: bytes of denied-net kept" \
