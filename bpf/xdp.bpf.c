@@ -41,7 +41,7 @@ static __always_inline int is_local_address(const struct packet_info *pi,
 	}
 	if (!current || !*current || !entry) /* never synced, or nowhere to keep the answer */
 		return bpf_map_lookup_elem(&sluice_local_addrs, &pi->dst) != NULL;
-	generation = __sync_fetch_and_add(current, 0);
+	generation = read_ordered(current);
 	local = bpf_map_lookup_elem(&sluice_local_addrs, &pi->dst) != NULL;
 	WRITE_ONCE_U64(entry->cache_local, SLUICE_CACHE_WORD(generation, SLUICE_LOCAL_KNOWN | local));
 	return local;

@@ -78,7 +78,7 @@ static int open_budgets(struct budgets *b)
 		return -ENOENT;
 	b->scan = dest_scan_open(b->m.dests_fd);
 	if (!b->scan) {
-		err = -errno ? -errno : -EOPNOTSUPP;
+		err = errno ? -errno : -EOPNOTSUPP;
 		pr_err("cannot load the destination walk: %s", strerror(-err));
 		pinned_maps_close(&b->m);
 		return err;

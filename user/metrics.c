@@ -185,7 +185,7 @@ static void render_totals(FILE *f, const struct total_row *rows, size_t n, bool 
 }
 
 /*
- * Make now show at least what the last scrape showed (shown), then remember now as shown.
+ * Make now show at least what the last scrape showed (shown), then bring shown up to now.
  * Between a full install's switch (from then on its rules count in the kernel's other half)
  * and the daemon folding the old half in by name, a scrape reads the counts without the old
  * half: a counter that went down would read as a reset to Prometheus. Names only in shown
@@ -209,10 +209,17 @@ static int keep_monotonic(struct rule_counts *now, struct rule_counts *shown)
 		if (packets || bytes || !is)
 			err = rule_counts_add(now, was->name, packets, bytes);
 	}
-	if (err)
-		return err;
-	rule_counts_free(shown);
-	return rule_counts_merge(shown, now);
+	/* now >= shown everywhere: bring shown up to now, allocating only for new names. */
+	for (size_t i = 0; now->slots && i <= now->mask && !err; i++) {
+		const struct rule_count *is = &now->slots[i], *was;
+
+		if (!is->name)
+			continue;
+		was = rule_counts_find(shown, is->name);
+		err = rule_counts_add(shown, is->name, is->packets - (was ? was->packets : 0),
+				      is->bytes - (was ? was->bytes : 0));
+	}
+	return err;
 }
 
 /*

@@ -64,6 +64,19 @@ struct budget_list {
 	int n;      /* budgets in the set, at most SLUICE_BUDGET_SLOTS */
 };
 
+/* The budgets of the decision's budget set; -1 when the set is missing (a broken install). */
+static __always_inline int budget_list_of(const struct decision *d, struct budget_list *list)
+{
+	__u32 key = (d->budget_epoch ? SLUICE_BUDGET_SETS : 0) + d->budget_set;
+
+	list->set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
+	if (!list->set)
+		return -1;
+	list->base = d->budget_epoch ? SLUICE_BUDGET_MAX : 0;
+	list->n = list->set->n < SLUICE_BUDGET_SLOTS ? list->set->n : SLUICE_BUDGET_SLOTS;
+	return 0;
+}
+
 /*
  * The slot of a destination budget in the destination's entry: the one counting for it, or,
  * when `claim`, a free one or one whose budget no longer applies here (not in the packet's
@@ -260,26 +273,19 @@ static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct pac
 					  __u64 bytes, __u8 hook)
 {
 	struct budget_list list;
-	int spent = 0, n;
-	__u32 key, base;
+	int spent = 0;
 	__u64 now;
 
-	if (!d->budget_set || !budget_counts(d->verdict))
+	if (!d->budget_set || !budget_counts(d->verdict) || budget_list_of(d, &list))
 		return;
-	key = (d->budget_epoch ? SLUICE_BUDGET_SETS : 0) + d->budget_set;
-	list.set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
-	if (!list.set)
-		return;
-	base = list.base = d->budget_epoch ? SLUICE_BUDGET_MAX : 0;
-	n = list.n = list.set->n < SLUICE_BUDGET_SLOTS ? list.set->n : SLUICE_BUDGET_SLOTS;
 	/* A window of seconds to weeks: the coarse clock's few milliseconds do not matter. */
 	now = budget_now();
 	if (list.set->block && d->verdict != SLUICE_VERDICT_AUDIT) {
 #pragma unroll
 		for (int i = 0; i < SLUICE_BUDGET_SLOTS; i++)
-			if (i < n)
+			if (i < list.n)
 				spent |= budget_spent(ctx, entry, &list,
-						      base + budget_index(list.set, i), now,
+						      list.base + budget_index(list.set, i), now,
 						      !(d->flags & SLUICE_POLICY_F_AUDIT));
 	}
 	if (spent) {
@@ -289,9 +295,9 @@ static __always_inline void budgets_apply(struct ctx_buff *ctx, const struct pac
 	}
 #pragma unroll
 	for (int i = 0; i < SLUICE_BUDGET_SLOTS; i++)
-		if (i < n)
-			budget_charge(ctx, pi, d, entry, &list, base + budget_index(list.set, i),
-				      now, bytes, hook);
+		if (i < list.n)
+			budget_charge(ctx, pi, d, entry, &list,
+				      list.base + budget_index(list.set, i), now, bytes, hook);
 }
 
 /*
@@ -354,15 +360,15 @@ static __always_inline int budget_charge_fast(struct ctx_buff *ctx, const struct
 					      struct decision *d, struct sluice_dest_stats *entry,
 					      __u64 bytes)
 {
-	__u32 key = (d->budget_epoch ? SLUICE_BUDGET_SETS : 0) + d->budget_set, index;
-	const struct sluice_budget_set *set = bpf_map_lookup_elem(&sluice_budget_sets, &key);
 	struct sluice_budget_usage *u = &entry->budget[0];
 	const struct sluice_budget *b;
+	struct budget_list list;
 	__u64 before, limit;
+	__u32 index;
 
-	if (!set || set->n != 1)
+	if (budget_list_of(d, &list) || list.n != 1)
 		return 0;
-	index = (d->budget_epoch ? SLUICE_BUDGET_MAX : 0) + budget_index(set, 0);
+	index = list.base + budget_index(list.set, 0);
 	b = bpf_map_lookup_elem(&sluice_budgets, &index);
 	if (!b || b->kind != SLUICE_BUDGET_DEST || u->budget != b->id)
 		return 0;

@@ -57,17 +57,25 @@ static __always_inline __u32 active_generation(void)
 }
 
 /*
- * The generation again, on the miss path, with a full barrier: the trie lookup after it
- * cannot be done before it. Without it a weakly ordered CPU could pair an entry read before
- * an in-place policy change with the generation written after the change, and cache the old
- * decision as current. An atomic add of 0, since this toolchain cannot emit a load-acquire.
+ * A word read with a full barrier: no read after it can be done before it. An atomic add of
+ * 0, since this toolchain cannot emit a load-acquire.
+ */
+static __always_inline __u32 read_ordered(__u32 *word)
+{
+	return __sync_fetch_and_add(word, 0);
+}
+
+/*
+ * The generation again, on the miss path, ordered before the trie lookup after it. Without
+ * the barrier a weakly ordered CPU could pair an entry read before an in-place policy change
+ * with the generation written after the change, and cache the old decision as current.
  */
 static __always_inline __u32 ordered_generation(void)
 {
 	__u32 zero = 0;
 	struct sluice_config *cfg = bpf_map_lookup_elem(&sluice_config, &zero);
 
-	return cfg ? __sync_fetch_and_add(&cfg->generation, 0) : 0;
+	return cfg ? read_ordered(&cfg->generation) : 0;
 }
 
 /* Look the destination up in the active trie; 0 on success, -1 when no policy is installed. */
