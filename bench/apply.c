@@ -81,6 +81,8 @@
 #define TARGET_MS 200.0
 #define TARGET_RATIO 20.0
 #define TARGET_OVERRIDE_MS 10.0
+/* The maps the child installs into: policy, grace, config, ports, rules. */
+#define CHILD_FDS 5
 /* The longest command line run_process starts. */
 #define SPAWN_ARGS_MAX 12
 
@@ -128,6 +130,7 @@ static int child_apply(const char *path, const struct policy_maps *maps)
 {
 	struct compiled_policy cp = { 0 };
 	char err[POLICY_ERROR_MAX];
+	struct policy_grace grace;
 	struct policy p;
 	double t0, t1, t2, t3;
 	__u32 gen;
@@ -135,9 +138,16 @@ static int child_apply(const char *path, const struct policy_maps *maps)
 
 	log_init(LOG_WARN);
 	t0 = now_s();
+	/* As policy_apply does: the install's grace period runs while the file is parsed. */
+	ret = policy_grace_begin(maps, &grace, true);
+	if (ret) {
+		fprintf(stderr, "apply: child: cannot read the config: %s\n", strerror(-ret));
+		return 1;
+	}
 	ret = policy_parse_file(path, &p, err);
 	if (ret) {
 		fprintf(stderr, "apply: child: %s\n", err);
+		policy_grace_end(&grace);
 		return 1;
 	}
 	t1 = now_s();
@@ -147,10 +157,11 @@ static int child_apply(const char *path, const struct policy_maps *maps)
 	if (ret) {
 		fprintf(stderr, "apply: child: cannot compile: %s\n", strerror(-ret));
 		policy_free(&p);
+		policy_grace_end(&grace);
 		return 1;
 	}
 	t2 = now_s();
-	ret = policy_install(maps, &cp, gen);
+	ret = policy_install(maps, &cp, gen, &grace);
 	t3 = now_s();
 	if (ret) {
 		fprintf(stderr, "apply: child: cannot install: %s\n", strerror(-ret));
@@ -177,7 +188,7 @@ struct ctx {
 	char dir[PATH_MAX - 64];
 	char policy_path[PATH_MAX], nft_path[PATH_MAX], ipset_path[PATH_MAX], err_path[PATH_MAX];
 	char self[PATH_MAX];
-	int fds[4]; /* the datapath's policy, config, ports and rules maps, inheritable */
+	int fds[CHILD_FDS]; /* the datapath's maps as child_main takes them, inheritable */
 	/* The pinned datapath the CLI works on (with --cli). */
 	bool cli;
 	char bpffs[PATH_MAX - 32], pin_dir[PATH_MAX], state_dir[PATH_MAX];
@@ -288,15 +299,15 @@ static int run_process(const struct ctx *c, char *const argv[], int out_fd, stru
 
 static int run_sluice(const struct ctx *c, struct run *run)
 {
-	char fd_args[4][16];
+	char fd_args[CHILD_FDS][16];
 	char *argv[] = { (char *)c->self, "--apply-child", (char *)c->policy_path,
 			 fd_args[0],      fd_args[1],      fd_args[2],
-			 fd_args[3],      NULL };
+			 fd_args[3],      fd_args[4],      NULL };
 	char line[256];
 	int pipefd[2], err;
 	ssize_t got;
 
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < CHILD_FDS; i++)
 		snprintf(fd_args[i], sizeof(fd_args[i]), "%d", c->fds[i]);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return -errno;
@@ -421,25 +432,21 @@ static int setup_pinned(struct ctx *c, struct datapath *dp)
 	return err;
 }
 
-/* The override is in force when the command returns: the trie says deny for addr. */
+/* The override is in force when the command returns: the policy in force denies addr. */
 static int check_override(const struct datapath *dp, const char *addr_text)
 {
-	struct sluice_lpm_key key = { .prefixlen = 128 };
-	struct sluice_policy_entry e;
-	__u32 zero = 0, inner_id;
-	int inner, ok;
+	const struct sluice_policy_entry *e;
+	struct policy_view view;
+	struct sluice_addr addr;
+	int ok;
 
-	if (addr_parse(addr_text, &key.addr) < 0 ||
-	    bpf_map_lookup_elem(dp->policy_fd, &zero, &inner_id) < 0)
+	if (addr_parse(addr_text, &addr) < 0 || policy_view_open(dp->policy_fd, dp->config_fd, &view))
 		return -EINVAL;
-	inner = bpf_map_get_fd_by_id(inner_id);
-	if (inner < 0)
-		return -errno;
-	ok = bpf_map_lookup_elem(inner, &key, &e) == 0 && e.verdict == SLUICE_VERDICT_DENY &&
-	     e.reason == SLUICE_REASON_RULE;
-	close(inner);
+	e = policy_view_decide(&view, &addr);
+	ok = e && e->verdict == SLUICE_VERDICT_DENY && e->reason == SLUICE_REASON_RULE;
+	policy_view_close(&view);
 	if (!ok) {
-		fprintf(stderr, "apply: after 'sluice deny %s' the trie does not deny it\n",
+		fprintf(stderr, "apply: after 'sluice deny %s' the policy does not deny it\n",
 			addr_text);
 		return -EIO;
 	}
@@ -448,7 +455,7 @@ static int check_override(const struct datapath *dp, const char *addr_text)
 
 /*
  * `sluice run` on a veth pair of this process's private network namespace, with the policy
- * in force: the CLI's overrides then go to the daemon, which changes the trie in place.
+ * in force: the CLI's overrides then go to the daemon, which recompiles only what they touch.
  * Returns the daemon's pid once its control socket is there, or -errno.
  */
 static pid_t start_daemon(const struct ctx *c)
@@ -505,41 +512,39 @@ static void stop_daemon(pid_t pid)
 /* --- checking what was installed ------------------------------------------------------- */
 
 /*
- * Read decisions back from the kernel trie the child installed and hold them to the
+ * Read decisions back from the policy the child installed and hold them to the
  * reference decision: a benchmark of a policy that was not installed right is worthless.
  * Destinations inside a port rule's prefix have a port class (decided per port in the
- * datapath); elsewhere the trie's verdict must equal policy_decide's.
+ * datapath); elsewhere the installed verdict must equal policy_decide's.
  */
 static int check_installed(const struct ctx *c, const struct ruleset *rs, __u32 generation)
 {
 	__u64 rng = c->o->seed ^ 0xc0ffee;
 	char err[POLICY_ERROR_MAX], buf[ADDR_STRLEN];
-	struct sluice_config cfg;
+	struct policy_view view;
 	struct policy p;
-	__u32 zero = 0, inner_id;
 	size_t wrong = 0;
-	int inner, ret;
+	int ret;
 
-	if (bpf_map_lookup_elem(c->fds[1], &zero, &cfg) < 0 || cfg.generation != generation) {
+	ret = policy_view_open(c->fds[0], c->fds[2], &view);
+	if (ret || view.generation != generation) {
 		fprintf(stderr, "apply: the datapath is not at generation %u after the install\n",
 			generation);
+		if (!ret)
+			policy_view_close(&view);
 		return -EIO;
 	}
-	if (bpf_map_lookup_elem(c->fds[0], &zero, &inner_id) < 0)
-		return -errno;
-	inner = bpf_map_get_fd_by_id(inner_id);
-	if (inner < 0)
-		return -errno;
 	ret = policy_parse_file(c->policy_path, &p, err);
 	if (ret) {
 		fprintf(stderr, "apply: %s\n", err);
-		close(inner);
+		policy_view_close(&view);
 		return ret;
 	}
 	for (unsigned i = 0; i < CHECK_PROBES; i++) {
 		const struct ruleset_rule *r = &rs->rules[ruleset_rng(&rng) % rs->n];
 		struct sluice_lpm_key key = { .prefixlen = 128 };
 		struct sluice_policy_entry got, want;
+		const struct sluice_policy_entry *e;
 		__u64 hi = ruleset_rng(&rng), lo = ruleset_rng(&rng);
 
 		/* Half inside a rule (random host bits), half anywhere. */
@@ -555,10 +560,12 @@ static int check_installed(const struct ctx *c, const struct ruleset *rs, __u32 
 			memset(key.addr.a, 0, 10);
 			key.addr.a[10] = key.addr.a[11] = 0xff;
 		}
-		if (bpf_map_lookup_elem(inner, &key, &got) < 0) {
+		e = policy_view_decide(&view, &key.addr);
+		if (!e) {
 			wrong++;
 			continue;
 		}
+		got = *e;
 		policy_decide(&p, &key.addr, IPPROTO_UDP, 9, &want); /* no port rule names UDP */
 		if (i % 2 == 0 && r->ports && rs->ports) {
 			wrong += got.port_class == 0;
@@ -575,7 +582,7 @@ static int check_installed(const struct ctx *c, const struct ruleset *rs, __u32 
 		}
 	}
 	policy_free(&p);
-	close(inner);
+	policy_view_close(&view);
 	if (wrong) {
 		fprintf(stderr, "apply: %zu of %d decisions read back from the kernel are wrong\n",
 			wrong, CHECK_PROBES);
@@ -876,17 +883,18 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path);
 }
 
-/* The hidden child mode: --apply-child FILE POLICY_FD CONFIG_FD PORTS_FD RULES_FD. */
+/* The hidden child mode: --apply-child FILE POLICY_FD GRACE_FD CONFIG_FD PORTS_FD RULES_FD. */
 static int child_main(char **argv)
 {
 	struct policy_maps maps;
-	unsigned long long v[4];
+	unsigned long long v[CHILD_FDS];
 
-	for (int i = 0; i < 4; i++)
-		if (!parse_num("--apply-child", argv[3 + i], 0, INT_MAX, &v[i]))
+	for (int i = 0; i < CHILD_FDS; i++)
+		if (!argv[3 + i] || !parse_num("--apply-child", argv[3 + i], 0, INT_MAX, &v[i]))
 			return 2;
-	maps = (struct policy_maps){ .policy_fd = (int)v[0], .config_fd = (int)v[1],
-				     .ports_fd = (int)v[2], .rules_fd = (int)v[3] };
+	maps = (struct policy_maps){ .policy_fd = (int)v[0], .grace_fd = (int)v[1],
+				     .config_fd = (int)v[2], .ports_fd = (int)v[3],
+				     .rules_fd = (int)v[4] };
 	return child_apply(argv[2], &maps);
 }
 
@@ -909,7 +917,7 @@ int main(int argc, char **argv)
 	bool ports, loaded = false, pinned_loaded = false, mounted = false;
 	int err;
 
-	if (argc == 7 && strcmp(argv[1], "--apply-child") == 0)
+	if (argc == 3 + CHILD_FDS && strcmp(argv[1], "--apply-child") == 0)
 		return child_main(argv);
 	if (argc > 3 && strcmp(argv[1], "--spawn") == 0)
 		return spawn_main(argv);
@@ -1004,10 +1012,11 @@ int main(int argc, char **argv)
 	loaded = true;
 	/* The child inherits the maps: duplicates without close-on-exec. */
 	c.fds[0] = fcntl(dp.policy_fd, F_DUPFD, 3);
-	c.fds[1] = fcntl(dp.config_fd, F_DUPFD, 3);
-	c.fds[2] = fcntl(dp.ports_fd, F_DUPFD, 3);
-	c.fds[3] = fcntl(dp.rules_fd, F_DUPFD, 3);
-	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0 || c.fds[3] < 0) {
+	c.fds[1] = fcntl(dp.grace_fd, F_DUPFD, 3);
+	c.fds[2] = fcntl(dp.config_fd, F_DUPFD, 3);
+	c.fds[3] = fcntl(dp.ports_fd, F_DUPFD, 3);
+	c.fds[4] = fcntl(dp.rules_fd, F_DUPFD, 3);
+	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0 || c.fds[3] < 0 || c.fds[4] < 0) {
 		err = -errno;
 		fprintf(stderr, "apply: cannot pass the maps on: %s\n", strerror(-err));
 		goto out;
@@ -1217,7 +1226,7 @@ int main(int argc, char **argv)
 				sizeof(params) / sizeof(params[0]));
 	}
 out:
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < CHILD_FDS; i++)
 		if (c.fds[i] >= 0)
 			close(c.fds[i]);
 	if (loaded)

@@ -392,7 +392,7 @@ struct sluice_dp {
 	struct datapath dp; /* when loaded through datapath_load */
 	struct bpf_object *obj; /* when loaded from --sluice-obj */
 	bool loaded;
-	int prog_fd, policy_fd, config_fd, dests_fd, ports_fd;
+	int prog_fd, policy_fd, grace_fd, config_fd, dests_fd, ports_fd;
 	int xdp_fd; /* -1 for a --sluice-obj without the XDP program */
 	int rules_fd; /* -1 for an older --sluice-obj without per-rule counters */
 };
@@ -406,6 +406,15 @@ static int map_fd_by_name(struct bpf_object *obj, const char *name)
 		return -ENOENT;
 	}
 	return bpf_map__fd(map);
+}
+
+/* The maps to install a policy into; budgets only for a datapath loaded by datapath_load. */
+static struct policy_maps sluice_dp_policy_maps(const struct sluice_dp *s)
+{
+	return (struct policy_maps){ .policy_fd = s->policy_fd, .grace_fd = s->grace_fd,
+				     .config_fd = s->config_fd, .ports_fd = s->ports_fd,
+				     .rules_fd = s->rules_fd,
+				     .budgets = s->loaded ? &s->dp.budget : NULL };
 }
 
 static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
@@ -430,6 +439,7 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		s->prog_fd = s->dp.egress_prog_fd;
 		s->xdp_fd = s->dp.xdp_prog_fd;
 		s->policy_fd = s->dp.policy_fd;
+		s->grace_fd = s->dp.grace_fd;
 		s->config_fd = s->dp.config_fd;
 		s->dests_fd = s->dp.dests_fd;
 		s->ports_fd = s->dp.ports_fd;
@@ -459,13 +469,15 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 	prog = bpf_object__find_program_by_name(s->obj, "sluice_xdp");
 	s->xdp_fd = prog ? bpf_program__fd(prog) : -1;
 	s->policy_fd = map_fd_by_name(s->obj, "sluice_policy");
+	s->grace_fd = map_fd_by_name(s->obj, "sluice_grace");
 	s->config_fd = map_fd_by_name(s->obj, "sluice_config");
 	s->rules_fd = bpf_object__find_map_by_name(s->obj, "sluice_rules")
 			      ? map_fd_by_name(s->obj, "sluice_rules")
 			      : -1;
 	s->dests_fd = map_fd_by_name(s->obj, "sluice_dests");
 	s->ports_fd = map_fd_by_name(s->obj, "sluice_ports");
-	if (s->policy_fd < 0 || s->config_fd < 0 || s->dests_fd < 0 || s->ports_fd < 0) {
+	if (s->policy_fd < 0 || s->grace_fd < 0 || s->config_fd < 0 || s->dests_fd < 0 ||
+	    s->ports_fd < 0) {
 		err = -ENOENT;
 		goto fail;
 	}
@@ -754,12 +766,11 @@ static int load_budget_contender(const struct options *o, struct policy *pol,
 	if (!err)
 		err = policy_compile(pol, gen, bcp);
 	if (!err)
-		err = policy_install(&(struct policy_maps){ .policy_fd = bdp->policy_fd,
-							    .config_fd = bdp->config_fd,
-							    .ports_fd = bdp->ports_fd,
-							    .rules_fd = bdp->rules_fd,
-							    .budgets = &bdp->dp.budget },
-				     bcp, gen);
+	if (!err) {
+		struct policy_maps maps = sluice_dp_policy_maps(bdp);
+
+		err = policy_install(&maps, bcp, gen, NULL);
+	}
 	if (err)
 		fprintf(stderr, "pktcost: cannot set up the budget contender: %s\n",
 			strerror(-err));
@@ -829,11 +840,10 @@ static int bench_one(const struct options *o, int noop_fd, int noop_xdp_fd, size
 	fprintf(stderr, "pktcost:   compiled %zu rules into %zu trie entries in %.2f s\n",
 		pol.nrules, cp.n, now_s() - t);
 	t = now_s();
-	err = policy_install(&(struct policy_maps){ .policy_fd = dp.policy_fd,
-						    .config_fd = dp.config_fd,
-						    .ports_fd = dp.ports_fd,
-						    .rules_fd = dp.rules_fd },
-			     &cp, gen);
+	struct policy_maps maps = sluice_dp_policy_maps(&dp);
+
+	maps.budgets = NULL; /* the contender below measures budgets */
+	err = policy_install(&maps, &cp, gen, NULL);
 	if (err)
 		goto out;
 	fprintf(stderr, "pktcost:   sluice: policy installed in %.2f s\n", now_s() - t);

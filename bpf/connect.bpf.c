@@ -75,7 +75,7 @@ static __always_inline int decide_call(struct bpf_sock_addr *ctx, struct packet_
 	__u16 sport, dport;
 	int v4 = pi->dst.a[10] == 0xff && pi->dst.a[11] == 0xff;
 
-	/* An IPv4-mapped IPv6 destination is an IPv4 one: the same bytes, the same trie. */
+	/* An IPv4-mapped IPv6 destination is an IPv4 one: the same bytes, the same ranges. */
 	for (int i = 0; i < 10; i++)
 		if (pi->dst.a[i])
 			v4 = 0;

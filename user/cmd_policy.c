@@ -66,7 +66,7 @@ static void print_summary(const char *path, const struct policy *p, const struct
 	}
 	printf("%s: ok\n  mode %s, default %s, essential %s, replies %s\n"
 	       "  %zu rules over %zu destinations, %zu sets\n"
-	       "  compiles to %zu trie prefixes and %u port classes (%zu port entries)\n",
+	       "  compiles to %zu prefixes and %u port classes (%zu port entries)\n",
 	       path, p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
 	       verdict_name(p->default_verdict), p->essential ? "on" : "off",
 	       p->replies ? "on" : "off", p->nidents, p->nrules, p->nsets, cp->n, cp->nclasses,
@@ -113,9 +113,7 @@ static int open_policy_maps(struct pinned_maps *m, struct policy_maps *maps)
 {
 	if (pinned_maps_open(cli.pin_dir, m))
 		return -ENOENT;
-	*maps = (struct policy_maps){ .policy_fd = m->policy_fd, .config_fd = m->config_fd,
-				      .ports_fd = m->ports_fd, .rules_fd = m->rules_fd,
-				      .budgets = &m->budget };
+	*maps = pinned_policy_maps(m);
 	return 0;
 }
 

@@ -266,7 +266,7 @@ static void publish(struct daemon *d, const struct apply_result *res, bool ok)
 		d->published.generation = res->generation;
 		d->published.loaded_at = time(NULL);
 		d->published.rules = res->rules;
-		d->published.trie_entries = res->prefixes;
+		d->published.prefixes = res->prefixes;
 		d->published.port_entries = res->port_entries;
 	} else {
 		d->published.errors++;
@@ -786,9 +786,7 @@ int cmd_run(int argc, char **argv)
 		close(daemon_lock);
 		return EXIT_FAIL;
 	}
-	d.maps = (struct policy_maps){ .policy_fd = d.dp.policy_fd, .config_fd = d.dp.config_fd,
-				       .ports_fd = d.dp.ports_fd, .rules_fd = d.dp.rules_fd,
-				       .budgets = &d.dp.budget };
+	d.maps = datapath_policy_maps(&d.dp);
 	/* Events before the policy, so its `policy` event is written too. */
 	ret = events_start(&d.events, &d.dp, &ev, &d.event_stats, cli.state_dir);
 	/* Policy (and XDP's own addresses) before attach: no program runs without them. */

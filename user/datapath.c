@@ -29,7 +29,7 @@ static void datapath_reset(struct datapath *dp)
 	dp->egress_prog_fd = dp->ingress_prog_fd = dp->xdp_prog_fd = -1;
 	for (int h = 0; h < CONNECT_HOOKS; h++)
 		dp->connect_prog_fds[h] = -1;
-	dp->policy_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
+	dp->policy_fd = dp->grace_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
 	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
 	dp->event_reported_fd = dp->local_addrs_fd = dp->local_gen_fd = dp->users_fd = -1;
@@ -219,6 +219,7 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->connect_prog_fds[CONNECT_HOOK_SENDMSG4] = bpf_program__fd(skel->progs.sluice_sendmsg4);
 	dp->connect_prog_fds[CONNECT_HOOK_SENDMSG6] = bpf_program__fd(skel->progs.sluice_sendmsg6);
 	dp->policy_fd = bpf_map__fd(skel->maps.sluice_policy);
+	dp->grace_fd = bpf_map__fd(skel->maps.sluice_grace);
 	dp->config_fd = bpf_map__fd(skel->maps.sluice_config);
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);
 	dp->totals_fd = bpf_map__fd(skel->maps.sluice_totals);
@@ -258,6 +259,7 @@ static const struct {
 	size_t offset;
 } pinned_map_names[] = {
 	{ "sluice_policy", offsetof(struct pinned_maps, policy_fd) },
+	{ "sluice_grace", offsetof(struct pinned_maps, grace_fd) },
 	{ "sluice_config", offsetof(struct pinned_maps, config_fd) },
 	{ "sluice_dests", offsetof(struct pinned_maps, dests_fd) },
 	{ "sluice_totals", offsetof(struct pinned_maps, totals_fd) },
@@ -301,6 +303,20 @@ int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)
 		*(int *)((char *)m + pinned_map_names[i].offset) = fd;
 	}
 	return 0;
+}
+
+struct policy_maps datapath_policy_maps(const struct datapath *dp)
+{
+	return (struct policy_maps){ .policy_fd = dp->policy_fd, .grace_fd = dp->grace_fd,
+				     .config_fd = dp->config_fd, .ports_fd = dp->ports_fd,
+				     .rules_fd = dp->rules_fd, .budgets = &dp->budget };
+}
+
+struct policy_maps pinned_policy_maps(const struct pinned_maps *m)
+{
+	return (struct policy_maps){ .policy_fd = m->policy_fd, .grace_fd = m->grace_fd,
+				     .config_fd = m->config_fd, .ports_fd = m->ports_fd,
+				     .rules_fd = m->rules_fd, .budgets = &m->budget };
 }
 
 void pinned_maps_close(struct pinned_maps *m)

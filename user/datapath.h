@@ -12,6 +12,7 @@
 
 #include "attach_cgroup.h"
 #include "budget.h"
+#include "policy_kernel.h"
 
 struct sluice_bpf;
 
@@ -22,7 +23,8 @@ struct datapath {
 	int ingress_prog_fd;
 	int xdp_prog_fd;
 	int connect_prog_fds[CONNECT_HOOKS]; /* by enum connect_hook */
-	int policy_fd; /* outer array-of-maps: slot 0 holds the active trie */
+	int policy_fd; /* two banks of ranges; the generation in config_fd names the one in force */
+	int grace_fd;  /* updated to wait for a grace period (policy_kernel.c) */
 	int config_fd;
 	int dests_fd;
 	int totals_fd;
@@ -51,12 +53,16 @@ void datapath_close(struct datapath *dp);
 
 /* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
 struct pinned_maps {
-	int policy_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd, rules_fd;
-	int event_lost_fd;
+	int policy_fd, grace_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd;
+	int rules_fd, event_lost_fd;
 	int users_fd;
 	struct budget_maps budget;
 };
 int pinned_maps_open(const char *pin_dir, struct pinned_maps *m);
 void pinned_maps_close(struct pinned_maps *m);
+
+/* The maps a policy is installed into (policy_kernel.h), from a loaded datapath or its pins. */
+struct policy_maps datapath_policy_maps(const struct datapath *dp);
+struct policy_maps pinned_policy_maps(const struct pinned_maps *m);
 
 #endif

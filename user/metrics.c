@@ -441,7 +441,7 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 
 	family(f, "sluice_map_entries", "gauge", "Entries in each BPF map sluice uses.");
 	fprintf(f, "sluice_map_entries{map=\"destinations\"} %zu\n", top.seen);
-	fprintf(f, "sluice_map_entries{map=\"policy\"} %llu\n", (unsigned long long)pol.trie_entries);
+	fprintf(f, "sluice_map_entries{map=\"policy\"} %llu\n", (unsigned long long)pol.prefixes);
 	fprintf(f, "sluice_map_entries{map=\"ports\"} %llu\n", (unsigned long long)pol.port_entries);
 	fprintf(f, "sluice_map_entries{map=\"interfaces\"} %zu\n", slots);
 	family(f, "sluice_map_capacity", "gauge", "Capacity (max entries) of each BPF map.");

@@ -24,7 +24,7 @@ struct metrics_policy {
 	pthread_mutex_t lock;
 	uint32_t generation;
 	int64_t loaded_at; /* unix seconds of the last successful load or change */
-	uint64_t rules, trie_entries, port_entries;
+	uint64_t rules, prefixes, port_entries;
 	uint64_t errors; /* rejected loads and changes */
 	struct rule_counts folded; /* counts of rules from earlier installs, by name */
 	struct rule_counts budgets_folded; /* budget crossings of earlier installs (packets) */

@@ -168,27 +168,24 @@ out:
 
 int read_policy_state(int policy_fd, int config_fd, __u32 *generation, __u8 *flags)
 {
-	struct sluice_lpm_key catch_all = { .prefixlen = 0 };
-	struct sluice_policy_entry entry;
+	struct sluice_policy_range first;
 	struct sluice_config cfg;
-	__u32 zero = 0, trie_id;
-	int trie_fd, err = 0;
+	__u32 zero = 0, base;
 
 	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
 		return -errno;
 	*generation = cfg.generation;
 	*flags = 0;
-	if (bpf_map_lookup_elem(policy_fd, &zero, &trie_id) < 0)
+	if (!cfg.generation)
 		return -ENOENT;
-	trie_fd = bpf_map_get_fd_by_id(trie_id);
-	if (trie_fd < 0)
+	/* Every range of a policy carries its flags: read those of the bank's first. */
+	base = SLUICE_POLICY_BANK(cfg.generation) * SLUICE_RANGE_MAX;
+	if (bpf_map_lookup_elem(policy_fd, &base, &first) < 0)
 		return -errno;
-	if (bpf_map_lookup_elem(trie_fd, &catch_all, &entry) < 0)
-		err = -errno;
-	else
-		*flags = entry.flags;
-	close(trie_fd);
-	return err;
+	if (!first.start_lo)
+		return -ENOENT;
+	*flags = first.decision.flags;
+	return 0;
 }
 
 void json_print(json_t *doc)

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "pins.h"
 #include "policy_apply.h"
+#include "policy_ranges.h"
 #include "state.h"
 
 #define STATE_POLICY "policy.json"
@@ -274,6 +275,8 @@ static void live_clear(struct policy_live *live)
 		policy_free(&live->p);
 	overrides_free(&live->ovr);
 	free(live->ovr_ident);
+	free(live->entries);
+	policy_grace_end(&live->grace);
 	memset(live, 0, sizeof(*live));
 }
 
@@ -288,6 +291,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	char err[POLICY_ERROR_MAX], source[PATH_MAX], rule[512];
 	struct override_list ovr = {};
 	struct compiled_policy cp = {};
+	struct policy_grace grace;
 	char *snapshot = NULL;
 	size_t snap_len = 0, base_idents;
 	struct policy p;
@@ -299,6 +303,12 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	lock = state_lock_writers(state_dir);
 	if (lock < 0)
 		return lock;
+	/* The install's wait for running programs, done while the file is read and compiled. */
+	ret = policy_grace_begin(maps, &grace, true);
+	if (ret) {
+		close(lock);
+		return ret;
+	}
 	if (path && path != POLICY_IN_FORCE) {
 		/* Remember it absolutely: the daemon and later commands run from elsewhere. */
 		if (!realpath(path, source)) {
@@ -352,7 +362,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	if (!ret)
 		ret = state_write_budgets(state_dir, &p);
 	if (!ret)
-		ret = policy_install(maps, &cp, res->generation);
+		ret = policy_install(maps, &cp, res->generation, &grace);
 	if (!ret) {
 		/* In force: record what it is. A failure here is reported but changes nothing. */
 		write_policy_state(state_dir, snapshot, snap_len, source, res->generation,
@@ -374,9 +384,17 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			live->base_idents = base_idents;
 			live->ovr = ovr;
 			live->generation = res->generation;
-			live->trie_entries = cp.n;
 			live->ports_in_map = cp.nports;
 			live->valid = true;
+			/* The entries as the kernel has them, in order: the next change's base. */
+			if (policy_installed_entries(maps, &cp) == 0 &&
+			    compiled_entries_sort(cp.entries, cp.n) == 0) {
+				live->entries = cp.entries;
+				live->nentries = cp.n;
+				cp.entries = NULL;
+				cp.n = 0;
+			}
+			policy_grace_begin(maps, &live->grace, false);
 			memset(&p, 0, sizeof(p));
 			memset(&ovr, 0, sizeof(ovr));
 		}
@@ -386,6 +404,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	policy_free(&p);
 	free(snapshot);
 out_unlock:
+	policy_grace_end(&grace);
 	close(lock);
 	return ret;
 }
@@ -508,7 +527,8 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 	struct compiled_policy all = {};
 	struct touched t = { .x = calloc(live->ovr.n + want->n + 1, sizeof(*t.x)) };
 	struct sluice_lpm_key *removed = NULL;
-	size_t nremoved = 0, old_idents = live->p.nidents;
+	struct compiled_entry *merged;
+	size_t nremoved = 0, nmerged, old_idents = live->p.nidents;
 	__u32 *idents = calloc(want->n + 1, sizeof(*idents));
 	int ret = t.x && idents ? 0 : -ENOMEM;
 
@@ -576,24 +596,11 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 	}
 	if (ret)
 		goto out;
-	size_t kept = 0;
-
-	for (size_t i = 0; i < nremoved; i++) {
-		bool rewritten = false;
-
-		for (size_t j = 0; j < all.n && !rewritten; j++)
-			rewritten = !memcmp(&removed[i], &all.entries[j].key, sizeof(removed[i]));
-		if (!rewritten)
-			removed[kept++] = removed[i];
-	}
-	size_t before = nremoved;
-
-	nremoved = kept;
-
 	/* Names first: a reader may see names for rules not yet in force, never the reverse. */
 	ret = state_append_rules(state_dir, &live->p, old_idents);
 	if (!ret)
-		ret = policy_patch(maps, &all, removed, nremoved, generation);
+		ret = policy_patch(maps, live->entries, live->nentries, removed, nremoved, &all,
+				   generation, &live->grace, &merged, &nmerged);
 	if (!ret) {
 		overrides_free(&live->ovr);
 		live->ovr = *want;
@@ -602,8 +609,10 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 		live->generation = generation;
 		live->port_entries += all.nports;
 		live->ports_in_map += all.nports;
-		/* Approximate when touched prefixes nest (their entries are counted twice). */
-		live->trie_entries = live->trie_entries + all.n - before;
+		free(live->entries);
+		live->entries = merged;
+		live->nentries = nmerged;
+		policy_grace_begin(maps, &live->grace, false);
 	}
 out:
 	compiled_policy_free(&all);
@@ -630,7 +639,7 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	 * In place only while the kernel holds what live describes (no other writer since) and
 	 * the classes left behind by in-place changes stay few; else a full apply.
 	 */
-	if (!live->valid || bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
+	if (!live->valid || !live->entries || bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
 	    cfg.generation != live->generation || live->port_entries > SLUICE_PORT_MAX / 8)
 		goto full;
 	ret = overrides_load(state_dir, &want, true);
@@ -654,7 +663,7 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	res->overrides = live->ovr.n;
 	res->changed = changed;
 	res->in_place = true;
-	res->prefixes = live->trie_entries;
+	res->prefixes = live->nentries;
 	res->port_entries = live->ports_in_map;
 	if (changed)
 		write_generation(state_dir, live->generation);

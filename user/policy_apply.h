@@ -67,8 +67,8 @@ int policy_apply(const char *state_dir, const struct policy_maps *maps, const ch
 		 int mode_override, struct apply_result *res);
 
 /*
- * The policy in force as the daemon keeps it, so that an override changes only the trie
- * entries at and under its prefix instead of reinstalling everything (see
+ * The policy in force as the daemon keeps it, so that an override recompiles only the
+ * entries at and under its prefix instead of the whole policy (see
  * policy_live_sync_overrides). Valid while the kernel's generation is the one it left.
  */
 struct policy_live {
@@ -79,8 +79,11 @@ struct policy_live {
 	size_t base_idents;       /* identities of the base policy: in place, never renamed */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
-	size_t trie_entries;      /* in the active trie */
+	struct compiled_entry *entries; /* the compiled prefixes in force, in order */
+	size_t nentries;
 	size_t ports_in_map;      /* in the port map, left-over classes included */
+	/* A grace period begun after the last change, so the next one need not wait for it. */
+	struct policy_grace grace;
 };
 
 /* policy_apply, keeping what was installed in live (emptied first, filled on success). */
@@ -88,10 +91,10 @@ int policy_live_load(struct policy_live *live, const char *state_dir,
 		     const struct policy_maps *maps, const char *path, int mode_override,
 		     struct apply_result *res);
 /*
- * Make the kernel's policy match the stored overrides (added, removed, expired): in place
- * when live is current (the entries under each changed prefix are rewritten, then the
- * generation moves on), else by a full apply of the policy in force. Takes the writers'
- * lock. On error the policy in force is whole: the old one or the new one.
+ * Make the kernel's policy match the stored overrides (added, removed, expired): from live
+ * when it is current (only the entries under each changed prefix are compiled again, and
+ * the changed policy switched in), else by a full apply of the policy in force. Takes the
+ * writers' lock. On error the policy in force is whole: the old one or the new one.
  */
 int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 			       const struct policy_maps *maps, struct apply_result *res);

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
-/* Atomic policy installation: classes in, trie swapped, generation bumped, classes out. */
+/*
+ * Atomic policy installation: after a grace period, the new policy's port classes go in
+ * beside the old ones and its ranges into the bank no packet is reading; then one write of
+ * the generation switches every packet over. The old classes leave at the next install.
+ */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +16,7 @@
 
 #include "log.h"
 #include "policy_kernel.h"
+#include "policy_ranges.h"
 
 /* The kernel's "operation not supported" for a map without batch ops (not in uapi errno). */
 #ifndef ENOTSUPP
@@ -25,8 +31,8 @@ int policy_next_generation(int config_fd, __u32 *generation)
 	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
 		return -errno;
 	*generation = cfg.generation + 1;
-	if (*generation == 0) /* 0 means "no policy"; wrap past it */
-		*generation = 1;
+	if (*generation == 0) /* 0 means "no policy": wrap to 2, an even one after the odd 2^32-1 */
+		*generation = 2;
 	return 0;
 }
 
@@ -105,11 +111,6 @@ out:
 	return err;
 }
 
-/*
- * Remove the port entries whose class is inside [base, base + n) (inside = true) or
- * outside it. Keys are collected first: deleting from an LPM trie while walking it
- * restarts the walk.
- */
 /* Delete n keys from the port trie: in batches where the kernel has them, else one by one. */
 static int delete_keys(int ports_fd, const struct sluice_port_key *keys, size_t n)
 {
@@ -145,6 +146,11 @@ static int delete_keys(int ports_fd, const struct sluice_port_key *keys, size_t 
 	return err;
 }
 
+/*
+ * Remove the port entries whose class is inside [base, base + n) (inside = true) or
+ * outside it. Keys are collected first: deleting from an LPM trie while walking it
+ * restarts the walk.
+ */
 static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
 {
 	struct sluice_port_key *keys;
@@ -199,51 +205,27 @@ static int fill_map(int fd, const void *keys, size_t key_size, const void *value
 	return 0;
 }
 
-/* Copy cp's trie entries with their classes rebased (class k becomes base + k - 1). */
-static int rebased_entries(const struct compiled_policy *cp, __u32 base, __u8 epoch_flag,
-			   struct sluice_lpm_key **keys, struct sluice_policy_entry **values)
+
+/* The bank of the policy in force: element 0 (count, flags); -ENOENT when none is installed. */
+static int active_bank(const struct policy_maps *maps, const struct sluice_config *cfg,
+		       struct sluice_policy_range *first)
 {
-	*keys = calloc(cp->n + 1, sizeof(**keys));
-	*values = calloc(cp->n + 1, sizeof(**values));
-	if (!*keys || !*values) {
-		free(*keys);
-		free(*values);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < cp->n; i++) {
-		(*keys)[i] = cp->entries[i].key;
-		(*values)[i] = cp->entries[i].value;
-		(*values)[i].flags |= epoch_flag;
-		if ((*values)[i].port_class)
-			(*values)[i].port_class = base + (*values)[i].port_class - 1;
-	}
-	return 0;
+	__u32 base = SLUICE_POLICY_BANK(cfg->generation) * SLUICE_RANGE_MAX;
+
+	if (!cfg->generation)
+		return -ENOENT;
+	if (bpf_map_lookup_elem(maps->policy_fd, &base, first) < 0)
+		return -errno;
+	return first->start_lo ? 0 : -ENOENT;
 }
 
-/* A new fd of the trie in force, or -1 when none is installed. */
-static int active_trie(const struct policy_maps *maps)
+/* SLUICE_POLICY_F_EPOCH as the policy in force has it (0 when none is installed). */
+static __u8 active_epoch(const struct policy_maps *maps, const struct sluice_config *cfg)
 {
-	__u32 zero = 0, trie_id;
+	struct sluice_policy_range first;
 
-	if (bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
-		return -1;
-	return bpf_map_get_fd_by_id(trie_id);
-}
-
-/* SLUICE_POLICY_F_EPOCH as the active policy has it (0 when none is installed). */
-static __u8 active_epoch(const struct policy_maps *maps)
-{
-	struct sluice_lpm_key any = { .prefixlen = 0 };
-	struct sluice_policy_entry e;
-	__u8 epoch = 0;
-	int fd = active_trie(maps);
-
-	if (fd < 0)
-		return 0;
-	if (bpf_map_lookup_elem(fd, &any, &e) == 0)
-		epoch = e.flags & SLUICE_POLICY_F_EPOCH;
-	close(fd);
-	return epoch;
+	return active_bank(maps, cfg, &first) == 0 ? first.decision.flags & SLUICE_POLICY_F_EPOCH
+						   : 0;
 }
 
 /* Zero the half of the per-rule counters that epoch_flag names, before a policy uses it. */
@@ -278,6 +260,7 @@ static __u32 fresh_classes(const struct sluice_config *cfg, __u32 n)
 	return base + n < base ? 1 : base; /* after 2^32 classes the old ones are long gone */
 }
 
+/* Add cp's classes to the port trie as base..base + nclasses - 1. */
 static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
 {
 	struct sluice_port_key *keys = calloc(cp->nports + 1, sizeof(*keys));
@@ -299,203 +282,396 @@ static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u3
 	return err;
 }
 
+/* --- grace periods ------------------------------------------------------------------------ */
+
 /*
- * What an install does beside filling the new trie: zero the per-rule counters' half it
- * will count in, note the port entries of the classes in force (to delete after the
- * switch), and add the new classes. None of it touches the trie, so it runs in a thread of
- * its own while the main one fills it: on a machine with a CPU to spare the ≈ 30 ms it
- * takes for 100 000 rules disappear behind the ≈ 100 ms of the fill.
+ * Wait until every program run that began before this call has ended: update the slot of
+ * sluice_grace, which the kernel returns from only after a grace period (synchronize_rcu).
  */
-struct side_work {
+static int wait_grace_period(int grace_fd)
+{
+	int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sluice_grace_in", sizeof(__u32),
+				   sizeof(__u32), 1, NULL);
+	__u32 zero = 0;
+	int err = 0;
+
+	if (inner < 0)
+		return -errno;
+	if (bpf_map_update_elem(grace_fd, &zero, &inner, BPF_ANY) < 0)
+		err = -errno;
+	close(inner);
+	return err;
+}
+
+/*
+ * What the grace period allows, beside reusing the other bank: the port classes outside
+ * the policy in force were last reachable by packets that read an older generation, which
+ * have all ended now. Removing them needs the writers' lock (a writer adds new ones).
+ */
+static int retire_classes(const struct policy_maps *maps, const struct sluice_config *cfg)
+{
+	__u32 n = cfg->next_class - cfg->first_class;
+
+	if (!cfg->generation)
+		return 0;
+	return remove_classes(maps->ports_fd, cfg->first_class, n, false);
+}
+
+static void *grace_run(void *arg)
+{
+	struct policy_grace *g = arg;
+
+	g->err = wait_grace_period(g->maps.grace_fd);
+	if (!g->err && g->retire)
+		g->err = retire_classes(&g->maps, &g->cfg);
+	return NULL;
+}
+
+int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g, bool retire)
+{
+	__u32 zero = 0;
+
+	memset(g, 0, sizeof(*g));
+	g->maps = *maps;
+	g->maps.budgets = NULL; /* not used; the caller's may not outlive the wait */
+	g->retire = retire;
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &g->cfg) < 0)
+		return -errno;
+	if (pthread_create(&g->thread, NULL, grace_run, g) != 0) {
+		grace_run(g); /* no thread: wait here */
+		g->done = true;
+		return 0;
+	}
+	g->running = true;
+	return 0;
+}
+
+void policy_grace_end(struct policy_grace *g)
+{
+	if (g->running)
+		pthread_join(g->thread, NULL);
+	g->running = false;
+	g->done = true;
+}
+
+/*
+ * Make sure a grace period has passed since the policy in force (cfg) was switched in, and
+ * with retire, its predecessors' classes are gone: by g's wait if it began under that same
+ * policy, else by one here.
+ */
+static int ensure_grace(const struct policy_maps *maps, const struct sluice_config *cfg,
+			struct policy_grace *g, bool retire)
+{
+	int err;
+
+	if (g) {
+		policy_grace_end(g);
+		if (!g->err && g->cfg.generation == cfg->generation &&
+		    g->cfg.next_class == cfg->next_class) {
+			if (!retire || g->retire)
+				return 0;
+			return retire_classes(maps, cfg);
+		}
+	}
+	err = wait_grace_period(maps->grace_fd);
+	if (!err && retire)
+		err = retire_classes(maps, cfg);
+	return err;
+}
+
+/* --- the switch ----------------------------------------------------------------------------- */
+
+#define BANK_BYTES ((size_t)SLUICE_RANGE_MAX * sizeof(struct sluice_policy_range))
+
+/*
+ * Map the first `ranges` elements of a bank (rounded up to whole pages): mapping the whole
+ * map would make the kernel set up page tables for both banks (32 MiB) on every install.
+ */
+static void *map_bank(int policy_fd, __u32 generation, size_t ranges, int prot, size_t *len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	size_t bytes = (ranges < SLUICE_RANGE_MAX ? ranges : SLUICE_RANGE_MAX) *
+		       sizeof(struct sluice_policy_range);
+
+	*len = (bytes + page - 1) / page * page;
+	return mmap(NULL, *len, prot, MAP_SHARED, policy_fd,
+		    (off_t)SLUICE_POLICY_BANK(generation) * BANK_BYTES);
+}
+
+/*
+ * Write entries (classes and flags as the kernel will see them) into generation's bank
+ * through an mmap of the policy map. The bank must be out of service (a grace period since).
+ */
+static int fill_bank(const struct policy_maps *maps, const struct compiled_entry *entries,
+		     size_t n, __u32 generation)
+{
+	/* Each prefix opens a range and closes one; 3 more for the catch-alls' edges. */
+	size_t len, most = 2 * n + 3;
+	void *mem;
+	long ret;
+	int err = 0;
+
+	mem = map_bank(maps->policy_fd, generation, most, PROT_READ | PROT_WRITE, &len);
+	if (mem == MAP_FAILED) {
+		err = -errno;
+		pr_err("cannot map the policy map: %s", strerror(-err));
+		return err;
+	}
+	ret = policy_flatten(entries, n, mem, len / sizeof(struct sluice_policy_range));
+	if (ret < 0) {
+		err = (int)ret;
+		if (err == -E2BIG)
+			pr_err("the policy needs more than %u address ranges", SLUICE_RANGE_MAX);
+		else
+			pr_err("cannot flatten the policy: %s", strerror(-err));
+	}
+	/* The ranges are visible to every CPU before the generation that names them. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	munmap(mem, len);
+	return err;
+}
+
+/* The switch: the generation that names the filled bank, in one update of the config. */
+static int switch_to(const struct policy_maps *maps, __u32 generation, __u32 first_class,
+		     __u32 next_class)
+{
+	struct sluice_config cfg = {
+		.generation = generation,
+		.next_class = next_class,
+		.first_class = first_class,
+	};
+	__u32 zero = 0;
+	int err = 0;
+
+	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0) {
+		err = -errno;
+		pr_err("cannot switch to the new policy: %s", strerror(-err));
+	}
+	return err;
+}
+
+/* Adding the new port classes, in a thread while the bank is filled: ≈ 1 us an entry. */
+struct port_work {
 	const struct policy_maps *maps;
 	const struct compiled_policy *cp;
 	__u32 base;
-	__u8 epoch;
-	struct sluice_port_key *old_keys; /* out: the classes outside the new range */
-	size_t n_old;
-	bool ports_added; /* some new port entries may be in the map */
 	int err;
 };
 
-static void *side_work_run(void *arg)
+static void *port_work_run(void *arg)
 {
-	struct side_work *w = arg;
-	const struct policy_maps *maps = w->maps;
+	struct port_work *w = arg;
 
-	w->err = maps->rules_fd >= 0 ? zero_rule_half(maps->rules_fd, w->epoch) : 0;
-	/*
-	 * Collected before the new classes go in, so the walk does not read them too.
-	 * Writers are serialized (the state lock), so nothing else adds classes meanwhile.
-	 */
-	if (!w->err)
-		w->err = collect_classes(maps->ports_fd, w->base, w->cp->nclasses, false,
-					 &w->old_keys, &w->n_old);
-	if (!w->err) {
-		w->ports_added = true;
-		w->err = add_port_entries(maps->ports_fd, w->cp, w->base);
-	}
+	w->err = add_port_entries(w->maps->ports_fd, w->cp, w->base);
 	return NULL;
 }
 
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
-		   __u32 generation)
+		   __u32 generation, struct policy_grace *grace)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
-	struct sluice_lpm_key *keys = NULL;
-	struct sluice_policy_entry *values = NULL;
-	struct side_work side = { .maps = maps, .cp = cp };
+	struct compiled_entry *entries = NULL;
+	struct port_work ports = { 0 };
 	struct sluice_config cfg;
-	__u32 zero = 0;
+	__u32 zero = 0, base;
 	pthread_t thread;
 	bool threaded;
-	int trie_fd = -1, old_trie_fd = -1, err = 0;
+	__u8 epoch;
+	int err;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	side.base = fresh_classes(&cfg, cp->nclasses);
+	if (SLUICE_POLICY_BANK(generation) == SLUICE_POLICY_BANK(cfg.generation) && cfg.generation)
+		return -EINVAL; /* would overwrite the bank in force: not the next generation */
+	err = ensure_grace(maps, &cfg, grace, true);
+	if (err) {
+		pr_err("cannot wait for running programs: %s", strerror(-err));
+		return err;
+	}
+	base = fresh_classes(&cfg, cp->nclasses);
 	/*
 	 * Rule ids change meaning with this install: count in the other half of the per-rule
 	 * counters, zeroed first (it last served the install before the current one).
 	 */
-	side.epoch = active_epoch(maps) ^ SLUICE_POLICY_F_EPOCH;
+	epoch = active_epoch(maps, &cfg) ^ SLUICE_POLICY_F_EPOCH;
 	/* The budgets of the new epoch's half, in place before any packet can read that half. */
 	if (maps->budgets) {
 		static const struct compiled_budgets none = { .nsets = 1 };
 
-		err = budget_install(maps->budgets, cp->budgets ? cp->budgets : &none, side.epoch);
+		err = budget_install(maps->budgets, cp->budgets ? cp->budgets : &none, epoch);
 	} else if (cp->budgets && cp->budgets->ndefs) {
 		pr_err("cannot install budgets: this caller has no budget maps");
 		err = -EOPNOTSUPP;
 	}
+	if (!err && maps->rules_fd >= 0)
+		err = zero_rule_half(maps->rules_fd, epoch);
 	if (err)
 		return err;
-	threaded = pthread_create(&thread, NULL, side_work_run, &side) == 0;
+	ports.maps = maps;
+	ports.cp = cp;
+	ports.base = base;
+	threaded = pthread_create(&thread, NULL, port_work_run, &ports) == 0;
 	if (!threaded)
-		side_work_run(&side);
-
-	/* Must match the inner map template in bpf/lib/maps.h, or the swap is refused. */
-	trie_fd = bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "sluice_trie", sizeof(struct sluice_lpm_key),
-				 sizeof(struct sluice_policy_entry), SLUICE_POLICY_MAX, &opts);
-	if (trie_fd < 0) {
-		err = -errno;
-		pr_err("cannot create policy trie: %s", strerror(-err));
+		port_work_run(&ports);
+	entries = malloc((cp->n ? cp->n : 1) * sizeof(*entries));
+	err = entries ? 0 : -ENOMEM;
+	if (!err) {
+		memcpy(entries, cp->entries, cp->n * sizeof(*entries));
+		compiled_entries_rebase(entries, cp->n, base, epoch);
+		err = fill_bank(maps, entries, cp->n, generation);
 	}
-	/* The compiler emits each prefix once, so BPF_ANY cannot overwrite anything. */
-	if (!err)
-		err = rebased_entries(cp, side.base, side.epoch, &keys, &values);
-	if (!err)
-		err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
-			       "policy trie");
-	free(keys);
-	free(values);
+	free(entries);
 	if (threaded)
 		pthread_join(thread, NULL);
-	if (!err && side.err) {
-		err = side.err;
-		pr_err("cannot prepare the port classes: %s", strerror(-err));
-	}
-	if (err)
-		goto fail;
-	/*
-	 * Hold the old trie until the install is done. Once nothing refers to it the kernel
-	 * frees it in a worker that walks its 100 000 nodes without yielding the CPU; on a
-	 * small machine that held up the grace period the second update below waits for, by
-	 * 10 to 40 ms. Freed after our last wait, it costs the install nothing.
-	 */
-	old_trie_fd = active_trie(maps);
-	/*
-	 * The switch: one update of the slot. For map-in-map updates the kernel waits for
-	 * running programs (synchronize_rcu), so when this returns none uses the old trie.
-	 */
-	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0) {
-		err = -errno;
-		pr_err("cannot switch to the new policy: %s", strerror(-err));
-		goto fail;
-	}
-	/* Cached per-destination decisions carry the old generation and are retaken. */
-	cfg.generation = generation;
-	cfg.next_class = side.base + cp->nclasses;
-	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0) {
-		err = -errno;
-		/* The new trie is in force; old classes stay so cached decisions still resolve. */
-		pr_err("policy switched but generation update failed: %s", strerror(-err));
-		goto out;
-	}
-	/*
-	 * A packet that read the old generation just before the update may still resolve an
-	 * old class from its cached decision. Updating the slot again waits for every such
-	 * program run to finish; after it, the old classes are unreachable.
-	 */
-	if (bpf_map_update_elem(maps->policy_fd, &zero, &trie_fd, BPF_ANY) < 0)
-		pr_warn("cannot wait for running programs: %s; keeping old port classes",
-			strerror(errno));
-	else if ((err = delete_keys(maps->ports_fd, side.old_keys, side.n_old)))
-		pr_warn("cannot remove old port classes: %s", strerror(-err));
-	err = 0; /* the new policy is in force; leftovers are removed by the next install */
-	goto out;
-
-fail:
-	/* Nothing refers to the new classes yet: remove them, keep everything else. */
-	if (side.ports_added)
-		remove_classes(maps->ports_fd, side.base, cp->nclasses, true);
-out:
-	free(side.old_keys);
-	if (trie_fd >= 0)
-		close(trie_fd);
-	if (old_trie_fd >= 0)
-		close(old_trie_fd);
+	if (!err && (err = ports.err))
+		pr_err("cannot add the port classes: %s", strerror(-err));
+	/* The classes go in before the switch: a range may name them as soon as it is done. */
+	if (!err)
+		err = switch_to(maps, generation, base, base + cp->nclasses);
+	if (err) /* nothing refers to the new classes: remove them */
+		remove_classes(maps->ports_fd, base, cp->nclasses, true);
 	return err;
 }
 
-int policy_patch(const struct policy_maps *maps, const struct compiled_policy *cp,
-		 const struct sluice_lpm_key *removed, size_t nremoved, __u32 generation)
+void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
+			     __u8 epoch_flag)
 {
-	struct sluice_lpm_key *keys = NULL;
-	struct sluice_policy_entry *values = NULL;
-	struct sluice_config cfg;
-	__u32 zero = 0, trie_id, base;
-	int trie_fd = -1, err;
+	for (size_t i = 0; i < n; i++) {
+		entries[i].value.flags |= epoch_flag;
+		if (entries[i].value.port_class)
+			entries[i].value.port_class = class_base + entries[i].value.port_class - 1;
+	}
+}
 
-	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
-	    bpf_map_lookup_elem(maps->policy_fd, &zero, &trie_id) < 0)
+int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp)
+{
+	struct sluice_config cfg;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	trie_fd = bpf_map_get_fd_by_id(trie_id);
-	if (trie_fd < 0)
+	compiled_entries_rebase(cp->entries, cp->n, cfg.first_class, active_epoch(maps, &cfg));
+	return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return lpm_key_order(a, b);
+}
+
+int policy_patch(const struct policy_maps *maps, const struct compiled_entry *live, size_t nlive,
+		 const struct sluice_lpm_key *removed, size_t nremoved,
+		 const struct compiled_policy *added, __u32 generation, struct policy_grace *grace,
+		 struct compiled_entry **merged, size_t *nmerged)
+{
+	struct compiled_entry *out = NULL, *add = NULL;
+	struct sluice_lpm_key *gone = NULL;
+	struct sluice_config cfg;
+	__u32 zero = 0, base;
+	size_t n = 0, i, j, k;
+	int err;
+
+	*merged = NULL;
+	*nmerged = 0;
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	base = fresh_classes(&cfg, cp->nclasses);
-	/* Classes first: an entry may refer to them as soon as it is written. */
-	err = add_port_entries(maps->ports_fd, cp, base);
-	if (!err)
-		err = rebased_entries(cp, base, active_epoch(maps), &keys, &values);
+	if (SLUICE_POLICY_BANK(generation) == SLUICE_POLICY_BANK(cfg.generation))
+		return -EINVAL;
+	err = ensure_grace(maps, &cfg, grace, false);
 	if (err)
-		goto out;
-	/*
-	 * Each entry is replaced in one update, so a packet meets either its old decision or
-	 * its new one; entries the change removes fall back to their parent prefix, which the
-	 * change rewrote if needed. Classes the rewritten entries used stay until the next full
-	 * install removes them (others may share them).
-	 */
-	err = fill_map(trie_fd, keys, sizeof(*keys), values, sizeof(*values), cp->n,
-		       "policy trie");
-	for (size_t i = 0; !err && i < nremoved; i++)
-		if (bpf_map_delete_elem(trie_fd, &removed[i]) < 0 && errno != ENOENT)
-			err = -errno;
-	if (err) {
-		pr_err("cannot change the policy in place: %s", strerror(-err));
+		return err;
+	base = fresh_classes(&cfg, added->nclasses);
+	/* Classes first: a range may refer to them as soon as the switch is done. */
+	err = add_port_entries(maps->ports_fd, added, base);
+	if (err)
+		return err;
+	out = malloc((nlive + added->n + 1) * sizeof(*out));
+	add = malloc((added->n + 1) * sizeof(*add));
+	gone = malloc((nremoved + 1) * sizeof(*gone));
+	if (!out || !add || !gone) {
+		err = -ENOMEM;
 		goto out;
 	}
+	memcpy(add, added->entries, added->n * sizeof(*add));
+	compiled_entries_rebase(add, added->n, base, active_epoch(maps, &cfg));
+	compiled_entries_sort(add, added->n);
+	memcpy(gone, removed, nremoved * sizeof(*gone));
+	if (nremoved > 1)
+		qsort(gone, nremoved, sizeof(*gone), key_cmp);
 	/*
-	 * Then the generation: a decision cached under the old one is taken again. A program
-	 * that reads the new generation on its miss path reads it with a barrier before the
-	 * trie (ordered_generation in bpf/lib/policy.h), so it sees the entries written above.
+	 * One ordered merge: the live entries (kept in order) without the removed keys and
+	 * without those the change writes again, with the change's entries in their places.
+	 * The classes the replaced entries used stay until the next full install retires them.
 	 */
-	cfg.generation = generation;
-	cfg.next_class = base + cp->nclasses;
-	if (bpf_map_update_elem(maps->config_fd, &zero, &cfg, BPF_ANY) < 0)
-		err = -errno;
+	for (i = 0, j = 0, k = 0; i < nlive || j < added->n;) {
+		int c = i == nlive ? 1 : j == added->n ? -1 : lpm_key_order(&live[i].key, &add[j].key);
+
+		if (c > 0) {
+			out[n++] = add[j++];
+			continue;
+		}
+		if (c == 0) { /* written again */
+			i++;
+			continue;
+		}
+		while (k < nremoved && lpm_key_order(&gone[k], &live[i].key) < 0)
+			k++;
+		if (k < nremoved && lpm_key_order(&gone[k], &live[i].key) == 0) {
+			i++;
+			continue;
+		}
+		out[n++] = live[i++];
+	}
+	err = fill_bank(maps, out, n, generation);
+	if (!err)
+		err = switch_to(maps, generation, cfg.first_class, base + added->nclasses);
 out:
-	free(keys);
-	free(values);
-	close(trie_fd);
-	return err;
+	free(add);
+	free(gone);
+	if (err) {
+		free(out);
+		return err;
+	}
+	*merged = out;
+	*nmerged = n;
+	return 0;
+}
+
+int policy_view_open(int policy_fd, int config_fd, struct policy_view *v)
+{
+	struct sluice_config cfg;
+	__u32 zero = 0;
+	int err;
+
+	memset(v, 0, sizeof(*v));
+	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
+		return -errno;
+	if (!cfg.generation)
+		return -ENOENT;
+	v->mem = map_bank(policy_fd, cfg.generation, SLUICE_RANGE_MAX, PROT_READ, &v->len);
+	if (v->mem == MAP_FAILED) {
+		err = -errno;
+		v->mem = NULL;
+		return err;
+	}
+	v->generation = cfg.generation;
+	v->bank = v->mem;
+	v->nranges = v->bank[0].start_lo;
+	if (!v->nranges || v->nranges > SLUICE_RANGE_MAX) {
+		policy_view_close(v);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void policy_view_close(struct policy_view *v)
+{
+	if (v->mem)
+		munmap(v->mem, v->len);
+	memset(v, 0, sizeof(*v));
+}
+
+const struct sluice_policy_entry *policy_view_decide(const struct policy_view *v,
+						     const struct sluice_addr *dst)
+{
+	return policy_ranges_decide(v->bank, v->nranges, dst);
 }

@@ -1,20 +1,25 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Installing a compiled policy into the kernel atomically: the new policy's port classes
- * are added next to the old ones, a new trie is built off to the side and swapped into the
- * outer map's slot in one update, the generation moves on so cached per-destination
- * decisions are retaken, and only then are the old classes removed.
+ * Installing a compiled policy into the kernel atomically. The policy map holds two banks
+ * of address ranges, and the generation in the config map names the one in force. An
+ * install waits for a grace period since the last switch (so no packet still searches the
+ * other bank), adds the new port classes beside the old ones, fills the other bank, and
+ * moves the generation on: one store switches every packet. The grace period is usually
+ * waited for in the background while the policy is parsed (policy_grace_begin).
  */
 #ifndef SLUICE_POLICY_KERNEL_H
 #define SLUICE_POLICY_KERNEL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <linux/types.h>
 #include "budget.h"
 #include "policy.h"
 
 /* The maps a policy lives in. */
 struct policy_maps {
-	int policy_fd; /* outer array-of-maps; slot 0 holds the active trie */
+	int policy_fd; /* the two banks of ranges (sluice_policy) */
+	int grace_fd;  /* sluice_grace, updated to wait for a grace period */
 	int config_fd;
 	int ports_fd;
 	int rules_fd; /* per-rule counters (two halves, one per install epoch); -1: none */
@@ -22,19 +27,69 @@ struct policy_maps {
 	const struct budget_maps *budgets;
 };
 
+/*
+ * A grace period waited for in a thread, begun under the policy in force at the time. An
+ * install or patch under that same policy needs no wait of its own; under another (a writer
+ * came between) it waits again.
+ */
+struct policy_grace {
+	struct policy_maps maps;
+	struct sluice_config cfg; /* the config when it began */
+	pthread_t thread;
+	bool running, done;
+	/*
+	 * After the wait, also remove the port classes of older policies. Only for a caller that
+	 * holds the writers' lock (state_lock_writers) until its install: a writer adds classes.
+	 */
+	bool retire;
+	int err;
+};
+
+/* Start waiting for a grace period in a thread (inline if none can be started). */
+int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g, bool retire);
+/* Wait for g's thread to end (a no-op when it has). */
+void policy_grace_end(struct policy_grace *g);
+
 /* The generation the next policy should carry (current + 1; never 0). */
 int policy_next_generation(int config_fd, __u32 *generation);
-/* Install cp as generation; returns 0 or -errno, and on error the old policy stays whole. */
+/*
+ * Install cp as generation; grace (may be NULL) is a grace period begun under the policy in
+ * force. Returns 0 or -errno, and on error the old policy stays whole.
+ */
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
-		   __u32 generation);
+		   __u32 generation, struct policy_grace *grace);
+
+/* Give entries the classes and epoch flag an install gave them in the kernel. */
+void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
+			     __u8 epoch_flag);
+/* Rebase cp, just installed, as policy_install did in the kernel (for policy_patch's `live`). */
+int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp);
 
 /*
- * Change the active policy in place: add cp's classes (fresh numbers), write cp's trie entries
- * over the active trie, delete the removed keys, and move to generation. For changes that
- * touch few prefixes (an override): every packet is decided by its prefix's old or new
- * entry. The error leaves a partial change: the caller must reinstall in full.
+ * Switch to the policy in force changed by a few prefixes (an override): `live` (nlive
+ * entries in order, as the kernel has them) without the removed keys, with added's entries
+ * (classes relative, added as fresh ones), becomes generation. On success *merged (to free)
+ * holds the new entries in order, the next change's `live`. On error nothing changed but
+ * possibly some unused port classes.
  */
-int policy_patch(const struct policy_maps *maps, const struct compiled_policy *cp,
-		 const struct sluice_lpm_key *removed, size_t nremoved, __u32 generation);
+int policy_patch(const struct policy_maps *maps, const struct compiled_entry *live, size_t nlive,
+		 const struct sluice_lpm_key *removed, size_t nremoved,
+		 const struct compiled_policy *added, __u32 generation, struct policy_grace *grace,
+		 struct compiled_entry **merged, size_t *nmerged);
+
+/* The policy in force as the datapath searches it, mapped read-only (tests, benchmarks). */
+struct policy_view {
+	void *mem;
+	size_t len;
+	const struct sluice_policy_range *bank;
+	size_t nranges;
+	__u32 generation;
+};
+/* Map the policy of the generation in force; -ENOENT when none is installed. */
+int policy_view_open(int policy_fd, int config_fd, struct policy_view *v);
+void policy_view_close(struct policy_view *v);
+/* The decision the datapath's search gives dst. */
+const struct sluice_policy_entry *policy_view_decide(const struct policy_view *v,
+						     const struct sluice_addr *dst);
 
 #endif

@@ -12,30 +12,44 @@
 #include <bpf/bpf_helpers.h>
 #include <sluice/abi.h>
 
-/* The policy: a longest-prefix trie of compiled decisions. Built and filled by userspace. */
-struct sluice_policy_trie {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, SLUICE_POLICY_MAX);
+/*
+ * The policy: two banks of flattened address ranges (struct sluice_policy_range), the one in
+ * force named by the generation in sluice_config. Userspace fills the other bank through an
+ * mmap and then moves the generation on: one store switches every packet to the new policy,
+ * never to a mixture. A bank is rewritten only after a grace period (sluice_grace) has passed
+ * since it left service, so no program can still be searching it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * SLUICE_RANGE_MAX);
+	__type(key, __u32);
+	__type(value, struct sluice_policy_range);
+} sluice_policy SEC(".maps") __weak;
+
+/* Inner map of sluice_grace: nothing is ever read from it. */
+struct sluice_grace_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
 	/*
 	 * Sizes, not __type(): clang 14 emits the types of an inner map template only as
 	 * forward declarations, which libbpf cannot size.
 	 */
-	__uint(key_size, sizeof(struct sluice_lpm_key));
-	__uint(value_size, sizeof(struct sluice_policy_entry));
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
 };
 
 /*
- * Slot 0 holds the active policy trie. Userspace builds a new trie off to the side and
- * swaps it in with one update of this slot, so a packet sees the old policy or the new one,
- * never a mixture; the kernel frees the old trie once no program can still be using it.
+ * Never read by a program. Userspace updates its slot to wait for a grace period: the kernel
+ * returns from a map-of-maps update only once every program run that began before it has
+ * ended (synchronize_rcu), which is what reusing a bank or a port class needs.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__array(values, struct sluice_policy_trie);
-} sluice_policy SEC(".maps") __weak;
+	__array(values, struct sluice_grace_inner);
+} sluice_grace SEC(".maps") __weak;
 
 /*
  * Protocol/port decisions of the prefixes whose verdict depends on them, keyed by

@@ -2,8 +2,8 @@
 /*
  * The decision: which verdict a destination gets under the active policy. Include from
  * bpf/ entry files after maps.h. Steady state costs one hash lookup: the per-destination
- * entry caches the decision with the generation in force when it was taken, and the trie is
- * consulted again only when the generation moves on.
+ * entry caches the decision with the generation in force when it was taken, and the policy's
+ * ranges are searched again only when the generation moves on.
  */
 #ifndef SLUICE_BPF_POLICY_H
 #define SLUICE_BPF_POLICY_H
@@ -66,9 +66,9 @@ static __always_inline __u32 read_ordered(__u32 *word)
 }
 
 /*
- * The generation again, on the miss path, ordered before the trie lookup after it. Without
- * the barrier a weakly ordered CPU could pair an entry read before an in-place policy change
- * with the generation written after the change, and cache the old decision as current.
+ * The generation again, on the miss path, ordered before the search of its bank. Userspace
+ * fills a bank and only then writes the generation that names it; without the barrier a
+ * weakly ordered CPU could read ranges from before the fill with the generation after it.
  */
 static __always_inline __u32 ordered_generation(void)
 {
@@ -78,28 +78,88 @@ static __always_inline __u32 ordered_generation(void)
 	return cfg ? read_ordered(&cfg->generation) : 0;
 }
 
-/* Look the destination up in the active trie; 0 on success, -1 when no policy is installed. */
-static __always_inline int policy_lookup(const struct sluice_addr *dst, __u32 prefixlen,
+/* The address as the number policy ranges start at: bytes 0..7 (hi) and 8..15 (lo). */
+static __always_inline void addr_number(const struct sluice_addr *a, __u64 *hi, __u64 *lo)
+{
+	__u64 h, l;
+
+	__builtin_memcpy(&h, a->a, 8);
+	__builtin_memcpy(&l, a->a + 8, 8);
+	*hi = bpf_be64_to_cpu(h);
+	*lo = bpf_be64_to_cpu(l);
+}
+
+/* Element 0 of generation's bank, and the index it has in the map; NULL: no policy. */
+static __always_inline struct sluice_policy_range *policy_bank(__u32 generation, __u32 *base)
+{
+	if (!generation)
+		return NULL;
+	*base = SLUICE_POLICY_BANK(generation) * SLUICE_RANGE_MAX;
+	return bpf_map_lookup_elem(&sluice_policy, base);
+}
+
+/*
+ * Decide dst by the policy of `generation` (read by the caller): the last range of its bank
+ * that starts at or below dst. 0 on success, -1 when no policy is installed.
+ */
+static __always_inline int policy_lookup(__u32 generation, const struct sluice_addr *dst,
 					 struct decision *d)
 {
-	struct sluice_lpm_key key = { .prefixlen = prefixlen, .addr = *dst };
-	struct sluice_policy_entry *e;
-	__u32 zero = 0;
-	void *trie;
+	struct sluice_policy_range *best, *r;
+	__u32 base = 0, pos = 0, key;
+	__u64 hi, lo, n;
 
-	trie = bpf_map_lookup_elem(&sluice_policy, &zero);
-	if (!trie)
+	best = policy_bank(generation, &base);
+	if (!best)
 		return -1;
-	e = bpf_map_lookup_elem(trie, &key);
-	if (!e)
+	n = best->start_lo; /* element 0 starts at 0 and holds the count instead */
+	if (n == 0)
 		return -1;
-	d->rule_id = e->rule_id;
-	d->generation = e->generation;
-	d->port_class = e->port_class;
-	d->verdict = e->verdict;
-	d->reason = e->reason;
-	d->flags = e->flags;
+	addr_number(dst, &hi, &lo);
+	/*
+	 * Binary search by decreasing powers of two: pos moves up by 2^step whenever the range
+	 * there still starts at or below dst. Element 0 starts at 0, so pos = 0 is always valid.
+	 */
+	for (int step = SLUICE_RANGE_STEPS - 1; step >= 0; step--) {
+		__u32 next = pos + (1u << step);
+		/*
+		 * next < n, as arithmetic (both are far below 2^63): a comparison would let the
+		 * verifier narrow n on each path, settle later comparisons from it, track pos
+		 * exactly, and walk all 2^SLUICE_RANGE_STEPS paths instead of merging them.
+		 */
+		__u64 inside = ((__u64)next - n) >> 63;
+
+		if (!inside)
+			continue;
+		key = base + next;
+		r = bpf_map_lookup_elem(&sluice_policy, &key);
+		if (!r)
+			return -1;
+		if (r->start_hi < hi || (r->start_hi == hi && r->start_lo <= lo)) {
+			pos = next;
+			best = r;
+		}
+	}
+	d->rule_id = best->decision.rule_id;
+	d->generation = best->decision.generation;
+	d->port_class = best->decision.port_class;
+	d->verdict = best->decision.verdict;
+	d->reason = best->decision.reason;
+	d->flags = best->decision.flags;
 	return 0;
+}
+
+/*
+ * The policy-wide flags (SLUICE_POLICY_F_*) of the policy in force, which every range of
+ * it carries; -1 when no policy is installed.
+ */
+static __always_inline int policy_flags_now(void)
+{
+	struct sluice_policy_range *first;
+	__u32 base;
+
+	first = policy_bank(active_generation(), &base);
+	return first && first->start_lo ? first->decision.flags : -1;
 }
 
 /* Deny for a reason of its own: audit instead when the policy (d->flags) is in audit mode. */
@@ -116,11 +176,10 @@ static __always_inline void decide_deny(int reason, struct decision *d)
  */
 static __always_inline void decide_unparsed(int reason, struct decision *d)
 {
-	struct sluice_addr any = {};
-	struct decision policy = {};
+	int flags = policy_flags_now();
 
-	/* Only the flags: the catch-all's own verdict says nothing about this packet. */
-	d->flags = policy_lookup(&any, 0, &policy) == 0 ? policy.flags : 0;
+	/* Only the flags: no range's verdict says anything about this packet. */
+	d->flags = flags >= 0 ? flags : 0;
 	decide_deny(reason, d);
 }
 
@@ -215,7 +274,7 @@ decide_destination(const struct packet_info *pi, struct decision *d,
 	}
 
 	generation = ordered_generation();
-	if (policy_lookup(&pi->dst, 128, d) < 0) {
+	if (policy_lookup(generation, &pi->dst, d) < 0) {
 		/* Fail closed, and do not cache: a policy may arrive any moment. */
 		d->verdict = SLUICE_VERDICT_DENY;
 		d->reason = SLUICE_REASON_NO_POLICY;
@@ -227,9 +286,8 @@ decide_destination(const struct packet_info *pi, struct decision *d,
 	d->budget_epoch = d->flags & SLUICE_POLICY_F_EPOCH ? 1 : 0;
 
 	/*
-	 * Tagged with the generation read before the lookup, not the entry's own: an in-place
-	 * change rewrites only some entries, and moves the generation on only after they are
-	 * written. A decision taken across the change carries the old tag and is retaken.
+	 * Tagged with the generation whose bank was searched: a decision taken while the
+	 * generation moves on carries the old tag and is retaken by the next packet.
 	 */
 	__u64 rule = SLUICE_CACHE_WORD(generation, d->rule_id);
 	__u64 class = SLUICE_CACHE_WORD(generation, d->port_class);

@@ -92,7 +92,7 @@ static __always_inline void decide_icmp_error(struct ctx_buff *ctx, const struct
 
 	if (parse_icmp_quote(ctx, pi, &q))
 		return;
-	if (policy_lookup(&q.src, 128, &qd) == 0) {
+	if (policy_lookup(active_generation(), &q.src, &qd) == 0) {
 		if (qd.port_class)
 			port_class_lookup(&qd, q.proto, q.has_port, q.sport[0], q.sport[1]);
 		if (qd.verdict == SLUICE_VERDICT_ALLOW) {
@@ -159,14 +159,13 @@ decide_ip(struct ctx_buff *ctx, const struct packet_info *pi, struct decision *d
 /* A frame that is not IP: ARP is essential traffic, everything else passes as non-IP. */
 static __always_inline void decide_non_ip(__u16 ethertype, struct decision *d)
 {
-	struct sluice_addr any = {};
-	struct decision policy = {};
+	int flags;
 
 	d->verdict = SLUICE_VERDICT_ALLOW;
 	d->reason = SLUICE_REASON_NON_IP;
 	d->rule_id = SLUICE_RULE_NONE;
-	if (ethertype != ETH_P_ARP || policy_lookup(&any, 0, &policy) < 0 ||
-	    (policy.flags & SLUICE_POLICY_F_NO_ESSENTIAL))
+	if (ethertype != ETH_P_ARP || (flags = policy_flags_now()) < 0 ||
+	    (flags & SLUICE_POLICY_F_NO_ESSENTIAL))
 		return;
 	d->verdict = SLUICE_VERDICT_ESSENTIAL;
 	d->reason = SLUICE_REASON_ESSENTIAL;

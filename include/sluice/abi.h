@@ -214,7 +214,10 @@ struct sluice_budget_usage {
 };
 _Static_assert(sizeof(struct sluice_budget_usage) == 32, "sluice_budget_usage is 32 bytes");
 
-/* Key of the policy LPM trie (the layout the kernel's LPM trie expects). */
+/*
+ * A destination prefix as the compiler emits it (the layout a kernel LPM trie expects: the
+ * benchmark's plain LPM baseline keys its trie with it).
+ */
 struct sluice_lpm_key {
 	__u32 prefixlen; /* 0..128, over the mapped address */
 	struct sluice_addr addr;
@@ -222,11 +225,11 @@ struct sluice_lpm_key {
 _Static_assert(sizeof(struct sluice_lpm_key) == 20, "sluice_lpm_key is 20 bytes");
 
 /*
- * Value of the policy LPM trie: the compiled decision for a prefix. The compiler bakes the
- * policy's mode in (a deny in audit mode is stored as AUDIT), so the whole policy is one
- * map and switching maps switches everything at once. When the decision for the prefix
- * depends on protocol or port, port_class names its entries in the port trie and the
- * verdict here is unused.
+ * The compiled decision for a prefix, and for the address ranges the prefix wins. The
+ * compiler bakes the policy's mode in (a deny in audit mode is stored as AUDIT), so the
+ * whole policy is one bank of ranges and switching banks switches everything at once. When
+ * the decision depends on protocol or port, port_class names its entries in the port trie
+ * and the verdict here is unused.
  */
 struct sluice_policy_entry {
 	__u32 rule_id;    /* index into the policy's rule table, or SLUICE_RULE_DEFAULT */
@@ -238,6 +241,24 @@ struct sluice_policy_entry {
 	__u8 pad;
 };
 _Static_assert(sizeof(struct sluice_policy_entry) == 16, "sluice_policy_entry is 16 bytes");
+
+/*
+ * One element of the policy map: the installed policy flattened into the sorted, disjoint
+ * address ranges its prefixes carve out of the (IPv4-mapped) 128-bit address space, each
+ * with the decision of the longest prefix covering it. A destination's decision is that of
+ * the last range starting at or below it: a binary search the datapath does in
+ * SLUICE_RANGE_STEPS steps, and userspace fills with plain stores into an mmap of the map.
+ *
+ * The map holds two banks of SLUICE_RANGE_MAX elements; the policy of generation G lives in
+ * bank SLUICE_POLICY_BANK(G). A bank's element 0 always starts at address 0, so its start
+ * is implied: start_lo there holds the number of ranges in the bank instead.
+ */
+struct sluice_policy_range {
+	__u64 start_hi; /* first address of the range as a number: bytes 0..7 of the address */
+	__u64 start_lo; /* bytes 8..15; in a bank's element 0, the bank's number of ranges */
+	struct sluice_policy_entry decision;
+};
+_Static_assert(sizeof(struct sluice_policy_range) == 32, "sluice_policy_range is 32 bytes");
 
 /*
  * Key of the port trie: a port class, then protocol, then destination port. Entries are
@@ -541,13 +562,32 @@ struct sluice_config {
 	__u32 generation; /* the active policy generation; 0 = none installed */
 	__u32 next_class; /* first port class the next policy may use (classes are never reused
 			     while a packet could still hold them) */
+	__u32 first_class; /* the active policy's classes are [first_class, next_class) */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
+_Static_assert(sizeof(struct sluice_config) == 16, "sluice_config is 16 bytes");
 
-/* Capacities. The policy trie allocates per entry; the others are preallocated. */
+/*
+ * The bank of the policy map that generation g lives in. Consecutive generations alternate,
+ * so an install writes the bank no packet decided by the policy in force can be reading.
+ * Generations wrap from 2^32 - 1 to 2 (0 means "none"), keeping the alternation.
+ */
+#define SLUICE_POLICY_BANK(g) ((g)&1u)
+
+/* Capacities. The policy map and the others are preallocated. */
 #ifndef SLUICE_POLICY_MAX
-#define SLUICE_POLICY_MAX (1u << 21)
+#define SLUICE_POLICY_MAX (1u << 18) /* destination prefixes in one policy */
 #endif
+/*
+ * Ranges in one bank: each prefix opens one and closes one, plus the catch-alls, rounded so
+ * that a bank is a whole number of pages (up to 64 KiB ones): userspace maps just one bank.
+ */
+#define SLUICE_RANGE_MAX (2 * SLUICE_POLICY_MAX + 2048)
+/* Steps of the datapath's binary search: 2^steps must exceed a bank. */
+#define SLUICE_RANGE_STEPS 20
+_Static_assert((1ull << SLUICE_RANGE_STEPS) > SLUICE_RANGE_MAX, "the search covers a bank");
+_Static_assert(SLUICE_RANGE_MAX * sizeof(struct sluice_policy_range) % 65536 == 0,
+	       "a bank is a whole number of pages");
 #ifndef SLUICE_PORT_MAX
 #define SLUICE_PORT_MAX (1u << 20)
 #endif

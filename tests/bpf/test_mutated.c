@@ -925,7 +925,7 @@ static void new_round(struct policy *p, unsigned round)
 		CHECK(0, "round %u: cannot compile the random policy", round);
 		return;
 	}
-	CHECK(policy_install(&pmaps, &cp, gen) == 0, "round %u: cannot install the policy", round);
+	CHECK(policy_install(&pmaps, &cp, gen, NULL) == 0, "round %u: cannot install the policy", round);
 	compiled_policy_free(&cp);
 }
 
@@ -985,8 +985,8 @@ int main(void)
 		fprintf(stderr, "cannot load the datapath (root needed)\n");
 		return 1;
 	}
-	pmaps = (struct policy_maps){ .policy_fd = dp.policy_fd, .config_fd = dp.config_fd,
-				      .ports_fd = dp.ports_fd, .rules_fd = dp.rules_fd };
+	pmaps = datapath_policy_maps(&dp);
+	pmaps.budgets = NULL; /* installs without budgets */
 	frags_fd = dp.frags_fd;
 	flows_fd = dp.flows_fd;
 	CHECK(frags_fd >= 0, "the program has no sluice_frags map");

@@ -183,7 +183,7 @@ check "check P1: nothing on stderr" "$ERR" ""
 check_match "check P1: summary names the file" "$OUT" "^$p1: ok"
 check_match "check P1: summary counts rules, destinations and sets" "$OUT" \
 	'3 rules over 4 destinations, 1 sets'
-check_match "check P1: summary counts trie prefixes" "$OUT" 'compiles to [0-9]+ trie prefixes'
+check_match "check P1: summary counts prefixes" "$OUT" 'compiles to [0-9]+ prefixes'
 run_cmd sl policy check "$p1" --json
 check "check P1 --json: exit status" "$RC" 0
 check "check P1 --json: ok, rules, destinations, sets" \

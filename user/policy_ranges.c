@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/* Compiled prefixes -> the sorted, disjoint ranges the datapath binary-searches. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy_ranges.h"
+
+typedef unsigned __int128 u128;
+
+/* The deepest nesting of prefixes: one per length, 0..128. */
+#define NEST_MAX 129
+
+static u128 addr_number(const struct sluice_addr *a)
+{
+	u128 v = 0;
+
+	for (int i = 0; i < 16; i++)
+		v = v << 8 | a->a[i];
+	return v;
+}
+
+static u128 prefix_end(u128 start, unsigned prefixlen)
+{
+	return prefixlen >= 128 ? start : start | (~(u128)0 >> prefixlen);
+}
+
+int lpm_key_order(const struct sluice_lpm_key *a, const struct sluice_lpm_key *b)
+{
+	int c = memcmp(a->addr.a, b->addr.a, 16);
+
+	if (c)
+		return c;
+	return a->prefixlen < b->prefixlen ? -1 : a->prefixlen > b->prefixlen;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return lpm_key_order(&((const struct compiled_entry *)a)->key,
+			     &((const struct compiled_entry *)b)->key);
+}
+
+/* How many entries from the start are already in order. */
+static size_t ordered_run(const struct compiled_entry *entries, size_t n)
+{
+	size_t run = n ? 1 : 0;
+
+	while (run < n && entry_cmp(&entries[run - 1], &entries[run]) <= 0)
+		run++;
+	return run;
+}
+
+int compiled_entries_sort(struct compiled_entry *entries, size_t n)
+{
+	size_t run = ordered_run(entries, n), i, j, k;
+	struct compiled_entry *tmp;
+
+	if (run == n)
+		return 0;
+	/* Usually only a few entries trail the ordered run: sort those, then merge. */
+	qsort(entries + run, n - run, sizeof(*entries), entry_cmp);
+	tmp = malloc(n * sizeof(*tmp));
+	if (!tmp)
+		return -ENOMEM;
+	for (i = 0, j = run, k = 0; i < run || j < n;) {
+		bool right = j < n && (i == run || entry_cmp(&entries[j], &entries[i]) < 0);
+
+		tmp[k++] = right ? entries[j++] : entries[i++];
+	}
+	memcpy(entries, tmp, n * sizeof(*tmp));
+	free(tmp);
+	return 0;
+}
+
+struct flattener {
+	struct sluice_policy_range *bank;
+	size_t cap, n;
+	u128 cur;  /* the first address no range covers yet */
+	bool full; /* cur went past the last address */
+	struct {
+		u128 end;
+		const struct sluice_policy_entry *d;
+	} open[NEST_MAX]; /* the prefixes containing cur, innermost last */
+	int depth;
+};
+
+/* A range from f->cur with decision d (merged into the previous one when they decide alike). */
+static int emit(struct flattener *f, const struct sluice_policy_entry *d)
+{
+	struct sluice_policy_range *r;
+
+	if (f->n && memcmp(&f->bank[f->n - 1].decision, d, sizeof(*d)) == 0)
+		return 0;
+	if (f->n == f->cap)
+		return -E2BIG;
+	r = &f->bank[f->n++];
+	r->start_hi = (__u64)(f->cur >> 64);
+	r->start_lo = (__u64)f->cur;
+	r->decision = *d;
+	return 0;
+}
+
+/* Close the innermost open prefix: the addresses from cur to its end are its own. */
+static int close_innermost(struct flattener *f)
+{
+	u128 end = f->open[f->depth - 1].end;
+	int err = 0;
+
+	if (!f->full && f->cur <= end) {
+		err = emit(f, f->open[f->depth - 1].d);
+		if (end == ~(u128)0)
+			f->full = true;
+		else
+			f->cur = end + 1;
+	}
+	f->depth--;
+	return err;
+}
+
+/* Walk e, the next prefix in address order: close what ends before it, open it. */
+static int step(struct flattener *f, const struct compiled_entry *e)
+{
+	u128 start = addr_number(&e->key.addr);
+	int err = 0;
+
+	if (e->key.prefixlen > 128)
+		return -EINVAL;
+	while (!err && f->depth && f->open[f->depth - 1].end < start)
+		err = close_innermost(f);
+	if (err)
+		return err;
+	if (f->depth) {
+		/* Up to the new prefix, the addresses belong to the one containing it. */
+		if (f->cur < start) {
+			err = emit(f, f->open[f->depth - 1].d);
+			f->cur = start;
+		}
+	} else if (f->cur != start || f->full) {
+		return -EINVAL; /* addresses no prefix covers: the catch-all is missing */
+	}
+	if (f->depth == NEST_MAX)
+		return -EINVAL; /* only a prefix given twice nests this deep */
+	f->open[f->depth].end = prefix_end(start, e->key.prefixlen);
+	f->open[f->depth].d = &e->value;
+	f->depth++;
+	return err;
+}
+
+long policy_flatten(const struct compiled_entry *entries, size_t n,
+		    struct sluice_policy_range *bank, size_t cap)
+{
+	struct flattener *f = calloc(1, sizeof(*f));
+	struct compiled_entry *late = NULL;
+	size_t sorted = ordered_run(entries, n), nlate, i, j;
+	long ret = 0;
+
+	if (!f)
+		return -ENOMEM;
+	f->bank = bank;
+	f->cap = cap;
+	/*
+	 * The compiler emits its prefixes in order but appends the catch-alls it adds: walk the
+	 * ordered run and the sorted rest side by side instead of sorting everything.
+	 */
+	nlate = n - sorted;
+	if (nlate) {
+		late = malloc(nlate * sizeof(*late));
+		if (!late) {
+			free(f);
+			return -ENOMEM;
+		}
+		memcpy(late, entries + sorted, nlate * sizeof(*late));
+		qsort(late, nlate, sizeof(*late), entry_cmp);
+	}
+	for (i = 0, j = 0; !ret && (i < sorted || j < nlate);) {
+		bool from_late = j < nlate && (i == sorted || entry_cmp(&late[j], &entries[i]) < 0);
+
+		ret = step(f, from_late ? &late[j++] : &entries[i++]);
+	}
+	while (!ret && f->depth)
+		ret = close_innermost(f);
+	if (!ret && (!f->full || f->n == 0))
+		ret = -EINVAL; /* the ranges must reach the last address */
+	if (!ret) {
+		bank[0].start_lo = f->n; /* element 0 starts at 0: its start field holds the count */
+		ret = (long)f->n;
+	}
+	free(late);
+	free(f);
+	return ret;
+}
+
+const struct sluice_policy_entry *policy_ranges_decide(const struct sluice_policy_range *bank,
+						       size_t nranges,
+						       const struct sluice_addr *dst)
+{
+	u128 d = addr_number(dst);
+	size_t lo = 0, hi = nranges; /* the answer is in [lo, hi) */
+
+	if (!nranges)
+		return NULL;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		u128 start = (u128)bank[mid].start_hi << 64 | bank[mid].start_lo;
+
+		if (start <= d)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return &bank[lo].decision;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * A compiled policy as the datapath searches it: the prefixes flattened into sorted,
+ * disjoint address ranges, each with the decision of the longest prefix covering it
+ * (struct sluice_policy_range in include/sluice/abi.h).
+ */
+#ifndef SLUICE_POLICY_RANGES_H
+#define SLUICE_POLICY_RANGES_H
+
+#include <stddef.h>
+#include "policy.h"
+
+/*
+ * Flatten n compiled entries (any order; the compiler's preorder is fastest) into bank,
+ * which has room for cap ranges, and return the number of ranges written (also stored in
+ * bank[0].start_lo), or -E2BIG when they do not fit, -EINVAL when no entry covers address 0
+ * (every compiled policy has the ::/0 catch-all), -ENOMEM. Ranges next to each other with
+ * the same decision are merged.
+ */
+long policy_flatten(const struct compiled_entry *entries, size_t n,
+		    struct sluice_policy_range *bank, size_t cap);
+
+/* The decision a bank of nranges ranges gives dst: the datapath's search, in userspace. */
+const struct sluice_policy_entry *policy_ranges_decide(const struct sluice_policy_range *bank,
+						       size_t nranges,
+						       const struct sluice_addr *dst);
+
+/* Sort entries by address, then prefix length: the order policy_flatten walks them in. */
+int compiled_entries_sort(struct compiled_entry *entries, size_t n);
+/* That order on prefixes: <0, 0 or >0. */
+int lpm_key_order(const struct sluice_lpm_key *a, const struct sluice_lpm_key *b);
+
+#endif
