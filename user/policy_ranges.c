@@ -183,7 +183,8 @@ long policy_flatten(const struct compiled_entry *entries, size_t n,
 	if (!ret && (!f->full || f->n == 0))
 		ret = -EINVAL; /* the ranges must reach the last address */
 	if (!ret) {
-		bank[0].start_lo = f->n; /* element 0 starts at 0: its start field holds the count */
+		bank[0].start_lo =
+			f->n; /* element 0 starts at 0: its start field holds the count */
 		ret = (long)f->n;
 	}
 	free(late);

@@ -26,8 +26,8 @@ static const struct sluice_policy_entry *lpm_linear(const struct compiled_policy
 	const struct compiled_entry *best = NULL;
 
 	for (size_t i = 0; i < cp->n; i++) {
-		struct prefix p = { .addr = cp->entries[i].key.addr,
-				    .prefixlen = cp->entries[i].key.prefixlen };
+		struct prefix p = {.addr = cp->entries[i].key.addr,
+				   .prefixlen = cp->entries[i].key.prefixlen};
 
 		if (prefix_contains(&p, dst) && (!best || p.prefixlen > best->key.prefixlen))
 			best = &cp->entries[i];
@@ -76,11 +76,25 @@ static bool agrees_at(const struct sluice_policy_range *bank, long n,
 static void test_edges(void)
 {
 	static const char *probes[] = {
-		"::",	     "::1",	   "0.0.0.0",	  "10.0.0.0",	 "9.255.255.255",
-		"10.255.255.255", "11.0.0.0",	  "10.1.0.0",	 "10.1.255.255", "10.2.0.0",
-		"255.255.255.255", "ffff::",	  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-		"fffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::", "2001:db8::1",
-		"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db9::", "::ffff:0:0",
+		"::",
+		"::1",
+		"0.0.0.0",
+		"10.0.0.0",
+		"9.255.255.255",
+		"10.255.255.255",
+		"11.0.0.0",
+		"10.1.0.0",
+		"10.1.255.255",
+		"10.2.0.0",
+		"255.255.255.255",
+		"ffff::",
+		"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"fffe:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"2001:db8::",
+		"2001:db8::1",
+		"2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+		"2001:db9::",
+		"::ffff:0:0",
 		"::fffe:ffff:ffff",
 	};
 	struct compiled_policy cp;
@@ -176,8 +190,8 @@ static void test_random(void)
 		p.default_verdict = rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY;
 		for (int r = 0, nrules = 1 + rand() % 60; r < nrules; r++) {
 			bool v4 = rand() % 2;
-			struct prefix x = { .prefixlen = v4 ? 96 + rand() % 33 : rand() % 129 };
-			struct l4_match m = { 0 };
+			struct prefix x = {.prefixlen = v4 ? 96 + rand() % 33 : rand() % 129};
+			struct l4_match m = {0};
 
 			/* Nested often: start from an earlier rule's prefix. */
 			if (p.nrules && rand() % 2 &&
@@ -196,7 +210,8 @@ static void test_random(void)
 				m.nprotos = 1;
 				m.protos[0] = IPPROTO_TCP;
 			}
-			policy_add_rules(&p, rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY,
+			policy_add_rules(&p,
+					 rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY,
 					 &x, 1, m.nprotos ? &m : NULL, "r", "r", 0);
 		}
 		if (policy_compile(&p, 7, &cp)) {
@@ -208,7 +223,7 @@ static void test_random(void)
 		CHECK(n > 0, "round %d: flattened (%ld)", round, n);
 		for (int i = 0; n > 0 && i < RANDOM_PROBES; i++) {
 			const struct compiled_entry *e = &cp.entries[rand() % cp.n];
-			struct prefix x = { .addr = e->key.addr, .prefixlen = e->key.prefixlen };
+			struct prefix x = {.addr = e->key.addr, .prefixlen = e->key.prefixlen};
 			struct sluice_addr a = probe_near(&x);
 			const struct sluice_policy_entry *want = lpm_linear(&cp, &a);
 			const struct sluice_policy_entry *got = policy_ranges_decide(bank, n, &a);
@@ -219,7 +234,9 @@ static void test_random(void)
 
 				addr_format(&a, text, sizeof(text));
 				if (disagreements++ < 5)
-					fprintf(stderr, "round %d: %s: search says rule %u, definition %u\n",
+					fprintf(stderr,
+						"round %d: %s: search says rule %u, definition "
+						"%u\n",
 						round, text, got ? got->rule_id : 0,
 						want ? want->rule_id : 0);
 			}
