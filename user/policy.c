@@ -280,8 +280,12 @@ static __u32 name_hash(const char *s)
 /* The identity index using name, or -1; *hashp (if given) gets name's hash for name_add. */
 static ssize_t name_find(const struct parser *ps, const char *name, __u32 *hashp)
 {
-	__u32 hash = name_hash(name);
+	__u32 hash;
 
+	/* No given names yet (the common case): a default name need not even be hashed. */
+	if (!hashp && !ps->names)
+		return -1;
+	hash = name_hash(name);
 	if (hashp)
 		*hashp = hash;
 	if (!ps->names)
