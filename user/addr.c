@@ -24,6 +24,13 @@ static void set_error(char *err, size_t errlen, size_t *errcol, size_t col, cons
 		*errcol = col;
 }
 
+/* Each byte's value as a hexadecimal digit (either case) + 1, or 0: no branch per digit. */
+static const __u8 hex_values1[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+	['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+	['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
 /* A decimal digit's value, or -1. */
 static int dec_digit(char c)
 {
@@ -33,11 +40,7 @@ static int dec_digit(char c)
 /* A hexadecimal digit's value (either case), or -1. */
 static int hex_digit(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-		return (c | 0x20) - 'a' + 10;
-	return -1;
+	return hex_values1[(unsigned char)c] - 1;
 }
 
 /*
