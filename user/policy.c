@@ -203,8 +203,8 @@ const char *policy_rule_name(const struct policy *p, const struct policy_rule *r
 /* --- parser -------------------------------------------------------------------------------- */
 
 struct token {
-	char text[TOKEN_MAX];
-	unsigned col; /* 1-based */
+	const char *text; /* in the line, cut out with a NUL; a separator: a constant */
+	unsigned col;     /* 1-based */
 };
 
 /* One file being read; includes nest. */
@@ -280,8 +280,12 @@ static __u32 name_hash(const char *s)
 /* The identity index using name, or -1; *hashp (if given) gets name's hash for name_add. */
 static ssize_t name_find(const struct parser *ps, const char *name, __u32 *hashp)
 {
-	__u32 hash = name_hash(name);
+	__u32 hash;
 
+	/* No given names yet (the common case): a default name need not even be hashed. */
+	if (!hashp && !ps->names)
+		return -1;
+	hash = name_hash(name);
 	if (hashp)
 		*hashp = hash;
 	if (!ps->names)
@@ -435,41 +439,78 @@ static bool is_separator(char c)
 	return c == '{' || c == '}' || c == ',';
 }
 
+/* What a byte of a line is to the tokenizer. */
+enum char_class {
+	CH_WORD,  /* part of a word */
+	CH_SPACE, /* between tokens */
+	CH_END,   /* the line's end: NUL, newline, '#' */
+	CH_SEP,   /* a token of its own: '{', '}', ',' */
+	CH_BAD,   /* a control or non-ASCII byte */
+};
+
+/* A table rather than a chain of comparisons per byte: tokenizing was a sixth of a parse. */
+static const __u8 char_classes[256] = {
+	['\0'] = CH_END,   [1 ... 8] = CH_BAD,       ['\t'] = CH_SPACE,    ['\n'] = CH_END,
+	[0x0b ... 0x0c] = CH_BAD, ['\r'] = CH_SPACE, [0x0e ... 0x1f] = CH_BAD, [' '] = CH_SPACE,
+	['#'] = CH_END,    [','] = CH_SEP,          ['{'] = CH_SEP,        ['}'] = CH_SEP,
+	[0x7f ... 0xff] = CH_BAD, /* the rest, printable ASCII, is CH_WORD (0) */
+};
+
+static enum char_class char_class(char c)
+{
+	return char_classes[(unsigned char)c];
+}
+
+/* A separator's token text. */
+static const char *separator_text(char c)
+{
+	return c == '{' ? "{" : c == '}' ? "}" : ",";
+}
+
 /*
  * Split a line into tokens: words, and '{', '}', ',' on their own. '#' starts a comment.
- * Returns the number of tokens or -EINVAL.
+ * Words are cut out of the line in place (a NUL after each). Returns the number of tokens
+ * or -EINVAL.
  */
-static int tokenize(struct parser *ps, const char *line, struct token *tok)
+static int tokenize(struct parser *ps, char *line, struct token *tok)
 {
-	const char *c = line;
+	char *c = line;
 	int n = 0;
 
 	for (;;) {
-		size_t len = 0;
+		char *start;
+		enum char_class next;
 
-		while (*c == ' ' || *c == '\t' || *c == '\r')
+		while (char_class(*c) == CH_SPACE)
 			c++;
-		if (*c == '\0' || *c == '\n' || *c == '#')
+		if (char_class(*c) == CH_END)
 			return n;
 		if (n == TOKENS_MAX)
 			return fail(ps, c - line + 1, "too many words on one line");
 		tok[n].col = c - line + 1;
-		if (is_separator(*c)) {
-			tok[n].text[0] = *c++;
-			tok[n++].text[1] = '\0';
+		if (char_class(*c) == CH_SEP) {
+			tok[n++].text = separator_text(*c++);
 			continue;
 		}
-		while (*c && *c != ' ' && *c != '\t' && *c != '\r' && *c != '\n' && *c != '#' &&
-		       !is_separator(*c)) {
-			if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
-				return fail(ps, c - line + 1, "unexpected character 0x%02x",
-					    (unsigned char)*c);
-			if (len == TOKEN_MAX - 1)
-				return fail(ps, tok[n].col, "word longer than %d characters",
-					    TOKEN_MAX - 1);
-			tok[n].text[len++] = *c++;
+		start = c;
+		while (char_class(*c) == CH_WORD && c - start < TOKEN_MAX - 1)
+			c++;
+		/* A bad byte is reported before the length, as if judged one byte at a time. */
+		next = char_class(*c);
+		if (next == CH_BAD)
+			return fail(ps, c - line + 1, "unexpected character 0x%02x", (unsigned char)*c);
+		if (next == CH_WORD)
+			return fail(ps, tok[n].col, "word longer than %d characters", TOKEN_MAX - 1);
+		tok[n++].text = start;
+		if (next == CH_SEP) {
+			if (n == TOKENS_MAX)
+				return fail(ps, c - line + 1, "too many words on one line");
+			tok[n].col = c - line + 1;
+			tok[n++].text = separator_text(*c);
 		}
-		tok[n++].text[len] = '\0';
+		*c++ = '\0';
+		if (next == CH_END)
+			return n;
 	}
 }
 
@@ -1014,6 +1055,9 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 	struct policy *p = ps->p;
 	int err;
 
+	/* Rules first: they are nearly every line of a large policy. */
+	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0)
+		return parse_rule(ps, tok, n);
 	if (strcmp(kw, "mode") == 0) {
 		if (n != 2)
 			return fail(ps, n < 2 ? tok[0].col : tok[2].col,
@@ -1053,8 +1097,6 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 	}
 	if (strcmp(kw, "set") == 0)
 		return parse_set(ps, tok, n);
-	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0)
-		return parse_rule(ps, tok, n);
 	if (strcmp(kw, "budget") == 0)
 		return parse_budget(ps, tok, n);
 	if (strcmp(kw, "include") == 0) {
@@ -1296,6 +1338,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 	struct parser ps = { .p = p, .err = err };
 	struct source src = { .path = origin, .line = 1 };
 	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
+	char line[POLICY_LINE_MAX + 1]; /* text, for tokenize to cut up */
 	int n, ret;
 
 	if (!tok)
@@ -1312,7 +1355,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 		}
 	if (strlen(text) > POLICY_LINE_MAX || strchr(text, '\n'))
 		ret = fail(&ps, 1, "a rule is one line of at most %d bytes", POLICY_LINE_MAX);
-	else if ((n = tokenize(&ps, text, tok)) < 0)
+	else if ((n = tokenize(&ps, strcpy(line, text), tok)) < 0)
 		ret = n;
 	else if (n == 0 || (strcmp(tok[0].text, "allow") != 0 && strcmp(tok[0].text, "deny") != 0))
 		ret = fail(&ps, 1, "expected an allow or deny rule");
