@@ -276,8 +276,20 @@ static void live_clear(struct policy_live *live)
 	overrides_free(&live->ovr);
 	free(live->ovr_ident);
 	free(live->entries);
-	policy_grace_end(&live->grace);
+	policy_grace_end(&live->grace[0]);
+	policy_grace_end(&live->grace[1]);
 	memset(live, 0, sizeof(*live));
+}
+
+/* After a switch: the older grace period gives way to one begun now. */
+static void live_switched(struct policy_live *live, const struct policy_maps *maps)
+{
+	struct policy_grace *g = &live->grace[live->grace_older];
+
+	policy_grace_end(g); /* begun two switches ago: over long since */
+	if (policy_grace_begin(maps, g, false) < 0)
+		memset(g, 0, sizeof(*g)); /* none: the next change waits for its own */
+	live->grace_older ^= 1;
 }
 
 void policy_live_free(struct policy_live *live)
@@ -394,7 +406,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 				cp.entries = NULL;
 				cp.n = 0;
 			}
-			policy_grace_begin(maps, &live->grace, false);
+			live_switched(live, maps);
 			memset(&p, 0, sizeof(p));
 			memset(&ovr, 0, sizeof(ovr));
 		}
@@ -600,7 +612,7 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 	ret = state_append_rules(state_dir, &live->p, old_idents);
 	if (!ret)
 		ret = policy_patch(maps, live->entries, live->nentries, removed, nremoved, &all,
-				   generation, &live->grace, &merged, &nmerged);
+				   generation, &live->grace[live->grace_older], &merged, &nmerged);
 	if (!ret) {
 		overrides_free(&live->ovr);
 		live->ovr = *want;
@@ -612,7 +624,7 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 		free(live->entries);
 		live->entries = merged;
 		live->nentries = nmerged;
-		policy_grace_begin(maps, &live->grace, false);
+		live_switched(live, maps);
 	}
 out:
 	compiled_policy_free(&all);

@@ -82,8 +82,13 @@ struct policy_live {
 	struct compiled_entry *entries; /* the compiled prefixes in force, in order */
 	size_t nentries;
 	size_t ports_in_map;      /* in the port map, left-over classes included */
-	/* A grace period begun after the last change, so the next one need not wait for it. */
-	struct policy_grace grace;
+	/*
+	 * Grace periods begun after each of the last two switches: the next change writes the
+	 * bank the one before last retired, so it needs the older of the two, long over when
+	 * changes come even a few milliseconds apart.
+	 */
+	struct policy_grace grace[2];
+	unsigned grace_older; /* the index of the older one */
 };
 
 /* policy_apply, keeping what was installed in live (emptied first, filled on success). */

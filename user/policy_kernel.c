@@ -31,8 +31,8 @@ int policy_next_generation(int config_fd, __u32 *generation)
 	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
 		return -errno;
 	*generation = cfg.generation + 1;
-	if (*generation == 0) /* 0 means "no policy": wrap to 2, an even one after the odd 2^32-1 */
-		*generation = 2;
+	if (*generation == 0) /* 0 means "no policy": wrap to 1, the bank after 2^32-1's */
+		*generation = 1;
 	return 0;
 }
 
@@ -354,23 +354,36 @@ void policy_grace_end(struct policy_grace *g)
 	g->done = true;
 }
 
+/* The generation before g (0 before the first). */
+static __u32 previous_generation(__u32 g)
+{
+	return g == 1 ? UINT32_MAX : g - 1;
+}
+
 /*
- * Make sure a grace period has passed since the policy in force (cfg) was switched in, and
- * with retire, its predecessors' classes are gone: by g's wait if it began under that same
- * policy, else by one here.
+ * Make sure a grace period has passed since the bank the next generation writes left
+ * service (the switch to the generation before the one in force, cfg), and with retire,
+ * that the classes of the policies before cfg's are gone: by g's wait if it began after
+ * that switch, else by one here. Retiring needs g begun under cfg's policy itself (the
+ * classes of the one before may still be in use).
  */
 static int ensure_grace(const struct policy_maps *maps, const struct sluice_config *cfg,
 			struct policy_grace *g, bool retire)
 {
 	int err;
 
-	if (g) {
-		policy_grace_end(g);
-		if (!g->err && g->cfg.generation == cfg->generation &&
-		    g->cfg.next_class == cfg->next_class) {
-			if (!retire || g->retire)
+	if (g && (g->running || g->done)) {
+		bool current = g->cfg.generation == cfg->generation &&
+			       g->cfg.next_class == cfg->next_class;
+		bool before = g->cfg.generation == previous_generation(cfg->generation) &&
+			      cfg->generation != 0;
+
+		if (current || (before && !retire)) {
+			policy_grace_end(g);
+			if (!g->err && (!retire || g->retire))
 				return 0;
-			return retire_classes(maps, cfg);
+			if (!g->err)
+				return retire_classes(maps, cfg);
 		}
 	}
 	err = wait_grace_period(maps->grace_fd);
@@ -480,8 +493,8 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	if (SLUICE_POLICY_BANK(generation) == SLUICE_POLICY_BANK(cfg.generation) && cfg.generation)
-		return -EINVAL; /* would overwrite the bank in force: not the next generation */
+	if (generation != (cfg.generation == UINT32_MAX ? 1 : cfg.generation + 1))
+		return -EINVAL; /* not the next generation: its bank may be in use */
 	err = ensure_grace(maps, &cfg, grace, true);
 	if (err) {
 		pr_err("cannot wait for running programs: %s", strerror(-err));
@@ -574,8 +587,8 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_entry *li
 	*nmerged = 0;
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	if (SLUICE_POLICY_BANK(generation) == SLUICE_POLICY_BANK(cfg.generation))
-		return -EINVAL;
+	if (generation != (cfg.generation == UINT32_MAX ? 1 : cfg.generation + 1))
+		return -EINVAL; /* not the next generation: its bank may be in use */
 	err = ensure_grace(maps, &cfg, grace, false);
 	if (err)
 		return err;

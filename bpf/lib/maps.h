@@ -13,8 +13,8 @@
 #include <sluice/abi.h>
 
 /*
- * The policy: two banks of flattened address ranges (struct sluice_policy_range), the one in
- * force named by the generation in sluice_config. Userspace fills the other bank through an
+ * The policy: SLUICE_POLICY_BANKS banks of flattened address ranges (struct
+ * sluice_policy_range), the one in force named by the generation in sluice_config. Userspace fills the other bank through an
  * mmap and then moves the generation on: one store switches every packet to the new policy,
  * never to a mixture. A bank is rewritten only after a grace period (sluice_grace) has passed
  * since it left service, so no program can still be searching it.
@@ -22,7 +22,7 @@
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 2 * SLUICE_RANGE_MAX);
+	__uint(max_entries, SLUICE_POLICY_BANKS * SLUICE_RANGE_MAX);
 	__type(key, __u32);
 	__type(value, struct sluice_policy_range);
 } sluice_policy SEC(".maps") __weak;

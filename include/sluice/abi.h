@@ -249,8 +249,8 @@ _Static_assert(sizeof(struct sluice_policy_entry) == 16, "sluice_policy_entry is
  * the last range starting at or below it: a binary search the datapath does in
  * SLUICE_RANGE_STEPS steps, and userspace fills with plain stores into an mmap of the map.
  *
- * The map holds two banks of SLUICE_RANGE_MAX elements; the policy of generation G lives in
- * bank SLUICE_POLICY_BANK(G). A bank's element 0 always starts at address 0, so its start
+ * The map holds SLUICE_POLICY_BANKS banks of SLUICE_RANGE_MAX elements; the policy of
+ * generation G lives in bank SLUICE_POLICY_BANK(G). A bank's element 0 always starts at address 0, so its start
  * is implied: start_lo there holds the number of ranges in the bank instead.
  */
 struct sluice_policy_range {
@@ -568,11 +568,14 @@ struct sluice_config {
 _Static_assert(sizeof(struct sluice_config) == 16, "sluice_config is 16 bytes");
 
 /*
- * The bank of the policy map that generation g lives in. Consecutive generations alternate,
- * so an install writes the bank no packet decided by the policy in force can be reading.
- * Generations wrap from 2^32 - 1 to 2 (0 means "none"), keeping the alternation.
+ * The bank of the policy map that generation g lives in. Consecutive generations take the
+ * banks in turn, so an install writes the bank that left service two switches ago: the
+ * grace period it needs (no program still searching it) has usually passed already, even
+ * for overrides a few milliseconds apart. Generations wrap from 2^32 - 1 (bank 0) to 1
+ * (0 means "none"), keeping the turn.
  */
-#define SLUICE_POLICY_BANK(g) ((g)&1u)
+#define SLUICE_POLICY_BANKS 3
+#define SLUICE_POLICY_BANK(g) ((g) % SLUICE_POLICY_BANKS)
 
 /* Capacities. The policy map and the others are preallocated. */
 #ifndef SLUICE_POLICY_MAX
