@@ -1467,20 +1467,25 @@ struct outcome {
 	__u8 verdict, reason;
 };
 
+/* A distinct destination prefix and its rules. */
 struct node {
 	struct prefix pfx;
 	size_t first, count; /* its rules in the sorted order, best first */
 };
 
+/* Prefix lengths 0..128: the most prefixes one address can lie in. */
+#define PREFIX_LENS 129
+
 struct compiler {
 	const struct policy *p;
-	size_t *order; /* rule indexes sorted by prefix, then precedence (sort_rules) */
-	struct sort_rec *keys; /* the same rules' sort records, in the same order */
-	struct node *nodes;
-	size_t nnodes;
-	__u32 *slots; /* open addressing: node index + 1 (< SLUICE_POLICY_MAX + 3), 0 = empty */
-	size_t mask;
-	__u64 lens[3]; /* bit L set: some node has prefix length L (0..128) */
+	struct sort_rec *keys; /* the rules' sort records, sorted by prefix, then precedence */
+	/*
+	 * The prefixes containing the node being compiled, shortest first, the node itself on
+	 * top. The nodes come in preorder (see struct sort_rec), so these are its ancestors
+	 * exactly when each was pushed after dropping those not containing it.
+	 */
+	struct node path[PREFIX_LENS];
+	size_t depth;
 	struct outcome deflt;
 	/* Port classes, interned by their chain. */
 	struct class_rec {
@@ -1589,10 +1594,10 @@ static struct sort_rec *merge_sort(struct sort_rec *a, struct sort_rec *tmp, siz
 }
 
 /*
- * Rule indexes in the compiler's order (see struct sort_rec) into order, and the sorted
- * records into *keys (to free; keys[i] is rule order[i]).
+ * The rules' sort records in the compiler's order (see struct sort_rec) into *keys (to
+ * free).
  */
-static int sort_rules(const struct policy *p, size_t *order, struct sort_rec **keys)
+static int sort_rules(const struct policy *p, struct sort_rec **keys)
 {
 	size_t n = p->nrules ? p->nrules : 1;
 	struct sort_rec *recs = malloc(2 * n * sizeof(*recs)), *sorted;
@@ -1612,8 +1617,6 @@ static int sort_rules(const struct policy *p, size_t *order, struct sort_rec **k
 		};
 	}
 	sorted = merge_sort(recs, recs + n, p->nrules);
-	for (size_t i = 0; i < p->nrules; i++)
-		order[i] = SORT_RANK_INDEX(sorted[i].rank);
 	if (sorted != recs)
 		memcpy(recs, sorted, p->nrules * sizeof(*recs));
 	/* The merge's scratch half goes back before the compiler allocates its output. */
@@ -1631,48 +1634,6 @@ static __u64 hash_bytes(const void *data, size_t len, __u64 h)
 	return h;
 }
 
-/* Word by word with a multiply-xorshift mix: cheaper than FNV byte by byte, as well spread. */
-static __u64 prefix_hash(const struct prefix *p)
-{
-	__u64 h = p->prefixlen * 0x9e3779b97f4a7c15ull;
-
-	h = (h ^ be64_at(p->addr.a)) * 0xff51afd7ed558ccdull;
-	h ^= h >> 32;
-	h = (h ^ be64_at(p->addr.a + 8)) * 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 29;
-	return h;
-}
-
-static void note_len(struct compiler *c, unsigned len)
-{
-	c->lens[len / 64] |= 1ull << (len % 64);
-}
-
-static bool has_len(const struct compiler *c, unsigned len)
-{
-	return c->lens[len / 64] >> (len % 64) & 1;
-}
-
-static ssize_t find_node(const struct compiler *c, const struct prefix *p)
-{
-	for (size_t h = prefix_hash(p) & c->mask;; h = (h + 1) & c->mask) {
-		__u32 slot = c->slots[h];
-
-		if (!slot)
-			return -1;
-		if (c->nodes[slot - 1].pfx.prefixlen == p->prefixlen &&
-		    memcmp(c->nodes[slot - 1].pfx.addr.a, p->addr.a, 16) == 0)
-			return slot - 1;
-	}
-}
-
-static void mask_prefix(struct prefix *p, unsigned len)
-{
-	p->prefixlen = len;
-	for (unsigned bit = len; bit < 128; bit++)
-		p->addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
-}
-
 static struct outcome rule_outcome(const struct compiler *c, size_t rule)
 {
 	const struct policy_rule *r = &c->p->rules[rule];
@@ -1685,34 +1646,27 @@ static struct outcome rule_outcome(const struct compiler *c, size_t rule)
 }
 
 /*
- * The chain of node n: its exceptions (rules with a condition, in precedence order) and
- * the rule that ends it (SIZE_MAX: the default). Returns the number of exceptions.
+ * The chain of the node on top of c->path: its exceptions (rules with a condition, in
+ * precedence order) and the rule that ends it (SIZE_MAX: the default).
  */
-static int build_chain(const struct compiler *c, size_t n, __u32 **chain, size_t *len,
-		       size_t *fallback)
+static int build_chain(const struct compiler *c, __u32 **chain, size_t *len, size_t *fallback)
 {
-	const struct node *node = &c->nodes[n];
-	bool v4 = prefix_is_v4(&node->pfx);
+	bool v4 = prefix_is_v4(&c->path[c->depth - 1].pfx);
 	unsigned floor = v4 ? 96 : 0;
 	size_t cap = 0;
 
 	*chain = NULL;
 	*len = 0;
 	*fallback = SIZE_MAX;
-	for (int plen = node->pfx.prefixlen; plen >= (int)floor; plen--) {
-		struct prefix anc = node->pfx;
-		ssize_t a;
+	/* Longest first: the node itself, then its ancestors (an IPv4 node's stop at /96). */
+	for (size_t d = c->depth; d-- > 0 && c->path[d].pfx.prefixlen >= floor;) {
+		const struct node *a = &c->path[d];
 
-		if (!has_len(c, plen)) /* no node that long: no ancestor to look up */
-			continue;
-		mask_prefix(&anc, plen);
-		a = find_node(c, &anc);
-		if (a < 0)
-			continue;
-		for (size_t k = 0; k < c->nodes[a].count; k++) {
-			size_t rule = c->order[c->nodes[a].first + k];
+		for (size_t k = 0; k < a->count; k++) {
+			__u64 rank = c->keys[a->first + k].rank;
+			size_t rule = SORT_RANK_INDEX(rank);
 
-			if (c->p->rules[rule].match == 0) {
+			if (!(rank & SORT_RANK_MATCH)) {
 				*fallback = rule;
 				return 0;
 			}
@@ -1921,11 +1875,40 @@ static void compiler_free(struct compiler *c)
 		free(c->classes[i].chain);
 	free(c->classes);
 	free(c->class_slots);
-	free(c->order);
 	free(c->keys);
-	free(c->nodes);
-	free(c->slots);
 	free(c->ports);
+}
+
+/* Write trie entry e: prefix pfx decided by o, or by port class `class` if not 0. */
+static void set_entry(struct compiled_entry *e, const struct prefix *pfx, struct outcome o,
+		      __u32 class, __u32 generation, __u8 flags)
+{
+	e->key.prefixlen = pfx->prefixlen;
+	e->key.addr = pfx->addr;
+	e->value.rule_id = o.rule_id;
+	e->value.generation = generation;
+	e->value.port_class = class;
+	e->value.verdict = o.verdict;
+	e->value.reason = o.reason;
+	e->value.flags = flags;
+}
+
+/* The address of a sort record. */
+static struct sluice_addr rec_addr(const struct sort_rec *k)
+{
+	struct sluice_addr a;
+
+	for (int b = 0; b < 8; b++) {
+		a.a[b] = k->hi >> (56 - 8 * b);
+		a.a[8 + b] = k->lo >> (56 - 8 * b);
+	}
+	return a;
+}
+
+/* Is prefix x the same as y? */
+static bool same_prefix(const struct prefix *x, const struct prefix *y)
+{
+	return x->prefixlen == y->prefixlen && memcmp(x->addr.a, y->addr.a, 16) == 0;
 }
 
 int policy_compile(const struct policy *p, __u32 generation, struct compiled_policy *out)
@@ -1934,81 +1917,52 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 		{ .prefixlen = 0 },
 		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
 	};
+	bool have_catch_all[2] = { false, false };
 	__u8 flags = policy_flags(p);
 	struct compiler c = { .p = p };
-	size_t nodes_cap = p->nrules + 2;
-	int err = -ENOMEM;
+	int err;
 
 	memset(out, 0, sizeof(*out));
 	c.deflt = (struct outcome){ .rule_id = SLUICE_RULE_DEFAULT,
 				    .verdict = apply_mode(p, p->default_verdict),
 				    .reason = SLUICE_REASON_DEFAULT };
-	c.order = malloc((p->nrules ? p->nrules : 1) * sizeof(*c.order));
-	c.nodes = malloc(nodes_cap * sizeof(*c.nodes));
-	for (c.mask = 15; c.mask < 2 * nodes_cap; c.mask = c.mask * 2 + 1)
-		;
-	c.slots = calloc(c.mask + 1, sizeof(*c.slots));
-	if (!c.order || !c.nodes || !c.slots)
-		goto fail;
-
-	err = sort_rules(p, c.order, &c.keys);
+	err = sort_rules(p, &c.keys);
 	if (err)
 		goto fail;
+	/* One entry per distinct prefix, at most one per rule, and the catch-alls. */
 	err = -ENOMEM;
-
-	/* Group the sorted rules by prefix; add the catch-alls that carry the default. */
-	for (size_t i = 0; i < p->nrules; i++) {
-		const struct sort_rec *k = &c.keys[i];
-		unsigned len = k->rank >> 56;
-
-		if (i && k->hi == c.keys[i - 1].hi && k->lo == c.keys[i - 1].lo &&
-		    len == c.keys[i - 1].rank >> 56) {
-			c.nodes[c.nnodes - 1].count++;
-			continue;
-		}
-		struct node *node = &c.nodes[c.nnodes++];
-
-		*node = (struct node){ .pfx.prefixlen = len, .first = i, .count = 1 };
-		for (int b = 0; b < 8; b++) {
-			node->pfx.addr.a[b] = k->hi >> (56 - 8 * b);
-			node->pfx.addr.a[8 + b] = k->lo >> (56 - 8 * b);
-		}
-		note_len(&c, len);
-	}
-	for (size_t i = 0; i < c.nnodes; i++) {
-		size_t h = prefix_hash(&c.nodes[i].pfx) & c.mask;
-
-		while (c.slots[h])
-			h = (h + 1) & c.mask;
-		c.slots[h] = i + 1;
-	}
-	/*
-	 * The default lives at ::/0 and at ::ffff:0:0/96 (all of IPv4); the second also keeps
-	 * IPv6 rules shorter than /96 (such as ::/0) from matching IPv4 packets.
-	 */
-	for (int k = 0; k < 2; k++) {
-		if (find_node(&c, &catch_alls[k]) >= 0)
-			continue;
-		c.nodes[c.nnodes] = (struct node){ .pfx = catch_alls[k], .first = 0, .count = 0 };
-		note_len(&c, catch_alls[k].prefixlen);
-		size_t h = prefix_hash(&catch_alls[k]) & c.mask;
-		while (c.slots[h])
-			h = (h + 1) & c.mask;
-		c.slots[h] = ++c.nnodes;
-	}
-
-	out->entries = calloc(c.nnodes, sizeof(*out->entries));
+	out->entries = calloc(p->nrules + 2, sizeof(*out->entries));
 	if (!out->entries)
 		goto fail;
-	for (size_t i = 0; i < c.nnodes; i++) {
-		const struct node *node = &c.nodes[i];
-		struct compiled_entry *e = &out->entries[out->n++];
-		struct outcome o = c.deflt;
+
+	/*
+	 * One pass over the sorted rules: each run of rules with one prefix is a node, decided
+	 * by its best rule when that has no condition, else by a port class built from its
+	 * chain (the node's rules and its ancestors' on c.path).
+	 */
+	for (size_t i = 0, next; i < p->nrules; i = next) {
+		const struct sort_rec *k = &c.keys[i];
+		struct sluice_addr addr = rec_addr(k);
+		const struct node *node;
+		struct outcome o;
 		__u32 class = 0;
 
-		if (node->count && !(c.keys[node->first].rank & SORT_RANK_MATCH)) {
+		for (next = i + 1; next < p->nrules && c.keys[next].hi == k->hi &&
+				   c.keys[next].lo == k->lo && c.keys[next].rank >> 56 == k->rank >> 56;)
+			next++;
+		/* Drop what does not contain the node: the rest are its ancestors. */
+		while (c.depth && !prefix_contains(&c.path[c.depth - 1].pfx, &addr))
+			c.depth--;
+		/* At most PREFIX_LENS deep: each prefix on the path is longer than the one below. */
+		c.path[c.depth] = (struct node){ .pfx = { .addr = addr, .prefixlen = k->rank >> 56 },
+						 .first = i,
+						 .count = next - i };
+		node = &c.path[c.depth++];
+		for (int a = 0; a < 2; a++)
+			have_catch_all[a] |= same_prefix(&node->pfx, &catch_alls[a]);
+
+		if (!(k->rank & SORT_RANK_MATCH)) {
 			/* Constant, the common case: rule_outcome() from the sort record. */
-			const struct sort_rec *k = &c.keys[node->first];
 			__u8 action = k->rank & SORT_RANK_ALLOW ? SLUICE_VERDICT_ALLOW
 								: SLUICE_VERDICT_DENY;
 
@@ -2021,7 +1975,8 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 			__u32 *chain;
 			size_t len, fallback;
 
-			err = build_chain(&c, i, &chain, &len, &fallback);
+			o = c.deflt;
+			err = build_chain(&c, &chain, &len, &fallback);
 			if (!err && len)
 				err = intern_class(&c, chain, len, fallback, &class);
 			else if (!err && fallback != SIZE_MAX)
@@ -2030,15 +1985,17 @@ int policy_compile(const struct policy *p, __u32 generation, struct compiled_pol
 			if (err)
 				goto fail;
 		}
-		e->key.prefixlen = node->pfx.prefixlen;
-		e->key.addr = node->pfx.addr;
-		e->value.rule_id = o.rule_id;
-		e->value.generation = generation;
-		e->value.port_class = class;
-		e->value.verdict = o.verdict;
-		e->value.reason = o.reason;
-		e->value.flags = flags;
+		set_entry(&out->entries[out->n++], &node->pfx, o, class, generation, flags);
 	}
+	/*
+	 * The default lives at ::/0 and at ::ffff:0:0/96 (all of IPv4); the second also keeps
+	 * IPv6 rules shorter than /96 (such as ::/0) from matching IPv4 packets. Where no rule
+	 * is written for them they come last, holding the default.
+	 */
+	for (int a = 0; a < 2; a++)
+		if (!have_catch_all[a])
+			set_entry(&out->entries[out->n++], &catch_alls[a], c.deflt, 0, generation,
+				  flags);
 	out->ports = c.ports;
 	out->nports = c.nports;
 	out->nclasses = c.nclasses;
