@@ -81,8 +81,8 @@
 #define TARGET_MS 200.0
 #define TARGET_RATIO 20.0
 #define TARGET_OVERRIDE_MS 10.0
-/* The maps the child installs into: policy, grace, config, ports, rules. */
-#define CHILD_FDS 5
+/* The maps the child installs into: policy, grace, config, rules. */
+#define CHILD_FDS 4
 /* The longest command line run_process starts. */
 #define SPAWN_ARGS_MAX 12
 
@@ -139,7 +139,7 @@ static int child_apply(const char *path, const struct policy_maps *maps)
 	log_init(LOG_WARN);
 	t0 = now_s();
 	/* As policy_apply does: the install's grace period runs while the file is parsed. */
-	ret = policy_grace_begin(maps, &grace, true);
+	ret = policy_grace_begin(maps, &grace);
 	if (ret) {
 		fprintf(stderr, "apply: child: cannot read the config: %s\n", strerror(-ret));
 		return 1;
@@ -302,7 +302,7 @@ static int run_sluice(const struct ctx *c, struct run *run)
 	char fd_args[CHILD_FDS][16];
 	char *argv[] = { (char *)c->self, "--apply-child", (char *)c->policy_path,
 			 fd_args[0],      fd_args[1],      fd_args[2],
-			 fd_args[3],      fd_args[4],      NULL };
+			 fd_args[3],      NULL };
 	char line[256];
 	int pipefd[2], err;
 	ssize_t got;
@@ -883,7 +883,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path);
 }
 
-/* The hidden child mode: --apply-child FILE POLICY_FD GRACE_FD CONFIG_FD PORTS_FD RULES_FD. */
+/* The hidden child mode: --apply-child FILE POLICY_FD GRACE_FD CONFIG_FD RULES_FD. */
 static int child_main(char **argv)
 {
 	struct policy_maps maps;
@@ -893,8 +893,7 @@ static int child_main(char **argv)
 		if (!argv[3 + i] || !parse_num("--apply-child", argv[3 + i], 0, INT_MAX, &v[i]))
 			return 2;
 	maps = (struct policy_maps){ .policy_fd = (int)v[0], .grace_fd = (int)v[1],
-				     .config_fd = (int)v[2], .ports_fd = (int)v[3],
-				     .rules_fd = (int)v[4] };
+				     .config_fd = (int)v[2], .rules_fd = (int)v[3] };
 	return child_apply(argv[2], &maps);
 }
 
@@ -1014,9 +1013,8 @@ int main(int argc, char **argv)
 	c.fds[0] = fcntl(dp.policy_fd, F_DUPFD, 3);
 	c.fds[1] = fcntl(dp.grace_fd, F_DUPFD, 3);
 	c.fds[2] = fcntl(dp.config_fd, F_DUPFD, 3);
-	c.fds[3] = fcntl(dp.ports_fd, F_DUPFD, 3);
-	c.fds[4] = fcntl(dp.rules_fd, F_DUPFD, 3);
-	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0 || c.fds[3] < 0 || c.fds[4] < 0) {
+	c.fds[3] = fcntl(dp.rules_fd, F_DUPFD, 3);
+	if (c.fds[0] < 0 || c.fds[1] < 0 || c.fds[2] < 0 || c.fds[3] < 0) {
 		err = -errno;
 		fprintf(stderr, "apply: cannot pass the maps on: %s\n", strerror(-err));
 		goto out;

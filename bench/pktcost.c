@@ -392,7 +392,7 @@ struct sluice_dp {
 	struct datapath dp; /* when loaded through datapath_load */
 	struct bpf_object *obj; /* when loaded from --sluice-obj */
 	bool loaded;
-	int prog_fd, policy_fd, grace_fd, config_fd, dests_fd, ports_fd;
+	int prog_fd, policy_fd, grace_fd, config_fd, dests_fd;
 	int xdp_fd; /* -1 for a --sluice-obj without the XDP program */
 	int rules_fd; /* -1 for an older --sluice-obj without per-rule counters */
 };
@@ -412,8 +412,7 @@ static int map_fd_by_name(struct bpf_object *obj, const char *name)
 static struct policy_maps sluice_dp_policy_maps(const struct sluice_dp *s)
 {
 	return (struct policy_maps){ .policy_fd = s->policy_fd, .grace_fd = s->grace_fd,
-				     .config_fd = s->config_fd, .ports_fd = s->ports_fd,
-				     .rules_fd = s->rules_fd,
+				     .config_fd = s->config_fd, .rules_fd = s->rules_fd,
 				     .budgets = s->loaded ? &s->dp.budget : NULL };
 }
 
@@ -442,7 +441,6 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 		s->grace_fd = s->dp.grace_fd;
 		s->config_fd = s->dp.config_fd;
 		s->dests_fd = s->dp.dests_fd;
-		s->ports_fd = s->dp.ports_fd;
 		s->rules_fd = s->dp.rules_fd;
 		return 0;
 	}
@@ -475,9 +473,7 @@ static int sluice_dp_load(struct sluice_dp *s, const char *obj_path)
 			      ? map_fd_by_name(s->obj, "sluice_rules")
 			      : -1;
 	s->dests_fd = map_fd_by_name(s->obj, "sluice_dests");
-	s->ports_fd = map_fd_by_name(s->obj, "sluice_ports");
-	if (s->policy_fd < 0 || s->grace_fd < 0 || s->config_fd < 0 || s->dests_fd < 0 ||
-	    s->ports_fd < 0) {
+	if (s->policy_fd < 0 || s->grace_fd < 0 || s->config_fd < 0 || s->dests_fd < 0) {
 		err = -ENOENT;
 		goto fail;
 	}

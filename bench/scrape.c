@@ -175,7 +175,7 @@ int main(int argc, char **argv)
 	rss_filled = peak_rss_kib();
 	struct metrics_source src = { .dests_fd = dests_fd, .totals_fd = dp.totals_fd,
 				      .ifaces_fd = dp.ifaces_fd, .policy_fd = dp.policy_fd,
-				      .ports_fd = dp.ports_fd, .top_n = top, .policy = &pol };
+				      .top_n = top, .policy = &pol };
 
 	struct metrics_scan scans[3] = { {}, { .scan = dest_scan_open(dests_fd) },
 					 { .scan = dest_scan_open(dests_fd) } };

@@ -809,7 +809,7 @@ int cmd_run(int argc, char **argv)
 		struct metrics_source src = {
 			.dests_fd = d.dp.dests_fd, .totals_fd = d.dp.totals_fd,
 			.ifaces_fd = d.dp.ifaces_fd, .policy_fd = d.dp.policy_fd,
-			.ports_fd = d.dp.ports_fd, .top_n = o.top_n, .config_fd = d.dp.config_fd,
+			.top_n = o.top_n, .config_fd = d.dp.config_fd,
 			.rules_fd = d.dp.rules_fd, .state_dir = cli.state_dir,
 			.policy = &d.published, .scan = &scan, .events = &d.event_stats,
 			.budgets = &d.dp.budget, .users_fd = d.dp.users_fd,

@@ -30,7 +30,7 @@ static void datapath_reset(struct datapath *dp)
 	for (int h = 0; h < CONNECT_HOOKS; h++)
 		dp->connect_prog_fds[h] = -1;
 	dp->policy_fd = dp->grace_fd = dp->config_fd = dp->dests_fd = dp->totals_fd = dp->ifaces_fd = -1;
-	dp->ports_fd = dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
+	dp->frags_fd = dp->flows_fd = dp->rules_fd = -1;
 	dp->events_fd = dp->event_config_fd = dp->event_limits_fd = dp->event_lost_fd = -1;
 	dp->event_reported_fd = dp->local_addrs_fd = dp->local_gen_fd = dp->users_fd = -1;
 	dp->budget = (struct budget_maps){ -1, -1, -1, -1, -1 };
@@ -224,7 +224,6 @@ int datapath_load(struct datapath *dp, const char *pin_dir)
 	dp->dests_fd = bpf_map__fd(skel->maps.sluice_dests);
 	dp->totals_fd = bpf_map__fd(skel->maps.sluice_totals);
 	dp->ifaces_fd = bpf_map__fd(skel->maps.sluice_ifaces);
-	dp->ports_fd = bpf_map__fd(skel->maps.sluice_ports);
 	dp->frags_fd = bpf_map__fd(skel->maps.sluice_frags);
 	dp->flows_fd = bpf_map__fd(skel->maps.sluice_flows);
 	dp->rules_fd = bpf_map__fd(skel->maps.sluice_rules);
@@ -264,7 +263,6 @@ static const struct {
 	{ "sluice_dests", offsetof(struct pinned_maps, dests_fd) },
 	{ "sluice_totals", offsetof(struct pinned_maps, totals_fd) },
 	{ "sluice_ifaces", offsetof(struct pinned_maps, ifaces_fd) },
-	{ "sluice_ports", offsetof(struct pinned_maps, ports_fd) },
 	{ "sluice_flows", offsetof(struct pinned_maps, flows_fd) },
 	{ "sluice_rules", offsetof(struct pinned_maps, rules_fd) },
 	{ "sluice_event_lost", offsetof(struct pinned_maps, event_lost_fd) },
@@ -308,15 +306,15 @@ int pinned_maps_open(const char *pin_dir, struct pinned_maps *m)
 struct policy_maps datapath_policy_maps(const struct datapath *dp)
 {
 	return (struct policy_maps){ .policy_fd = dp->policy_fd, .grace_fd = dp->grace_fd,
-				     .config_fd = dp->config_fd, .ports_fd = dp->ports_fd,
-				     .rules_fd = dp->rules_fd, .budgets = &dp->budget };
+				     .config_fd = dp->config_fd, .rules_fd = dp->rules_fd,
+				     .budgets = &dp->budget };
 }
 
 struct policy_maps pinned_policy_maps(const struct pinned_maps *m)
 {
 	return (struct policy_maps){ .policy_fd = m->policy_fd, .grace_fd = m->grace_fd,
-				     .config_fd = m->config_fd, .ports_fd = m->ports_fd,
-				     .rules_fd = m->rules_fd, .budgets = &m->budget };
+				     .config_fd = m->config_fd, .rules_fd = m->rules_fd,
+				     .budgets = &m->budget };
 }
 
 void pinned_maps_close(struct pinned_maps *m)

@@ -29,7 +29,6 @@ struct datapath {
 	int dests_fd;
 	int totals_fd;
 	int ifaces_fd;
-	int ports_fd;
 	int frags_fd;
 	int flows_fd;
 	int rules_fd;
@@ -53,7 +52,7 @@ void datapath_close(struct datapath *dp);
 
 /* The pinned maps alone, for read commands: -ENOENT when sluice is not loaded there. */
 struct pinned_maps {
-	int policy_fd, grace_fd, config_fd, dests_fd, totals_fd, ifaces_fd, ports_fd, flows_fd;
+	int policy_fd, grace_fd, config_fd, dests_fd, totals_fd, ifaces_fd, flows_fd;
 	int rules_fd, event_lost_fd;
 	int users_fd;
 	struct budget_maps budget;

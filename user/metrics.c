@@ -447,7 +447,7 @@ int metrics_render(const struct metrics_source *src, FILE *f)
 	family(f, "sluice_map_capacity", "gauge", "Capacity (max entries) of each BPF map.");
 	fprintf(f, "sluice_map_capacity{map=\"destinations\"} %u\n", map_capacity(src->dests_fd));
 	fprintf(f, "sluice_map_capacity{map=\"policy\"} %u\n", SLUICE_POLICY_MAX);
-	fprintf(f, "sluice_map_capacity{map=\"ports\"} %u\n", map_capacity(src->ports_fd));
+	fprintf(f, "sluice_map_capacity{map=\"ports\"} %u\n", SLUICE_PORT_MAX);
 	fprintf(f, "sluice_map_capacity{map=\"interfaces\"} %u\n", SLUICE_IFSLOTS - 1);
 
 	family(f, "sluice_policy_generation", "gauge", "Generation of the policy in force.");

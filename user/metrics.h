@@ -49,7 +49,7 @@ struct metrics_scan {
 
 /* The maps a scrape reads. */
 struct metrics_source {
-	int dests_fd, totals_fd, ifaces_fd, policy_fd, ports_fd, config_fd, rules_fd;
+	int dests_fd, totals_fd, ifaces_fd, policy_fd, config_fd, rules_fd;
 	const char *state_dir; /* the rule table names the rule counters */
 	unsigned top_n;
 	struct metrics_policy *policy;

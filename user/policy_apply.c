@@ -275,7 +275,7 @@ static void live_clear(struct policy_live *live)
 		policy_free(&live->p);
 	overrides_free(&live->ovr);
 	free(live->ovr_ident);
-	free(live->entries);
+	compiled_policy_free(&live->kernel);
 	policy_grace_end(&live->grace[0]);
 	policy_grace_end(&live->grace[1]);
 	memset(live, 0, sizeof(*live));
@@ -287,7 +287,7 @@ static void live_switched(struct policy_live *live, const struct policy_maps *ma
 	struct policy_grace *g = &live->grace[live->grace_older];
 
 	policy_grace_end(g); /* begun two switches ago: over long since */
-	if (policy_grace_begin(maps, g, false) < 0)
+	if (policy_grace_begin(maps, g) < 0)
 		memset(g, 0, sizeof(*g)); /* none: the next change waits for its own */
 	live->grace_older ^= 1;
 }
@@ -316,7 +316,7 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 	if (lock < 0)
 		return lock;
 	/* The install's wait for running programs, done while the file is read and compiled. */
-	ret = policy_grace_begin(maps, &grace, true);
+	ret = policy_grace_begin(maps, &grace);
 	if (ret) {
 		close(lock);
 		return ret;
@@ -396,15 +396,18 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			live->base_idents = base_idents;
 			live->ovr = ovr;
 			live->generation = res->generation;
-			live->ports_in_map = cp.nports;
 			live->valid = true;
 			/* The entries as the kernel has them, in order: the next change's base. */
 			if (policy_installed_entries(maps, &cp) == 0 &&
 			    compiled_entries_sort(cp.entries, cp.n) == 0) {
-				live->entries = cp.entries;
-				live->nentries = cp.n;
+				live->kernel = (struct compiled_policy){
+					.entries = cp.entries, .n = cp.n, .ports = cp.ports,
+					.nports = cp.nports, .nclasses = cp.nclasses
+				};
 				cp.entries = NULL;
 				cp.n = 0;
+				cp.ports = NULL;
+				cp.nports = 0;
 			}
 			live_switched(live, maps);
 			memset(&p, 0, sizeof(p));
@@ -539,8 +542,8 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 	struct compiled_policy all = {};
 	struct touched t = { .x = calloc(live->ovr.n + want->n + 1, sizeof(*t.x)) };
 	struct sluice_lpm_key *removed = NULL;
-	struct compiled_entry *merged;
-	size_t nremoved = 0, nmerged, old_idents = live->p.nidents;
+	struct compiled_policy merged;
+	size_t nremoved = 0, old_idents = live->p.nidents;
 	__u32 *idents = calloc(want->n + 1, sizeof(*idents));
 	int ret = t.x && idents ? 0 : -ENOMEM;
 
@@ -611,8 +614,8 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 	/* Names first: a reader may see names for rules not yet in force, never the reverse. */
 	ret = state_append_rules(state_dir, &live->p, old_idents);
 	if (!ret)
-		ret = policy_patch(maps, live->entries, live->nentries, removed, nremoved, &all,
-				   generation, &live->grace[live->grace_older], &merged, &nmerged);
+		ret = policy_patch(maps, &live->kernel, removed, nremoved, &all, generation,
+				   &live->grace[live->grace_older], &merged);
 	if (!ret) {
 		overrides_free(&live->ovr);
 		live->ovr = *want;
@@ -620,10 +623,8 @@ static int live_patch(struct policy_live *live, const char *state_dir,
 		idents = NULL;
 		live->generation = generation;
 		live->port_entries += all.nports;
-		live->ports_in_map += all.nports;
-		free(live->entries);
-		live->entries = merged;
-		live->nentries = nmerged;
+		compiled_policy_free(&live->kernel);
+		live->kernel = merged;
 		live_switched(live, maps);
 	}
 out:
@@ -651,7 +652,7 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	 * In place only while the kernel holds what live describes (no other writer since) and
 	 * the classes left behind by in-place changes stay few; else a full apply.
 	 */
-	if (!live->valid || !live->entries || bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
+	if (!live->valid || !live->kernel.entries || bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0 ||
 	    cfg.generation != live->generation || live->port_entries > SLUICE_PORT_MAX / 8)
 		goto full;
 	ret = overrides_load(state_dir, &want, true);
@@ -675,8 +676,8 @@ int policy_live_sync_overrides(struct policy_live *live, const char *state_dir,
 	res->overrides = live->ovr.n;
 	res->changed = changed;
 	res->in_place = true;
-	res->prefixes = live->nentries;
-	res->port_entries = live->ports_in_map;
+	res->prefixes = live->kernel.n;
+	res->port_entries = live->kernel.nports;
 	if (changed)
 		write_generation(state_dir, live->generation);
 	overrides_free(&stored);

@@ -48,7 +48,7 @@ struct apply_result {
 	size_t rules, destinations, prefixes, sets, classes, overrides;
 	size_t changed; /* in-place changes: prefixes rewritten (0: nothing to do) */
 	bool in_place;  /* changed in place (else a full install, when anything was done) */
-	size_t port_entries; /* in the port map now */
+	size_t port_entries; /* in the policy in force, classes left by overrides included */
 	char source[4096];
 };
 
@@ -79,9 +79,8 @@ struct policy_live {
 	size_t base_idents;       /* identities of the base policy: in place, never renamed */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
-	struct compiled_entry *entries; /* the compiled prefixes in force, in order */
-	size_t nentries;
-	size_t ports_in_map;      /* in the port map, left-over classes included */
+	/* The compiled policy as the kernel has it: entries in order, classes, ports. */
+	struct compiled_policy kernel;
 	/*
 	 * Grace periods begun after each of the last two switches: the next change writes the
 	 * bank the one before last retired, so it needs the older of the two, long over when

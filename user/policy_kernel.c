@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /*
- * Atomic policy installation: after a grace period, the new policy's port classes go in
- * beside the old ones and its ranges into the bank no packet is reading; then one write of
- * the generation switches every packet over. The old classes leave at the next install.
+ * Atomic policy installation: once a grace period has passed since the bank the next
+ * generation uses left service, the new policy's address and port ranges are written into
+ * it, and one write of the generation switches every packet over.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -23,6 +24,16 @@
 #define ENOTSUPP 524
 #endif
 
+static __u32 generation_after(__u32 g)
+{
+	return g == UINT32_MAX ? 1 : g + 1; /* 0 means "no policy": wrap to 1, the bank after */
+}
+
+static __u32 generation_before(__u32 g)
+{
+	return g == 1 ? UINT32_MAX : g - 1;
+}
+
 int policy_next_generation(int config_fd, __u32 *generation)
 {
 	struct sluice_config cfg;
@@ -30,137 +41,8 @@ int policy_next_generation(int config_fd, __u32 *generation)
 
 	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
 		return -errno;
-	*generation = cfg.generation + 1;
-	if (*generation == 0) /* 0 means "no policy": wrap to 1, the bank after 2^32-1's */
-		*generation = 1;
+	*generation = generation_after(cfg.generation);
 	return 0;
-}
-
-/* Is class inside [base, base + n)? (Unsigned arithmetic handles a range that wraps.) */
-static bool class_in(__u32 class, __u32 base, __u32 n)
-{
-	return class - base < n;
-}
-
-/* Keys read from the port trie per batch lookup while looking for classes to remove. */
-#define PORT_SCAN_CHUNK 4096
-
-/* Append key to *keys (growing it) when its class is inside (or outside) [base, base + n). */
-static int keep_if(struct sluice_port_key **keys, size_t *n, size_t *cap,
-		   const struct sluice_port_key *key, __u32 base, __u32 n_classes, bool inside)
-{
-	if (class_in(key->port_class, base, n_classes) != inside)
-		return 0;
-	if (*n == *cap) {
-		size_t grown = *cap ? *cap * 2 : 256;
-		void *p = realloc(*keys, grown * sizeof(**keys));
-
-		if (!p)
-			return -ENOMEM;
-		*keys = p;
-		*cap = grown;
-	}
-	(*keys)[(*n)++] = *key;
-	return 0;
-}
-
-/*
- * Collect the port entries whose class is inside [base, base + n) (inside = true) or
- * outside it: with batch lookups (the kernel walks the trie, PORT_SCAN_CHUNK keys per
- * syscall) where the kernel has them for LPM tries, one get_next_key per entry otherwise.
- * The walk was a syscall per entry, old and new classes alike: ≈ 24 ms at 24 000 entries.
- */
-static int collect_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside,
-			   struct sluice_port_key **keys, size_t *n)
-{
-	struct sluice_port_key *chunk = calloc(PORT_SCAN_CHUNK, sizeof(*chunk));
-	struct sluice_port_entry *vals = calloc(PORT_SCAN_CHUNK, sizeof(*vals));
-	struct sluice_port_key cursor, key, *prev = NULL;
-	size_t cap = 0;
-	bool first = true;
-	int err = chunk && vals ? 0 : -ENOMEM;
-
-	*keys = NULL;
-	*n = 0;
-	while (!err) {
-		__u32 count = PORT_SCAN_CHUNK;
-		int ret = bpf_map_lookup_batch(ports_fd, first ? NULL : &cursor, &cursor, chunk,
-					       vals, &count, NULL);
-
-		if (ret < 0 && errno != ENOENT) {
-			/* Unsupported before anything was read: walk key by key instead. */
-			if (first && (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP))
-				break;
-			err = -errno;
-			break;
-		}
-		for (__u32 i = 0; !err && i < count; i++)
-			err = keep_if(keys, n, &cap, &chunk[i], base, n_classes, inside);
-		first = false;
-		if (ret < 0) /* ENOENT: the walk is done */
-			goto out;
-	}
-	while (!err && bpf_map_get_next_key(ports_fd, prev, &key) == 0) {
-		err = keep_if(keys, n, &cap, &key, base, n_classes, inside);
-		cursor = key;
-		prev = &cursor;
-	}
-out:
-	free(chunk);
-	free(vals);
-	return err;
-}
-
-/* Delete n keys from the port trie: in batches where the kernel has them, else one by one. */
-static int delete_keys(int ports_fd, const struct sluice_port_key *keys, size_t n)
-{
-	size_t done = 0;
-	bool batch = true;
-	int err = 0;
-
-	while (!err && done < n) {
-		__u32 count = n - done;
-
-		if (batch) {
-			if (bpf_map_delete_batch(ports_fd, &keys[done], &count, NULL) == 0) {
-				done += count;
-				continue;
-			}
-			done += count; /* deleted before the failing key */
-			if (errno == ENOENT) {
-				done++; /* gone already: nothing to do for it */
-				continue;
-			}
-			if (count == 0 &&
-			    (errno == EINVAL || errno == ENOTSUPP || errno == EOPNOTSUPP)) {
-				batch = false;
-				continue;
-			}
-			err = -errno;
-			break;
-		}
-		if (bpf_map_delete_elem(ports_fd, &keys[done]) < 0 && errno != ENOENT)
-			err = -errno;
-		done++;
-	}
-	return err;
-}
-
-/*
- * Remove the port entries whose class is inside [base, base + n) (inside = true) or
- * outside it. Keys are collected first: deleting from an LPM trie while walking it
- * restarts the walk.
- */
-static int remove_classes(int ports_fd, __u32 base, __u32 n_classes, bool inside)
-{
-	struct sluice_port_key *keys;
-	size_t n;
-	int err = collect_classes(ports_fd, base, n_classes, inside, &keys, &n);
-
-	if (!err)
-		err = delete_keys(ports_fd, keys, n);
-	free(keys);
-	return err;
 }
 
 /*
@@ -206,7 +88,7 @@ static int fill_map(int fd, const void *keys, size_t key_size, const void *value
 }
 
 
-/* The bank of the policy in force: element 0 (count, flags); -ENOENT when none is installed. */
+/* Element 0 of the policy in force (counts, flags); -ENOENT when none is installed. */
 static int active_bank(const struct policy_maps *maps, const struct sluice_config *cfg,
 		       struct sluice_policy_range *first)
 {
@@ -252,36 +134,6 @@ static int zero_rule_half(int rules_fd, __u8 epoch_flag)
 	return err;
 }
 
-/* Fresh class numbers, never 0, disjoint from the classes packets may still use. */
-static __u32 fresh_classes(const struct sluice_config *cfg, __u32 n)
-{
-	__u32 base = cfg->next_class ? cfg->next_class : 1;
-
-	return base + n < base ? 1 : base; /* after 2^32 classes the old ones are long gone */
-}
-
-/* Add cp's classes to the port trie as base..base + nclasses - 1. */
-static int add_port_entries(int ports_fd, const struct compiled_policy *cp, __u32 base)
-{
-	struct sluice_port_key *keys = calloc(cp->nports + 1, sizeof(*keys));
-	struct sluice_port_entry *values = calloc(cp->nports + 1, sizeof(*values));
-	int err = -ENOMEM;
-
-	if (keys && values) {
-		for (size_t i = 0; i < cp->nports; i++) {
-			keys[i] = cp->ports[i].key;
-			keys[i].port_class = base + keys[i].port_class - 1;
-			values[i] = cp->ports[i].value;
-		}
-		/* BPF_ANY also overwrites an entry a crashed install may have left. */
-		err = fill_map(ports_fd, keys, sizeof(*keys), values, sizeof(*values), cp->nports,
-			       "port classes");
-	}
-	free(keys);
-	free(values);
-	return err;
-}
-
 /* --- grace periods ------------------------------------------------------------------------ */
 
 /*
@@ -303,40 +155,24 @@ static int wait_grace_period(int grace_fd)
 	return err;
 }
 
-/*
- * What the grace period allows, beside reusing the other bank: the port classes outside
- * the policy in force were last reachable by packets that read an older generation, which
- * have all ended now. Removing them needs the writers' lock (a writer adds new ones).
- */
-static int retire_classes(const struct policy_maps *maps, const struct sluice_config *cfg)
-{
-	__u32 n = cfg->next_class - cfg->first_class;
-
-	if (!cfg->generation)
-		return 0;
-	return remove_classes(maps->ports_fd, cfg->first_class, n, false);
-}
-
 static void *grace_run(void *arg)
 {
 	struct policy_grace *g = arg;
 
-	g->err = wait_grace_period(g->maps.grace_fd);
-	if (!g->err && g->retire)
-		g->err = retire_classes(&g->maps, &g->cfg);
+	g->err = wait_grace_period(g->grace_fd);
 	return NULL;
 }
 
-int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g, bool retire)
+int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g)
 {
+	struct sluice_config cfg;
 	__u32 zero = 0;
 
 	memset(g, 0, sizeof(*g));
-	g->maps = *maps;
-	g->maps.budgets = NULL; /* not used; the caller's may not outlive the wait */
-	g->retire = retire;
-	if (bpf_map_lookup_elem(maps->config_fd, &zero, &g->cfg) < 0)
+	g->grace_fd = maps->grace_fd;
+	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
+	g->generation = cfg.generation;
 	if (pthread_create(&g->thread, NULL, grace_run, g) != 0) {
 		grace_run(g); /* no thread: wait here */
 		g->done = true;
@@ -350,46 +186,27 @@ void policy_grace_end(struct policy_grace *g)
 {
 	if (g->running)
 		pthread_join(g->thread, NULL);
+	if (g->running)
+		g->done = true;
 	g->running = false;
-	g->done = true;
-}
-
-/* The generation before g (0 before the first). */
-static __u32 previous_generation(__u32 g)
-{
-	return g == 1 ? UINT32_MAX : g - 1;
 }
 
 /*
  * Make sure a grace period has passed since the bank the next generation writes left
- * service (the switch to the generation before the one in force, cfg), and with retire,
- * that the classes of the policies before cfg's are gone: by g's wait if it began after
- * that switch, else by one here. Retiring needs g begun under cfg's policy itself (the
- * classes of the one before may still be in use).
+ * service: the switch to the generation before the one in force (cfg). g's wait does if it
+ * began after that switch (under that generation or the one in force), else one here.
  */
 static int ensure_grace(const struct policy_maps *maps, const struct sluice_config *cfg,
-			struct policy_grace *g, bool retire)
+			struct policy_grace *g)
 {
-	int err;
-
-	if (g && (g->running || g->done)) {
-		bool current = g->cfg.generation == cfg->generation &&
-			       g->cfg.next_class == cfg->next_class;
-		bool before = g->cfg.generation == previous_generation(cfg->generation) &&
-			      cfg->generation != 0;
-
-		if (current || (before && !retire)) {
-			policy_grace_end(g);
-			if (!g->err && (!retire || g->retire))
-				return 0;
-			if (!g->err)
-				return retire_classes(maps, cfg);
-		}
+	if (g && (g->running || g->done) && cfg->generation &&
+	    (g->generation == cfg->generation ||
+	     g->generation == generation_before(cfg->generation))) {
+		policy_grace_end(g);
+		if (!g->err)
+			return 0;
 	}
-	err = wait_grace_period(maps->grace_fd);
-	if (!err && retire)
-		err = retire_classes(maps, cfg);
-	return err;
+	return wait_grace_period(maps->grace_fd);
 }
 
 /* --- the switch ----------------------------------------------------------------------------- */
@@ -398,7 +215,7 @@ static int ensure_grace(const struct policy_maps *maps, const struct sluice_conf
 
 /*
  * Map the first `ranges` elements of a bank (rounded up to whole pages): mapping the whole
- * map would make the kernel set up page tables for both banks (32 MiB) on every install.
+ * map would make the kernel set up page tables for every bank on every install.
  */
 static void *map_bank(int policy_fd, __u32 generation, size_t ranges, int prot, size_t *len)
 {
@@ -412,47 +229,88 @@ static void *map_bank(int policy_fd, __u32 generation, size_t ranges, int prot, 
 }
 
 /*
- * Write entries (classes and flags as the kernel will see them) into generation's bank
- * through an mmap of the policy map. The bank must be out of service (a grace period since).
+ * The port classes as prefixes over the same 128-bit space as addresses: the class (big
+ * endian), the protocol and the port are its first 7 bytes, so a class's /32, /40 and
+ * /40+k entries keep their lengths. A ::/0 catch-all denies a class that is not there (a
+ * broken install): fail closed.
  */
-static int fill_bank(const struct policy_maps *maps, const struct compiled_entry *entries,
-		     size_t n, __u32 generation)
+static struct compiled_entry *port_prefixes(const struct compiled_policy *cp)
 {
-	/* Each prefix opens a range and closes one; 3 more for the catch-alls' edges. */
-	size_t len, most = 2 * n + 3;
-	void *mem;
-	long ret;
-	int err = 0;
+	struct compiled_entry *out = calloc(cp->nports + 1, sizeof(*out));
 
-	mem = map_bank(maps->policy_fd, generation, most, PROT_READ | PROT_WRITE, &len);
-	if (mem == MAP_FAILED) {
-		err = -errno;
-		pr_err("cannot map the policy map: %s", strerror(-err));
-		return err;
+	if (!out)
+		return NULL;
+	out[0].value = (struct sluice_policy_entry){ .rule_id = SLUICE_RULE_NONE,
+						     .verdict = SLUICE_VERDICT_DENY,
+						     .reason = SLUICE_REASON_NO_POLICY };
+	for (size_t i = 0; i < cp->nports; i++) {
+		const struct compiled_port_entry *p = &cp->ports[i];
+		struct compiled_entry *e = &out[i + 1];
+
+		e->key.prefixlen = p->key.prefixlen;
+		e->key.addr.a[0] = p->key.port_class >> 24;
+		e->key.addr.a[1] = p->key.port_class >> 16;
+		e->key.addr.a[2] = p->key.port_class >> 8;
+		e->key.addr.a[3] = p->key.port_class;
+		e->key.addr.a[4] = p->key.proto;
+		e->key.addr.a[5] = p->key.port[0];
+		e->key.addr.a[6] = p->key.port[1];
+		e->value.rule_id = p->value.rule_id;
+		e->value.verdict = p->value.verdict;
+		e->value.reason = p->value.reason;
 	}
-	ret = policy_flatten(entries, n, mem, len / sizeof(struct sluice_policy_range));
-	if (ret < 0) {
-		err = (int)ret;
+	return out;
+}
+
+/*
+ * Write cp (entries with classes and flags as the kernel will see them) into generation's
+ * bank through an mmap: the address ranges from element 0, the port ranges after them. The
+ * bank must be out of service (a grace period since). Returns the number of ranges.
+ */
+static long fill_bank(const struct policy_maps *maps, const struct compiled_policy *cp,
+		      __u32 generation)
+{
+	/* Each prefix opens a range and closes one; a few more for the catch-alls' edges. */
+	size_t len, cap, most = 2 * cp->n + 3 + 2 * (cp->nports + 1) + 3;
+	struct sluice_policy_range *bank;
+	struct compiled_entry *ports = port_prefixes(cp);
+	long naddr = -ENOMEM, nports = -ENOMEM;
+
+	if (!ports)
+		return -ENOMEM;
+	bank = map_bank(maps->policy_fd, generation, most, PROT_READ | PROT_WRITE, &len);
+	if (bank == MAP_FAILED) {
+		naddr = -errno;
+		pr_err("cannot map the policy map: %s", strerror(-naddr));
+		free(ports);
+		return naddr;
+	}
+	cap = len / sizeof(*bank);
+	naddr = policy_flatten(cp->entries, cp->n, bank, cap);
+	if (naddr > 0) {
+		nports = policy_flatten(ports, cp->nports + 1, bank + naddr, cap - naddr);
+		bank[0].start_hi = (__u64)naddr; /* element 0 starts at 0: where the ports begin */
+	}
+	if (naddr < 0 || nports < 0) {
+		long err = naddr < 0 ? naddr : nports;
+
 		if (err == -E2BIG)
-			pr_err("the policy needs more than %u address ranges", SLUICE_RANGE_MAX);
+			pr_err("the policy needs more than the %u ranges of a bank", SLUICE_RANGE_MAX);
 		else
-			pr_err("cannot flatten the policy: %s", strerror(-err));
+			pr_err("cannot flatten the policy: %s", strerror((int)-err));
+		naddr = err;
 	}
 	/* The ranges are visible to every CPU before the generation that names them. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	munmap(mem, len);
-	return err;
+	munmap(bank, len);
+	free(ports);
+	return naddr < 0 ? naddr : naddr + nports;
 }
 
 /* The switch: the generation that names the filled bank, in one update of the config. */
-static int switch_to(const struct policy_maps *maps, __u32 generation, __u32 first_class,
-		     __u32 next_class)
+static int switch_to(const struct policy_maps *maps, __u32 generation)
 {
-	struct sluice_config cfg = {
-		.generation = generation,
-		.next_class = next_class,
-		.first_class = first_class,
-	};
+	struct sluice_config cfg = { .generation = generation };
 	__u32 zero = 0;
 	int err = 0;
 
@@ -463,44 +321,35 @@ static int switch_to(const struct policy_maps *maps, __u32 generation, __u32 fir
 	return err;
 }
 
-/* Adding the new port classes, in a thread while the bank is filled: ≈ 1 us an entry. */
-struct port_work {
-	const struct policy_maps *maps;
-	const struct compiled_policy *cp;
-	__u32 base;
-	int err;
-};
-
-static void *port_work_run(void *arg)
+void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
+			     __u8 epoch_flag)
 {
-	struct port_work *w = arg;
-
-	w->err = add_port_entries(w->maps->ports_fd, w->cp, w->base);
-	return NULL;
+	for (size_t i = 0; i < n; i++) {
+		entries[i].value.flags |= epoch_flag;
+		if (entries[i].value.port_class)
+			entries[i].value.port_class = class_base + entries[i].value.port_class - 1;
+	}
 }
 
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation, struct policy_grace *grace)
 {
-	struct compiled_entry *entries = NULL;
-	struct port_work ports = { 0 };
+	struct compiled_policy kernel = *cp;
 	struct sluice_config cfg;
-	__u32 zero = 0, base;
-	pthread_t thread;
-	bool threaded;
+	__u32 zero = 0;
 	__u8 epoch;
+	long ranges;
 	int err;
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	if (generation != (cfg.generation == UINT32_MAX ? 1 : cfg.generation + 1))
+	if (generation != generation_after(cfg.generation))
 		return -EINVAL; /* not the next generation: its bank may be in use */
-	err = ensure_grace(maps, &cfg, grace, true);
+	err = ensure_grace(maps, &cfg, grace);
 	if (err) {
 		pr_err("cannot wait for running programs: %s", strerror(-err));
 		return err;
 	}
-	base = fresh_classes(&cfg, cp->nclasses);
 	/*
 	 * Rule ids change meaning with this install: count in the other half of the per-rule
 	 * counters, zeroed first (it last served the install before the current one).
@@ -519,40 +368,14 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 		err = zero_rule_half(maps->rules_fd, epoch);
 	if (err)
 		return err;
-	ports.maps = maps;
-	ports.cp = cp;
-	ports.base = base;
-	threaded = pthread_create(&thread, NULL, port_work_run, &ports) == 0;
-	if (!threaded)
-		port_work_run(&ports);
-	entries = malloc((cp->n ? cp->n : 1) * sizeof(*entries));
-	err = entries ? 0 : -ENOMEM;
-	if (!err) {
-		memcpy(entries, cp->entries, cp->n * sizeof(*entries));
-		compiled_entries_rebase(entries, cp->n, base, epoch);
-		err = fill_bank(maps, entries, cp->n, generation);
-	}
-	free(entries);
-	if (threaded)
-		pthread_join(thread, NULL);
-	if (!err && (err = ports.err))
-		pr_err("cannot add the port classes: %s", strerror(-err));
-	/* The classes go in before the switch: a range may name them as soon as it is done. */
-	if (!err)
-		err = switch_to(maps, generation, base, base + cp->nclasses);
-	if (err) /* nothing refers to the new classes: remove them */
-		remove_classes(maps->ports_fd, base, cp->nclasses, true);
-	return err;
-}
-
-void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
-			     __u8 epoch_flag)
-{
-	for (size_t i = 0; i < n; i++) {
-		entries[i].value.flags |= epoch_flag;
-		if (entries[i].value.port_class)
-			entries[i].value.port_class = class_base + entries[i].value.port_class - 1;
-	}
+	kernel.entries = malloc((cp->n ? cp->n : 1) * sizeof(*kernel.entries));
+	if (!kernel.entries)
+		return -ENOMEM;
+	memcpy(kernel.entries, cp->entries, cp->n * sizeof(*kernel.entries));
+	compiled_entries_rebase(kernel.entries, cp->n, 1, epoch);
+	ranges = fill_bank(maps, &kernel, generation);
+	free(kernel.entries);
+	return ranges < 0 ? (int)ranges : switch_to(maps, generation);
 }
 
 int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp)
@@ -562,7 +385,7 @@ int policy_installed_entries(const struct policy_maps *maps, struct compiled_pol
 
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	compiled_entries_rebase(cp->entries, cp->n, cfg.first_class, active_epoch(maps, &cfg));
+	compiled_entries_rebase(cp->entries, cp->n, 1, active_epoch(maps, &cfg));
 	return 0;
 }
 
@@ -571,52 +394,56 @@ static int key_cmp(const void *a, const void *b)
 	return lpm_key_order(a, b);
 }
 
-int policy_patch(const struct policy_maps *maps, const struct compiled_entry *live, size_t nlive,
+int policy_patch(const struct policy_maps *maps, const struct compiled_policy *live,
 		 const struct sluice_lpm_key *removed, size_t nremoved,
 		 const struct compiled_policy *added, __u32 generation, struct policy_grace *grace,
-		 struct compiled_entry **merged, size_t *nmerged)
+		 struct compiled_policy *merged)
 {
 	struct compiled_entry *out = NULL, *add = NULL;
+	struct compiled_port_entry *ports = NULL;
 	struct sluice_lpm_key *gone = NULL;
 	struct sluice_config cfg;
-	__u32 zero = 0, base;
+	__u32 zero = 0;
 	size_t n = 0, i, j, k;
+	long ranges;
 	int err;
 
-	*merged = NULL;
-	*nmerged = 0;
+	memset(merged, 0, sizeof(*merged));
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
-	if (generation != (cfg.generation == UINT32_MAX ? 1 : cfg.generation + 1))
+	if (generation != generation_after(cfg.generation))
 		return -EINVAL; /* not the next generation: its bank may be in use */
-	err = ensure_grace(maps, &cfg, grace, false);
+	err = ensure_grace(maps, &cfg, grace);
 	if (err)
 		return err;
-	base = fresh_classes(&cfg, added->nclasses);
-	/* Classes first: a range may refer to them as soon as the switch is done. */
-	err = add_port_entries(maps->ports_fd, added, base);
-	if (err)
-		return err;
-	out = malloc((nlive + added->n + 1) * sizeof(*out));
+	out = malloc((live->n + added->n + 1) * sizeof(*out));
 	add = malloc((added->n + 1) * sizeof(*add));
 	gone = malloc((nremoved + 1) * sizeof(*gone));
-	if (!out || !add || !gone) {
+	ports = malloc((live->nports + added->nports + 1) * sizeof(*ports));
+	if (!out || !add || !gone || !ports) {
 		err = -ENOMEM;
 		goto out;
 	}
+	/* The change's classes come after the live ones (those stay until a full install). */
 	memcpy(add, added->entries, added->n * sizeof(*add));
-	compiled_entries_rebase(add, added->n, base, active_epoch(maps, &cfg));
+	compiled_entries_rebase(add, added->n, live->nclasses + 1, active_epoch(maps, &cfg));
 	compiled_entries_sort(add, added->n);
+	memcpy(ports, live->ports, live->nports * sizeof(*ports));
+	for (i = 0; i < added->nports; i++) {
+		ports[live->nports + i] = added->ports[i];
+		ports[live->nports + i].key.port_class += live->nclasses;
+	}
 	memcpy(gone, removed, nremoved * sizeof(*gone));
 	if (nremoved > 1)
 		qsort(gone, nremoved, sizeof(*gone), key_cmp);
 	/*
 	 * One ordered merge: the live entries (kept in order) without the removed keys and
 	 * without those the change writes again, with the change's entries in their places.
-	 * The classes the replaced entries used stay until the next full install retires them.
 	 */
-	for (i = 0, j = 0, k = 0; i < nlive || j < added->n;) {
-		int c = i == nlive ? 1 : j == added->n ? -1 : lpm_key_order(&live[i].key, &add[j].key);
+	for (i = 0, j = 0, k = 0; i < live->n || j < added->n;) {
+		int c = i == live->n	 ? 1
+			: j == added->n ? -1
+					 : lpm_key_order(&live->entries[i].key, &add[j].key);
 
 		if (c > 0) {
 			out[n++] = add[j++];
@@ -626,27 +453,28 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_entry *li
 			i++;
 			continue;
 		}
-		while (k < nremoved && lpm_key_order(&gone[k], &live[i].key) < 0)
+		while (k < nremoved && lpm_key_order(&gone[k], &live->entries[i].key) < 0)
 			k++;
-		if (k < nremoved && lpm_key_order(&gone[k], &live[i].key) == 0) {
+		if (k < nremoved && lpm_key_order(&gone[k], &live->entries[i].key) == 0) {
 			i++;
 			continue;
 		}
-		out[n++] = live[i++];
+		out[n++] = live->entries[i++];
 	}
-	err = fill_bank(maps, out, n, generation);
-	if (!err)
-		err = switch_to(maps, generation, cfg.first_class, base + added->nclasses);
+	*merged = (struct compiled_policy){ .entries = out, .n = n, .ports = ports,
+					    .nports = live->nports + added->nports,
+					    .nclasses = live->nclasses + added->nclasses };
+	ranges = fill_bank(maps, merged, generation);
+	err = ranges < 0 ? (int)ranges : switch_to(maps, generation);
 out:
 	free(add);
 	free(gone);
 	if (err) {
 		free(out);
-		return err;
+		free(ports);
+		memset(merged, 0, sizeof(*merged));
 	}
-	*merged = out;
-	*nmerged = n;
-	return 0;
+	return err;
 }
 
 int policy_view_open(int policy_fd, int config_fd, struct policy_view *v)
@@ -669,7 +497,10 @@ int policy_view_open(int policy_fd, int config_fd, struct policy_view *v)
 	v->generation = cfg.generation;
 	v->bank = v->mem;
 	v->nranges = v->bank[0].start_lo;
-	if (!v->nranges || v->nranges > SLUICE_RANGE_MAX) {
+	v->ports = v->bank + v->bank[0].start_hi;
+	v->nports = v->bank[0].start_hi < SLUICE_RANGE_MAX ? v->ports[0].start_lo : 0;
+	if (!v->nranges || v->nranges > SLUICE_RANGE_MAX || !v->nports ||
+	    v->bank[0].start_hi + v->nports > SLUICE_RANGE_MAX) {
 		policy_view_close(v);
 		return -ENOENT;
 	}

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
- * Installing a compiled policy into the kernel atomically. The policy map holds two banks
- * of address ranges, and the generation in the config map names the one in force. An
- * install waits for a grace period since the last switch (so no packet still searches the
- * other bank), adds the new port classes beside the old ones, fills the other bank, and
- * moves the generation on: one store switches every packet. The grace period is usually
- * waited for in the background while the policy is parsed (policy_grace_begin).
+ * Installing a compiled policy into the kernel atomically. The policy map holds
+ * SLUICE_POLICY_BANKS banks of address and port ranges, and the generation in the config
+ * map names the one in force. An install makes sure a grace period has passed since the bank
+ * it writes left service (so no packet still searches it), fills it, and moves the
+ * generation on: one store switches every packet. The grace period is usually waited for in
+ * the background while the policy is parsed (policy_grace_begin).
  */
 #ifndef SLUICE_POLICY_KERNEL_H
 #define SLUICE_POLICY_KERNEL_H
@@ -21,32 +21,26 @@ struct policy_maps {
 	int policy_fd; /* the two banks of ranges (sluice_policy) */
 	int grace_fd;  /* sluice_grace, updated to wait for a grace period */
 	int config_fd;
-	int ports_fd;
 	int rules_fd; /* per-rule counters (two halves, one per install epoch); -1: none */
 	/* The budget maps (budget.h); NULL: a caller that installs policies without budgets. */
 	const struct budget_maps *budgets;
 };
 
 /*
- * A grace period waited for in a thread, begun under the policy in force at the time. An
- * install or patch under that same policy needs no wait of its own; under another (a writer
- * came between) it waits again.
+ * A grace period waited for in a thread, begun under the generation in force at the time. It
+ * serves the next two generations: each writes the bank the generation before the one in
+ * force replaced.
  */
 struct policy_grace {
-	struct policy_maps maps;
-	struct sluice_config cfg; /* the config when it began */
+	int grace_fd;
+	__u32 generation; /* in force when it began */
 	pthread_t thread;
 	bool running, done;
-	/*
-	 * After the wait, also remove the port classes of older policies. Only for a caller that
-	 * holds the writers' lock (state_lock_writers) until its install: a writer adds classes.
-	 */
-	bool retire;
 	int err;
 };
 
 /* Start waiting for a grace period in a thread (inline if none can be started). */
-int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g, bool retire);
+int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g);
 /* Wait for g's thread to end (a no-op when it has). */
 void policy_grace_end(struct policy_grace *g);
 
@@ -59,23 +53,22 @@ int policy_next_generation(int config_fd, __u32 *generation);
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation, struct policy_grace *grace);
 
-/* Give entries the classes and epoch flag an install gave them in the kernel. */
+/* Give entries the classes (k -> class_base + k - 1) and epoch flag the kernel has them with. */
 void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
 			     __u8 epoch_flag);
-/* Rebase cp, just installed, as policy_install did in the kernel (for policy_patch's `live`). */
+/* Give cp, just installed, the epoch flag policy_install gave it (for policy_patch's `live`). */
 int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp);
 
 /*
- * Switch to the policy in force changed by a few prefixes (an override): `live` (nlive
- * entries in order, as the kernel has them) without the removed keys, with added's entries
- * (classes relative, added as fresh ones), becomes generation. On success *merged (to free)
- * holds the new entries in order, the next change's `live`. On error nothing changed but
- * possibly some unused port classes.
+ * Switch to the policy in force changed by a few prefixes (an override): live (entries in
+ * order, as the kernel has them) without the removed keys, with added's entries and classes
+ * (numbered after live's), becomes generation. On success *merged (to free) is the new
+ * policy in force, the next change's live. On error nothing changed.
  */
-int policy_patch(const struct policy_maps *maps, const struct compiled_entry *live, size_t nlive,
+int policy_patch(const struct policy_maps *maps, const struct compiled_policy *live,
 		 const struct sluice_lpm_key *removed, size_t nremoved,
 		 const struct compiled_policy *added, __u32 generation, struct policy_grace *grace,
-		 struct compiled_entry **merged, size_t *nmerged);
+		 struct compiled_policy *merged);
 
 /* The policy in force as the datapath searches it, mapped read-only (tests, benchmarks). */
 struct policy_view {
@@ -83,6 +76,8 @@ struct policy_view {
 	size_t len;
 	const struct sluice_policy_range *bank;
 	size_t nranges;
+	const struct sluice_policy_range *ports; /* the port ranges, after the address ones */
+	size_t nports;
 	__u32 generation;
 };
 /* Map the policy of the generation in force; -ENOENT when none is installed. */

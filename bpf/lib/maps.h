@@ -13,8 +13,9 @@
 #include <sluice/abi.h>
 
 /*
- * The policy: SLUICE_POLICY_BANKS banks of flattened address ranges (struct
- * sluice_policy_range), the one in force named by the generation in sluice_config. Userspace fills the other bank through an
+ * The policy: SLUICE_POLICY_BANKS banks of flattened address ranges and, after them, the
+ * port classes' ranges (struct sluice_policy_range), the one in force named by the
+ * generation in sluice_config. Userspace fills the other bank through an
  * mmap and then moves the generation on: one store switches every packet to the new policy,
  * never to a mixture. A bank is rewritten only after a grace period (sluice_grace) has passed
  * since it left service, so no program can still be searching it.
@@ -50,19 +51,6 @@ struct {
 	__type(key, __u32);
 	__array(values, struct sluice_grace_inner);
 } sluice_grace SEC(".maps") __weak;
-
-/*
- * Protocol/port decisions of the prefixes whose verdict depends on them, keyed by
- * (port class, protocol, port). Written by userspace: a new policy's classes are added
- * before the switch and the old ones removed after it, so every packet finds its class.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, SLUICE_PORT_MAX);
-	__type(key, struct sluice_port_key);
-	__type(value, struct sluice_port_entry);
-} sluice_ports SEC(".maps") __weak;
 
 /* Runtime state written by userspace: the active policy generation. One entry. */
 struct {

@@ -3,7 +3,8 @@
  * The decision: which verdict a destination gets under the active policy. Include from
  * bpf/ entry files after maps.h. Steady state costs one hash lookup: the per-destination
  * entry caches the decision with the generation in force when it was taken, and the policy's
- * ranges are searched again only when the generation moves on.
+ * ranges are searched again only when the generation moves on. A destination whose decision
+ * depends on protocol or port searches its bank's port ranges per packet.
  */
 #ifndef SLUICE_BPF_POLICY_H
 #define SLUICE_BPF_POLICY_H
@@ -99,26 +100,21 @@ static __always_inline struct sluice_policy_range *policy_bank(__u32 generation,
 }
 
 /*
- * Decide dst by the policy of `generation` (read by the caller): the last range of its bank
- * that starts at or below dst. 0 on success, -1 when no policy is installed.
+ * The last of the ranges from map index base (first is their element 0, which holds their
+ * number) that starts at or below (hi, lo); NULL when there are none or the map is short.
  */
-static __always_inline int policy_lookup(__u32 generation, const struct sluice_addr *dst,
-					 struct decision *d)
+static __always_inline struct sluice_policy_range *
+range_search(__u32 base, struct sluice_policy_range *first, __u64 hi, __u64 lo)
 {
-	struct sluice_policy_range *best, *r;
-	__u32 base = 0, pos = 0, key;
-	__u64 hi, lo, n;
+	struct sluice_policy_range *best = first, *r;
+	__u64 n = first->start_lo; /* element 0 starts at 0 and holds the count instead */
+	__u32 pos = 0, key;
 
-	best = policy_bank(generation, &base);
-	if (!best)
-		return -1;
-	n = best->start_lo; /* element 0 starts at 0 and holds the count instead */
 	if (n == 0)
-		return -1;
-	addr_number(dst, &hi, &lo);
+		return NULL;
 	/*
 	 * Binary search by decreasing powers of two: pos moves up by 2^step whenever the range
-	 * there still starts at or below dst. Element 0 starts at 0, so pos = 0 is always valid.
+	 * there still starts at or below the key. Element 0 starts at 0: pos = 0 is valid.
 	 */
 	for (int step = SLUICE_RANGE_STEPS - 1; step >= 0; step--) {
 		__u32 next = pos + (1u << step);
@@ -134,14 +130,35 @@ static __always_inline int policy_lookup(__u32 generation, const struct sluice_a
 		key = base + next;
 		r = bpf_map_lookup_elem(&sluice_policy, &key);
 		if (!r)
-			return -1;
+			return NULL;
 		if (r->start_hi < hi || (r->start_hi == hi && r->start_lo <= lo)) {
 			pos = next;
 			best = r;
 		}
 	}
+	return best;
+}
+
+/*
+ * Decide dst by the policy of `generation` (read by the caller): the last range of its bank
+ * that starts at or below dst. 0 on success, -1 when no policy is installed.
+ */
+static __always_inline int policy_lookup(__u32 generation, const struct sluice_addr *dst,
+					 struct decision *d)
+{
+	struct sluice_policy_range *first, *best;
+	__u32 base = 0;
+	__u64 hi, lo;
+
+	first = policy_bank(generation, &base);
+	if (!first)
+		return -1;
+	addr_number(dst, &hi, &lo);
+	best = range_search(base, first, hi, lo);
+	if (!best)
+		return -1;
 	d->rule_id = best->decision.rule_id;
-	d->generation = best->decision.generation;
+	d->generation = generation; /* the bank its port class, if any, is looked up in */
 	d->port_class = best->decision.port_class;
 	d->verdict = best->decision.verdict;
 	d->reason = best->decision.reason;
@@ -189,29 +206,39 @@ static __always_inline int decision_denied(const struct decision *d)
 	return d->verdict == SLUICE_VERDICT_DENY || d->verdict == SLUICE_VERDICT_AUDIT;
 }
 
-/* The decision of port class d->port_class for a protocol and port (has_port 0: none). */
+/*
+ * The decision of port class d->port_class for a protocol and port (has_port 0: none, looked
+ * up as port 0, which no port block holds), among the port ranges of d->generation's bank.
+ */
 static __always_inline void port_class_lookup(struct decision *d, __u8 proto, int has_port,
 					      __u8 port0, __u8 port1)
 {
-	struct sluice_port_key key = {
-		.prefixlen = has_port ? SLUICE_PORT_PREFIX_PORT : SLUICE_PORT_PREFIX_PROTO,
-		.port_class = d->port_class,
-		.proto = proto,
-		.port = { port0, port1 },
-	};
-	struct sluice_port_entry *e;
+	struct sluice_policy_range *first, *best = NULL;
+	__u32 base = 0, ports;
+	__u64 key;
 
-	e = bpf_map_lookup_elem(&sluice_ports, &key);
-	if (!e) {
-		/* Every class has a catch-all entry; a miss means a broken install: fail closed. */
+	first = policy_bank(d->generation, &base);
+	if (first) {
+		/* Where the port ranges begin, from the bank's element 0 (bounded by the map). */
+		ports = base + (__u32)first->start_hi;
+		first = bpf_map_lookup_elem(&sluice_policy, &ports);
+	}
+	if (first) {
+		key = (__u64)d->port_class << 32 | (__u64)proto << 24;
+		if (has_port)
+			key |= (__u64)port0 << 16 | (__u64)port1 << 8;
+		best = range_search(ports, first, key, 0);
+	}
+	if (!best) {
+		/* Every policy has its port ranges; none means a broken install: fail closed. */
 		d->verdict = SLUICE_VERDICT_DENY;
 		d->reason = SLUICE_REASON_NO_POLICY;
 		d->rule_id = SLUICE_RULE_NONE;
 		return;
 	}
-	d->verdict = e->verdict;
-	d->reason = e->reason;
-	d->rule_id = e->rule_id;
+	d->verdict = best->decision.verdict;
+	d->reason = best->decision.reason;
+	d->rule_id = best->decision.rule_id;
 }
 
 /*
@@ -267,6 +294,7 @@ decide_destination(const struct packet_info *pi, struct decision *d,
 			d->flags = SLUICE_CACHE_VALUE(verdict) >> 16 & 0xff;
 			d->budget_set = SLUICE_CACHE_VALUE(verdict) >> 24;
 			d->budget_epoch = d->flags & SLUICE_POLICY_F_EPOCH ? 1 : 0;
+			d->generation = generation;
 			if (d->port_class)
 				decide_port_class(pi, d);
 			return entry;

@@ -228,13 +228,13 @@ _Static_assert(sizeof(struct sluice_lpm_key) == 20, "sluice_lpm_key is 20 bytes"
  * The compiled decision for a prefix, and for the address ranges the prefix wins. The
  * compiler bakes the policy's mode in (a deny in audit mode is stored as AUDIT), so the
  * whole policy is one bank of ranges and switching banks switches everything at once. When
- * the decision depends on protocol or port, port_class names its entries in the port trie
- * and the verdict here is unused.
+ * the decision depends on protocol or port, port_class names its entries among the port
+ * ranges and the verdict here is unused.
  */
 struct sluice_policy_entry {
 	__u32 rule_id;    /* index into the policy's rule table, or SLUICE_RULE_DEFAULT */
 	__u32 generation; /* the policy generation that produced this entry */
-	__u32 port_class; /* 0: verdict below; else look (class, proto, port) up in sluice_ports */
+	__u32 port_class; /* 0: verdict below; else look (class, proto, port) up in the port ranges */
 	__u8 verdict;     /* enum sluice_verdict, mode already applied */
 	__u8 reason;      /* enum sluice_reason */
 	__u8 flags;       /* SLUICE_POLICY_F_*, the same in every entry of one policy */
@@ -250,20 +250,26 @@ _Static_assert(sizeof(struct sluice_policy_entry) == 16, "sluice_policy_entry is
  * SLUICE_RANGE_STEPS steps, and userspace fills with plain stores into an mmap of the map.
  *
  * The map holds SLUICE_POLICY_BANKS banks of SLUICE_RANGE_MAX elements; the policy of
- * generation G lives in bank SLUICE_POLICY_BANK(G). A bank's element 0 always starts at address 0, so its start
- * is implied: start_lo there holds the number of ranges in the bank instead.
+ * generation G lives in bank SLUICE_POLICY_BANK(G). A bank holds the address ranges from its
+ * element 0, then the port classes' ranges: the same flattening of the port entries (struct
+ * sluice_port_key) as prefixes whose first 7 bytes are the class (big endian), protocol and
+ * port. Element 0 of each part starts at 0, so its start is implied: start_lo there holds
+ * the part's number of ranges instead, and in the bank's element 0 start_hi holds the index
+ * (from the bank's start) where the port ranges begin.
  */
 struct sluice_policy_range {
 	__u64 start_hi; /* first address of the range as a number: bytes 0..7 of the address */
-	__u64 start_lo; /* bytes 8..15; in a bank's element 0, the bank's number of ranges */
+	__u64 start_lo; /* bytes 8..15 (in element 0 of a part: its number of ranges) */
 	struct sluice_policy_entry decision;
 };
 _Static_assert(sizeof(struct sluice_policy_range) == 32, "sluice_policy_range is 32 bytes");
 
 /*
- * Key of the port trie: a port class, then protocol, then destination port. Entries are
- * /32 (the class's fallback: any protocol), /40 (a protocol, any or no port) and /40+k
- * (a block of ports). A packet without a port is looked up at /40, one with a port at /56.
+ * A port entry as the compiler emits it: a port class, then protocol, then destination
+ * port, as a prefix. Entries are /32 (the class's fallback: any protocol), /40 (a protocol,
+ * any or no port) and /40+k (a block of ports, never holding port 0). A packet is decided by
+ * the longest entry holding (class, protocol, port), port 0 for a packet without one: the
+ * /40 or /32 entry, since no block holds port 0.
  */
 struct sluice_port_key {
 	__u32 prefixlen; /* 32..56 over the bytes below */
@@ -559,13 +565,10 @@ _Static_assert(sizeof(struct sluice_flow) == 16, "sluice_flow is 16 bytes");
 
 /* The single entry of the config array: state the daemon changes while programs run. */
 struct sluice_config {
-	__u32 generation; /* the active policy generation; 0 = none installed */
-	__u32 next_class; /* first port class the next policy may use (classes are never reused
-			     while a packet could still hold them) */
-	__u32 first_class; /* the active policy's classes are [first_class, next_class) */
+	__u32 generation; /* the active policy generation (it names the bank); 0 = none */
 	__u32 pad;
 };
-_Static_assert(sizeof(struct sluice_config) == 16, "sluice_config is 16 bytes");
+_Static_assert(sizeof(struct sluice_config) == 8, "sluice_config is 8 bytes");
 
 /*
  * The bank of the policy map that generation g lives in. Consecutive generations take the
@@ -582,8 +585,9 @@ _Static_assert(sizeof(struct sluice_config) == 16, "sluice_config is 16 bytes");
 #define SLUICE_POLICY_MAX (1u << 18) /* destination prefixes in one policy */
 #endif
 /*
- * Ranges in one bank: each prefix opens one and closes one, plus the catch-alls, rounded so
- * that a bank is a whole number of pages (up to 64 KiB ones): userspace maps just one bank.
+ * Ranges in one bank, address and port ranges together: each prefix or port entry opens one
+ * and closes one, plus the catch-alls, rounded so that a bank is a whole number of pages (up
+ * to 64 KiB ones): userspace maps just one bank.
  */
 #define SLUICE_RANGE_MAX (2 * SLUICE_POLICY_MAX + 2048)
 /* Steps of the datapath's binary search: 2^steps must exceed a bank. */
