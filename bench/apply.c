@@ -645,7 +645,7 @@ static const struct {
 	[M_SLUICE_APPLY] = { "sluice_apply", "ms", "sluice: parse + compile + install" },
 	[M_SLUICE_PARSE] = { "sluice_parse", "ms", "  parse (read the file)" },
 	[M_SLUICE_COMPILE] = { "sluice_compile", "ms", "  compile" },
-	[M_SLUICE_INSTALL] = { "sluice_install", "ms", "  install (fill trie, swap)" },
+	[M_SLUICE_INSTALL] = { "sluice_install", "ms", "  install (fill a bank, switch)" },
 	[M_SLUICE_RSS] = { "sluice_peak_rss", "MiB", "sluice: peak RSS" },
 	[M_NFT_WALL] = { "nft_wall", "ms", "nft -f: process, start to exit" },
 	[M_NFT_RSS] = { "nft_peak_rss", "MiB", "nft -f: peak RSS" },
@@ -1139,7 +1139,7 @@ int main(int argc, char **argv)
 	printf("policy: %zu prefixes (%zu IPv4, %zu IPv6), %zu with '%s'%s\n", o.prefixes, n4,
 	       o.prefixes - n4, o.port_rules, RULESET_PORTS_SLUICE,
 	       ports ? "" : " -- port lists NOT applied: the parser rejects them");
-	printf("sluice: %zu rules -> %zu trie entries, %zu port entries in %u classes\n",
+	printf("sluice: %zu rules -> %zu prefixes, %zu port entries in %u classes\n",
 	       last.rules, last.entries, last.port_entries, last.classes);
 	if (w.nft)
 		printf("nft: %zu interval-set elements in 6 sets, one output chain\n", elements);

@@ -318,7 +318,7 @@ make_apply_block() {
 		if (param["ports_applied"] != "yes")
 			printf " — **port lists NOT applied**: the policy parser rejected them (`%s`), so every side loaded plain prefixes",
 				param["ports_rejected_because"]
-		printf ". sluice compiled it into %s trie entries and %s port entries (%s port classes); ",
+		printf ". sluice compiled it into %s prefixes and %s port entries (%s port classes); ",
 			param["trie_entries"], param["port_entries"], param["port_classes"]
 		printf "nft loaded %s elements into 6 interval sets", param["nft_elements"]
 		if (param["ipset_elements"] != "")
@@ -331,7 +331,7 @@ make_apply_block() {
 		row("sluice_apply", "sluice: parse + compile + install")
 		row("sluice_parse", "— parse (read the file)")
 		row("sluice_compile", "— compile")
-		row("sluice_install", "— install (fill trie and port classes, swap)")
+		row("sluice_install", "— install (fill a bank with address and port ranges, switch)")
 		row("sluice_peak_rss", "sluice: peak RSS")
 		row("nft_wall", "`nft -f`: whole process (start to exit)")
 		row("nft_peak_rss", "`nft -f`: peak RSS")
