@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "control.h"
 #include "policy_apply.h"
+#include "policy_ranges.h"
 #include "state.h"
 #include "units.h"
 
@@ -48,29 +49,34 @@ static json_t *budget_json(const struct policy_budget *b)
 			 b->block ? "block" : "alert");
 }
 
-static void print_summary(const char *path, const struct policy *p, const struct compiled_policy *cp)
+static void print_summary(const char *path, const struct policy *p,
+			  const struct compiled_policy *cp, long ranges)
 {
 	if (cli.json) {
 		json_t *budgets = json_array();
 
 		for (size_t i = 0; i < p->nbudgets; i++)
 			json_array_append_new(budgets, budget_json(&p->budgets[i]));
-		json_print(json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "file", path, "ok", 1,
+		json_print(json_pack("{s:s,s:b,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "file",
+				     path, "ok", 1,
 				     "mode", p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
 				     "default", verdict_name(p->default_verdict), "rules",
 				     (json_int_t)p->nidents, "destinations", (json_int_t)p->nrules,
 				     "prefixes", (json_int_t)cp->n, "sets", (json_int_t)p->nsets,
 				     "port_classes", (json_int_t)cp->nclasses, "port_entries",
-				     (json_int_t)cp->nports, "budgets", budgets));
+				     (json_int_t)cp->nports, "ranges", (json_int_t)ranges,
+				     "ranges_capacity", (json_int_t)SLUICE_RANGE_MAX, "budgets",
+				     budgets));
 		return;
 	}
 	printf("%s: ok\n  mode %s, default %s, essential %s, replies %s\n"
 	       "  %zu rules over %zu destinations, %zu sets\n"
-	       "  compiles to %zu prefixes and %u port classes (%zu port entries)\n",
+	       "  compiles to %zu prefixes and %u port classes (%zu port entries)\n"
+	       "  fills %ld of the %u address and port ranges the datapath holds\n",
 	       path, p->mode == SLUICE_MODE_AUDIT ? "audit" : "enforce",
 	       verdict_name(p->default_verdict), p->essential ? "on" : "off",
 	       p->replies ? "on" : "off", p->nidents, p->nrules, p->nsets, cp->n, cp->nclasses,
-	       cp->nports);
+	       cp->nports, ranges, SLUICE_RANGE_MAX);
 	printf("  %zu budgets\n", p->nbudgets);
 	for (size_t i = 0; i < p->nbudgets; i++) {
 		const struct policy_budget *b = &p->budgets[i];
@@ -83,11 +89,26 @@ static void print_summary(const char *path, const struct policy *p, const struct
 	}
 }
 
+/* The ranges cp fills in a bank of the datapath, as an install would (-E2BIG: too many). */
+static long bank_ranges(const struct compiled_policy *cp)
+{
+	size_t most = policy_bank_most(cp);
+	struct sluice_policy_range *bank = calloc(most, sizeof(*bank));
+	long n;
+
+	if (!bank)
+		return -ENOMEM;
+	n = policy_bank_fill(cp, bank, most < SLUICE_RANGE_MAX ? most : SLUICE_RANGE_MAX);
+	free(bank);
+	return n;
+}
+
 static int policy_check(int argc, char **argv)
 {
 	char err[POLICY_ERROR_MAX];
 	struct compiled_policy cp;
 	struct policy p;
+	long ranges;
 	int ret;
 
 	if (argc != 1)
@@ -102,7 +123,18 @@ static int policy_check(int argc, char **argv)
 		policy_free(&p);
 		return EXIT_FAIL;
 	}
-	print_summary(argv[0], &p, &cp);
+	ranges = bank_ranges(&cp);
+	if (ranges < 0) {
+		if (ranges == -E2BIG)
+			pr_err("%s: too large: it needs more than the %u address and port ranges the "
+			       "datapath holds", argv[0], SLUICE_RANGE_MAX);
+		else
+			pr_err("%s: cannot flatten: %s", argv[0], strerror((int)-ranges));
+		compiled_policy_free(&cp);
+		policy_free(&p);
+		return EXIT_FAIL;
+	}
+	print_summary(argv[0], &p, &cp, ranges);
 	compiled_policy_free(&cp);
 	policy_free(&p);
 	return EXIT_OK;

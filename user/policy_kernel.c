@@ -229,82 +229,33 @@ static void *map_bank(int policy_fd, __u32 generation, size_t ranges, int prot, 
 }
 
 /*
- * The port classes as prefixes over the same 128-bit space as addresses: the class (big
- * endian), the protocol and the port are its first 7 bytes, so a class's /32, /40 and
- * /40+k entries keep their lengths. A ::/0 catch-all denies a class that is not there (a
- * broken install): fail closed.
- */
-static struct compiled_entry *port_prefixes(const struct compiled_policy *cp)
-{
-	struct compiled_entry *out = calloc(cp->nports + 1, sizeof(*out));
-
-	if (!out)
-		return NULL;
-	out[0].value = (struct sluice_policy_entry){ .rule_id = SLUICE_RULE_NONE,
-						     .verdict = SLUICE_VERDICT_DENY,
-						     .reason = SLUICE_REASON_NO_POLICY };
-	for (size_t i = 0; i < cp->nports; i++) {
-		const struct compiled_port_entry *p = &cp->ports[i];
-		struct compiled_entry *e = &out[i + 1];
-
-		e->key.prefixlen = p->key.prefixlen;
-		e->key.addr.a[0] = p->key.port_class >> 24;
-		e->key.addr.a[1] = p->key.port_class >> 16;
-		e->key.addr.a[2] = p->key.port_class >> 8;
-		e->key.addr.a[3] = p->key.port_class;
-		e->key.addr.a[4] = p->key.proto;
-		e->key.addr.a[5] = p->key.port[0];
-		e->key.addr.a[6] = p->key.port[1];
-		e->value.rule_id = p->value.rule_id;
-		e->value.verdict = p->value.verdict;
-		e->value.reason = p->value.reason;
-	}
-	return out;
-}
-
-/*
  * Write cp (entries with classes and flags as the kernel will see them) into generation's
- * bank through an mmap: the address ranges from element 0, the port ranges after them. The
- * bank must be out of service (a grace period since). Returns the number of ranges.
+ * bank through an mmap. The bank must be out of service (a grace period since). Returns the
+ * number of ranges written.
  */
 static long fill_bank(const struct policy_maps *maps, const struct compiled_policy *cp,
 		      __u32 generation)
 {
-	/* Each prefix opens a range and closes one; a few more for the catch-alls' edges. */
-	size_t len, cap, most = 2 * cp->n + 3 + 2 * (cp->nports + 1) + 3;
 	struct sluice_policy_range *bank;
-	struct compiled_entry *ports = port_prefixes(cp);
-	long naddr = -ENOMEM, nports = -ENOMEM;
+	size_t len;
+	long ret;
 
-	if (!ports)
-		return -ENOMEM;
-	bank = map_bank(maps->policy_fd, generation, most, PROT_READ | PROT_WRITE, &len);
+	bank = map_bank(maps->policy_fd, generation, policy_bank_most(cp), PROT_READ | PROT_WRITE,
+			&len);
 	if (bank == MAP_FAILED) {
-		naddr = -errno;
-		pr_err("cannot map the policy map: %s", strerror(-naddr));
-		free(ports);
-		return naddr;
+		ret = -errno;
+		pr_err("cannot map the policy map: %s", strerror((int)-ret));
+		return ret;
 	}
-	cap = len / sizeof(*bank);
-	naddr = policy_flatten(cp->entries, cp->n, bank, cap);
-	if (naddr > 0) {
-		nports = policy_flatten(ports, cp->nports + 1, bank + naddr, cap - naddr);
-		bank[0].start_hi = (__u64)naddr; /* element 0 starts at 0: where the ports begin */
-	}
-	if (naddr < 0 || nports < 0) {
-		long err = naddr < 0 ? naddr : nports;
-
-		if (err == -E2BIG)
-			pr_err("the policy needs more than the %u ranges of a bank", SLUICE_RANGE_MAX);
-		else
-			pr_err("cannot flatten the policy: %s", strerror((int)-err));
-		naddr = err;
-	}
+	ret = policy_bank_fill(cp, bank, len / sizeof(*bank));
+	if (ret == -E2BIG)
+		pr_err("the policy needs more than the %u ranges of a bank", SLUICE_RANGE_MAX);
+	else if (ret < 0)
+		pr_err("cannot flatten the policy: %s", strerror((int)-ret));
 	/* The ranges are visible to every CPU before the generation that names them. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	munmap(bank, len);
-	free(ports);
-	return naddr < 0 ? naddr : naddr + nports;
+	return ret;
 }
 
 /* The switch: the generation that names the filled bank, in one update of the config. */

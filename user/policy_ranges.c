@@ -192,6 +192,96 @@ long policy_flatten(const struct compiled_entry *entries, size_t n,
 	return ret;
 }
 
+size_t policy_bank_most(const struct compiled_policy *cp)
+{
+	/* Each prefix opens a range and closes one; a few more for the catch-alls' edges. */
+	return 2 * cp->n + 3 + 2 * (cp->nports + 1) + 3;
+}
+
+/*
+ * The port entries as prefixes over the same 128-bit space as addresses: the class (big
+ * endian), the protocol and the port are its first 7 bytes, so a class's /32, /40 and /40+k
+ * entries keep their lengths. A ::/0 catch-all denies a class that is not there (a broken
+ * install): fail closed.
+ */
+static struct compiled_entry *port_prefixes(const struct compiled_policy *cp)
+{
+	struct compiled_entry *out = calloc(cp->nports + 1, sizeof(*out));
+
+	if (!out)
+		return NULL;
+	out[0].value = (struct sluice_policy_entry){ .rule_id = SLUICE_RULE_NONE,
+						     .verdict = SLUICE_VERDICT_DENY,
+						     .reason = SLUICE_REASON_NO_POLICY };
+	for (size_t i = 0; i < cp->nports; i++) {
+		const struct compiled_port_entry *p = &cp->ports[i];
+		struct compiled_entry *e = &out[i + 1];
+
+		e->key.prefixlen = p->key.prefixlen;
+		e->key.addr.a[0] = p->key.port_class >> 24;
+		e->key.addr.a[1] = p->key.port_class >> 16;
+		e->key.addr.a[2] = p->key.port_class >> 8;
+		e->key.addr.a[3] = p->key.port_class;
+		e->key.addr.a[4] = p->key.proto;
+		e->key.addr.a[5] = p->key.port[0];
+		e->key.addr.a[6] = p->key.port[1];
+		e->value.rule_id = p->value.rule_id;
+		e->value.verdict = p->value.verdict;
+		e->value.reason = p->value.reason;
+	}
+	return out;
+}
+
+long policy_bank_fill(const struct compiled_policy *cp, struct sluice_policy_range *bank,
+		      size_t cap)
+{
+	struct compiled_entry *ports = port_prefixes(cp);
+	long naddr, nports = 0;
+
+	if (!ports)
+		return -ENOMEM;
+	naddr = policy_flatten(cp->entries, cp->n, bank, cap);
+	if (naddr > 0) {
+		nports = policy_flatten(ports, cp->nports + 1, bank + naddr, cap - naddr);
+		bank[0].start_hi = (__u64)naddr; /* element 0 starts at 0: where the ports begin */
+	}
+	free(ports);
+	if (naddr < 0)
+		return naddr;
+	return nports < 0 ? nports : naddr + nports;
+}
+
+const struct sluice_policy_entry *policy_bank_decide(const struct sluice_policy_range *bank,
+						     const struct sluice_addr *dst, __u8 proto,
+						     int port, struct sluice_policy_entry *out)
+{
+	const struct sluice_policy_entry *e = policy_ranges_decide(bank, bank[0].start_lo, dst);
+	const struct sluice_policy_range *ports = bank + bank[0].start_hi;
+	struct sluice_addr key = { 0 };
+
+	if (!e)
+		return NULL;
+	*out = *e;
+	if (!e->port_class)
+		return out;
+	key.a[0] = e->port_class >> 24;
+	key.a[1] = e->port_class >> 16;
+	key.a[2] = e->port_class >> 8;
+	key.a[3] = e->port_class;
+	key.a[4] = proto;
+	if (port >= 0) {
+		key.a[5] = port >> 8;
+		key.a[6] = port & 0xff;
+	}
+	e = policy_ranges_decide(ports, ports[0].start_lo, &key);
+	if (!e)
+		return NULL;
+	out->rule_id = e->rule_id;
+	out->verdict = e->verdict;
+	out->reason = e->reason;
+	return out;
+}
+
 const struct sluice_policy_entry *policy_ranges_decide(const struct sluice_policy_range *bank,
 						       size_t nranges,
 						       const struct sluice_addr *dst)

@@ -20,6 +20,24 @@
 long policy_flatten(const struct compiled_entry *entries, size_t n,
 		    struct sluice_policy_range *bank, size_t cap);
 
+/*
+ * A policy's bank: its address ranges from element 0, then its port classes' ranges (the port
+ * entries flattened the same way, as prefixes whose first 7 bytes are class, protocol and
+ * port). Fill bank (room for cap ranges; policy_bank_most(cp) always suffices) and return
+ * the number of ranges, or -E2BIG, -EINVAL, -ENOMEM as policy_flatten.
+ */
+long policy_bank_fill(const struct compiled_policy *cp, struct sluice_policy_range *bank,
+		      size_t cap);
+size_t policy_bank_most(const struct compiled_policy *cp);
+/*
+ * The decision a filled bank gives a packet (port POLICY_PORT_NONE: none), as the datapath
+ * takes it: into
+ * out, which is returned; NULL if the bank is broken.
+ */
+const struct sluice_policy_entry *policy_bank_decide(const struct sluice_policy_range *bank,
+						     const struct sluice_addr *dst, __u8 proto,
+						     int port, struct sluice_policy_entry *out);
+
 /* The decision a bank of nranges ranges gives dst: the datapath's search, in userspace. */
 const struct sluice_policy_entry *policy_ranges_decide(const struct sluice_policy_range *bank,
 						       size_t nranges,

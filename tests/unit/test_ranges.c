@@ -175,9 +175,53 @@ static struct sluice_addr probe_near(const struct prefix *p)
 	return a;
 }
 
+#define PORT_POOL 8
+static const __u16 port_pool[PORT_POOL] = { 22, 53, 80, 443, 2811, 50000, 51000, 65535 };
+
+/*
+ * Whole packets (address, protocol, port) decided by the filled bank the way the datapath
+ * does, against compiled_decide (the compiled policy's own longest-prefix and port-class
+ * semantics): the port ranges after the address ranges must decide like the port entries.
+ */
+static void port_probes(const struct compiled_policy *cp, int round, unsigned *disagreements,
+			unsigned *checked)
+{
+	static const __u8 protos[] = { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP };
+	size_t cap = policy_bank_most(cp);
+	struct sluice_policy_range *bank = calloc(cap, sizeof(*bank));
+
+	if (!bank || policy_bank_fill(cp, bank, cap) <= 0) {
+		CHECK(0, "round %d: cannot fill a bank", round);
+		free(bank);
+		return;
+	}
+	for (int i = 0; i < 1000; i++) {
+		const struct compiled_entry *e = &cp->entries[rand() % cp->n];
+		struct prefix x = { .addr = e->key.addr, .prefixlen = e->key.prefixlen };
+		struct sluice_addr a = probe_near(&x);
+		__u8 proto = protos[rand() % 3];
+		int port = rand() % 5 == 0	? POLICY_PORT_NONE
+			   : rand() % 2 ? port_pool[rand() % PORT_POOL] + rand() % 3 - 1
+					 : 1 + rand() % 65535;
+		struct sluice_policy_entry want, got;
+
+		if (port == 0 || port > 65535)
+			port = 443;
+		compiled_decide(cp, &a, proto, port, &want);
+		(*checked)++;
+		if (!policy_bank_decide(bank, &a, proto, port, &got) || got.rule_id != want.rule_id ||
+		    got.verdict != want.verdict || got.reason != want.reason) {
+			if ((*disagreements)++ < 5)
+				fprintf(stderr, "round %d: proto %u port %d: bank rule %u, compiled %u\n",
+					round, proto, port, got.rule_id, want.rule_id);
+		}
+	}
+	free(bank);
+}
+
 static void test_random(void)
 {
-	unsigned disagreements = 0, probes = 0;
+	unsigned disagreements = 0, probes = 0, port_disagreements = 0, port_checked = 0;
 
 	srand(20261128);
 	for (int round = 0; round < RANDOM_POLICIES; round++) {
@@ -207,8 +251,15 @@ static void test_random(void)
 			for (unsigned bit = x.prefixlen; bit < 128; bit++)
 				x.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
 			if (rand() % 4 == 0) {
-				m.nprotos = 1;
+				m.nprotos = 1 + rand() % 2;
 				m.protos[0] = IPPROTO_TCP;
+				m.protos[1] = IPPROTO_UDP;
+				for (m.nports = 0; m.nports < rand() % 3; m.nports++) {
+					__u16 lo = port_pool[rand() % PORT_POOL];
+
+					m.ports[m.nports].lo = lo;
+					m.ports[m.nports].hi = rand() % 2 ? lo : lo + rand() % 2000;
+				}
 			}
 			policy_add_rules(&p,
 					 rand() % 2 ? SLUICE_VERDICT_ALLOW : SLUICE_VERDICT_DENY,
@@ -221,6 +272,7 @@ static void test_random(void)
 		}
 		bank = bank_for(&cp, &n);
 		CHECK(n > 0, "round %d: flattened (%ld)", round, n);
+		port_probes(&cp, round, &port_disagreements, &port_checked);
 		for (int i = 0; n > 0 && i < RANDOM_PROBES; i++) {
 			const struct compiled_entry *e = &cp.entries[rand() % cp.n];
 			struct prefix x = {.addr = e->key.addr, .prefixlen = e->key.prefixlen};
@@ -247,8 +299,12 @@ static void test_random(void)
 	}
 	CHECK(disagreements == 0, "the search agrees with the definition on %u of %u probes",
 	      probes - disagreements, probes);
-	printf("random policies: %d, probes: %u, disagreements: %u\n", RANDOM_POLICIES, probes,
-	       disagreements);
+	CHECK(port_disagreements == 0 && port_checked > 100000,
+	      "with port classes, the bank decides like the compiled policy on %u of %u packets",
+	      port_checked - port_disagreements, port_checked);
+	printf("random policies: %d, probes: %u, disagreements: %u; packets with ports: %u, "
+	       "disagreements: %u\n",
+	       RANDOM_POLICIES, probes, disagreements, port_checked, port_disagreements);
 }
 
 int main(void)
