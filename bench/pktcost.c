@@ -53,7 +53,7 @@
 /* The kernel's internal ENOTSUPP, which leaks to userspace from some map operations. */
 #define ENOTSUPP_KERNEL 524
 
-#define DEFAULT_PREFIXES "10,1000,10000,100000,1000000"
+#define DEFAULT_PREFIXES "10,1000,10000,100000,250000"
 #define DEFAULT_REPS 7
 #define DEFAULT_HOT_REPEAT 1000000
 #define DEFAULT_SPREAD_DESTS 65536
@@ -1071,7 +1071,7 @@ static void usage(FILE *f)
 		"\n"
 		"Examples:\n"
 		"  sluice-bench-pktcost --prefixes 10,100000 --out /tmp/pktcost.tsv\n"
-		"  sluice-bench-pktcost --prefixes 1000000 --reps 9 --spread-passes 5\n",
+		"  sluice-bench-pktcost --prefixes 250000 --reps 9 --spread-passes 5\n",
 		DEFAULT_PREFIXES, DEFAULT_REPS, DEFAULT_HOT_REPEAT, DEFAULT_SPREAD_DESTS,
 		DEFAULT_SPREAD_PASSES, (unsigned long long)DEFAULT_SEED);
 }

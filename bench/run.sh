@@ -110,7 +110,7 @@ if [ "$quick" -eq 1 ]; then
 	events_args=(--seconds 1 --reps 2)
 else
 	kind=full
-	bench_args=(--prefixes 10,1000,10000,100000,1000000 --reps 7 --hot-repeat 1000000
+	bench_args=(--prefixes 10,1000,10000,100000,250000 --reps 7 --hot-repeat 1000000
 		--spread-passes 5)
 	apply_args=(--reps 7)
 	scrape_args=(--destinations 1000000 --reps 7)

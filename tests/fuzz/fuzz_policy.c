@@ -32,6 +32,7 @@
 
 #include "addr.h"
 #include "policy.h"
+#include "policy_ranges.h"
 #include "budget.h"
 
 #define FUZZ_FILE "fuzz.conf"
@@ -434,9 +435,10 @@ static void check_ports(const struct policy *p, const struct compiled_policy *cp
 /*
  * Written from the ABI (include/sluice/abi.h, bpf/lib/policy.h) rather than shared with
  * the compiler or compiled_decide, so that a mistake in one of them does not hide in both:
- * the longest matching prefix in the trie; if its entry names a port class, the longest
- * match of (class, protocol, port) in the port trie, looked up at /56 for a packet with a
- * port and at /40 without (class and protocol only).
+ * the longest matching prefix; if its entry names a port class, the longest match of
+ * (class, protocol, port) among the class's entries, at /56 for a packet with a port and at
+ * /40 without (class and protocol only). The bank of ranges the installer writes
+ * (policy_bank_fill) must decide every probe the same way.
  */
 HARNESS static void datapath_decide(const struct compiled_policy *cp, const struct sluice_addr *dst,
 			    __u8 proto, int port, struct sluice_policy_entry *out)
@@ -604,20 +606,38 @@ static void check_decisions(const struct policy *p, const struct compiled_policy
 	struct sluice_addr probes[PROBE_MAX];
 	struct l4 l4[PROBE_L4_MAX];
 	uint64_t h = 0xcbf29ce484222325ull;
-	size_t na, nl;
+	size_t na, nl, most = policy_bank_most(cp);
+	/* The bank the installer writes: what the datapath's binary searches decide from. */
+	struct sluice_policy_range *bank = calloc(most, sizeof(*bank));
+	long ranges = bank ? policy_bank_fill(cp, bank, most) : -ENOMEM;
 
+	if (ranges == -ENOMEM) {
+		free(bank);
+		return;
+	}
+	if (ranges <= 0)
+		die("the compiled policy does not flatten into a bank: %ld", ranges);
 	for (size_t i = 0; i < size; i++)
 		h = (h ^ data[i]) * 0x100000001b3ull;
 	na = probe_addrs(p, &h, probes);
 	nl = probe_l4(p, &h, l4);
 	for (size_t i = 0; i < na; i++) {
 		for (size_t k = 0; k < nl; k++) {
-			struct sluice_policy_entry want, got, helper;
+			struct sluice_policy_entry want, got, helper, ranged;
 			char buf[ADDR_STRLEN];
 
 			policy_decide(p, &probes[i], l4[k].proto, l4[k].port, &want);
 			datapath_decide(cp, &probes[i], l4[k].proto, l4[k].port, &got);
 			compiled_decide(cp, &probes[i], l4[k].proto, l4[k].port, &helper);
+			if (!policy_bank_decide(bank, &probes[i], l4[k].proto, l4[k].port, &ranged) ||
+			    !same_decision(&ranged, &got)) {
+				addr_format(&probes[i], buf, sizeof(buf));
+				die("%s proto %u port %d: the bank of ranges says %s/%s rule %u, the "
+				    "compiled prefixes %s/%s rule %u",
+				    buf, l4[k].proto, l4[k].port, verdict_name(ranged.verdict),
+				    reason_name(ranged.reason), ranged.rule_id,
+				    verdict_name(got.verdict), reason_name(got.reason), got.rule_id);
+			}
 			if (same_decision(&got, &want) && same_decision(&helper, &got))
 				continue;
 			addr_format(&probes[i], buf, sizeof(buf));
@@ -631,6 +651,7 @@ static void check_decisions(const struct policy *p, const struct compiled_policy
 			    want.rule_id, want.flags);
 		}
 	}
+	free(bank);
 }
 
 /* --- a change's part of the compile (in-place overrides) ----------------------------------- */
