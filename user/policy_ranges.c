@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 /* Compiled prefixes -> the sorted, disjoint ranges the datapath binary-searches. */
+#include <endian.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -12,13 +13,14 @@ typedef unsigned __int128 u128;
 /* The deepest nesting of prefixes: one per length, 0..128. */
 #define NEST_MAX 129
 
+/* Two 8-byte loads and byte swaps: a byte loop here was a third of the flatten. */
 static u128 addr_number(const struct sluice_addr *a)
 {
-	u128 v = 0;
+	__u64 hi, lo;
 
-	for (int i = 0; i < 16; i++)
-		v = v << 8 | a->a[i];
-	return v;
+	memcpy(&hi, a->a, 8);
+	memcpy(&lo, a->a + 8, 8);
+	return (u128)be64toh(hi) << 64 | be64toh(lo);
 }
 
 static u128 prefix_end(u128 start, unsigned prefixlen)
@@ -28,10 +30,10 @@ static u128 prefix_end(u128 start, unsigned prefixlen)
 
 int lpm_key_order(const struct sluice_lpm_key *a, const struct sluice_lpm_key *b)
 {
-	int c = memcmp(a->addr.a, b->addr.a, 16);
+	u128 x = addr_number(&a->addr), y = addr_number(&b->addr);
 
-	if (c)
-		return c;
+	if (x != y)
+		return x < y ? -1 : 1;
 	return a->prefixlen < b->prefixlen ? -1 : a->prefixlen > b->prefixlen;
 }
 
@@ -85,12 +87,22 @@ struct flattener {
 	int depth;
 };
 
+/* Two decisions alike, all 16 bytes, as two words (a memcmp call per range cost more). */
+static bool same_decision(const struct sluice_policy_entry *a, const struct sluice_policy_entry *b)
+{
+	__u64 x[2], y[2];
+
+	memcpy(x, a, sizeof(x));
+	memcpy(y, b, sizeof(y));
+	return x[0] == y[0] && x[1] == y[1];
+}
+
 /* A range from f->cur with decision d (merged into the previous one when they decide alike). */
 static int emit(struct flattener *f, const struct sluice_policy_entry *d)
 {
 	struct sluice_policy_range *r;
 
-	if (f->n && memcmp(&f->bank[f->n - 1].decision, d, sizeof(*d)) == 0)
+	if (f->n && same_decision(&f->bank[f->n - 1].decision, d))
 		return 0;
 	if (f->n == f->cap)
 		return -E2BIG;
