@@ -409,7 +409,15 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 				cp.ports = NULL;
 				cp.nports = 0;
 			}
-			live_switched(live, maps);
+			/*
+			 * The install's own grace period began under the generation before this
+			 * one: the one the next change needs. Kept, and a new one begun for the
+			 * change after.
+			 */
+			policy_grace_end(&grace);
+			live->grace[0] = grace;
+			live->grace_older = 1;
+			live_switched(live, maps); /* begins grace[1]; grace[0] is the older */
 			memset(&p, 0, sizeof(p));
 			memset(&ovr, 0, sizeof(ovr));
 		}
