@@ -56,6 +56,17 @@ const char *hook_name(unsigned h)
 	return h < SLUICE_HOOK_MAX ? hook_names[h] : "unknown";
 }
 
+/*
+ * Is s the word w? Inline: the parser compares each token with a few keywords, and a libc
+ * call per comparison was a twelfth of a parse.
+ */
+static inline bool streq(const char *s, const char *w)
+{
+	while (*w && *s == *w)
+		s++, w++;
+	return *s == *w;
+}
+
 /* --- the policy in memory ----------------------------------------------------------------- */
 
 static const struct {
@@ -549,9 +560,9 @@ static int parse_on_off(struct parser *ps, const struct token *tok, int n, bool 
 	if (n != 2)
 		return fail(ps, n < 2 ? tok[0].col : tok[2].col, "expected '%s on' or '%s off'",
 			    tok[0].text, tok[0].text);
-	if (strcmp(tok[1].text, "on") == 0)
+	if (streq(tok[1].text, "on"))
 		*out = true;
-	else if (strcmp(tok[1].text, "off") == 0)
+	else if (streq(tok[1].text, "off"))
 		*out = false;
 	else
 		return fail(ps, tok[1].col, "expected on or off, not '%s'", tok[1].text);
@@ -614,20 +625,20 @@ static int parse_set_items(struct parser *ps, const struct token *tok, int i, in
 	for (; i < n; i++) {
 		const struct token *t = &tok[i];
 
-		if (strcmp(t->text, "}") == 0) {
+		if (streq(t->text, "}")) {
 			ps->open_set = NULL;
 			if (i + 1 < n)
 				return fail(ps, tok[i + 1].col, "unexpected '%s' after '}'",
 					    tok[i + 1].text);
 			return 0;
 		}
-		if (strcmp(t->text, ",") == 0) {
+		if (streq(t->text, ",")) {
 			if (want_item)
 				return fail(ps, t->col, "expected an address, prefix or @set before ','");
 			want_item = true;
 			continue;
 		}
-		if (strcmp(t->text, "{") == 0)
+		if (streq(t->text, "{"))
 			return fail(ps, t->col, "unexpected '{' inside set @%s", ps->open_set->name);
 		/* Items may be separated by commas or just whitespace. */
 		int err = set_append(ps, ps->open_set, t);
@@ -653,7 +664,7 @@ static int parse_set(struct parser *ps, const struct token *tok, int n)
 	if (prev)
 		return fail(ps, tok[1].col, "set @%s is already defined at line %u", tok[1].text,
 			    prev->line);
-	if (n < 3 || strcmp(tok[2].text, "{") != 0)
+	if (n < 3 || !streq(tok[2].text, "{"))
 		return fail(ps, n < 3 ? tok[1].col + (unsigned)strlen(tok[1].text) : tok[2].col,
 			    "expected '{' after 'set %s'", tok[1].text);
 	set = realloc(p->sets, (p->nsets + 1) * sizeof(*p->sets));
@@ -742,9 +753,9 @@ static int parse_list(struct parser *ps, const struct token *tok, int i, int n, 
 		      int *end)
 {
 	for (;;) {
-		if (strcmp(tok[i].text, ",") == 0)
+		if (streq(tok[i].text, ","))
 			return fail(ps, tok[i].col, "expected %s, not ','", what);
-		if (i + 1 < n && strcmp(tok[i + 1].text, ",") == 0) {
+		if (i + 1 < n && streq(tok[i + 1].text, ",")) {
 			if (i + 2 >= n)
 				return fail(ps, tok[i + 1].col, "expected %s after ','", what);
 			i += 2;
@@ -782,7 +793,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 		{ .addr = { .a = { [10] = 0xff, [11] = 0xff } }, .prefixlen = 96 },
 		{ .prefixlen = 0 },
 	};
-	struct l4_match match = {};
+	struct l4_match match; /* zeroed where a rule has protocols: nearly none have */
 	const struct prefix *dsts;
 	struct prefix one;
 	size_t ndsts;
@@ -791,12 +802,12 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	bool named = false;
 	int i = 2, err;
 
-	if (n < 2 || strcmp(tok[1].text, ",") == 0)
+	if (n < 2 || streq(tok[1].text, ","))
 		return fail(ps, n < 2 ? tok[0].col : tok[1].col,
 			    "expected a destination after '%s' (address, prefix, @set or any)",
 			    tok[0].text);
 	target = tok[1].text;
-	if (strcmp(target, "any") == 0) {
+	if (streq(target, "any")) {
 		dsts = any_prefixes;
 		ndsts = 2;
 	} else if (target[0] == '@') {
@@ -808,7 +819,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 				    target + 1);
 		dsts = set->prefixes;
 		ndsts = set->n;
-	} else if (strcmp(target, "host") == 0) {
+	} else if (streq(target, "host")) {
 		return fail(ps, tok[1].col, "host names are not supported yet");
 	} else {
 		err = parse_prefix_token(ps, &tok[1], &one);
@@ -822,9 +833,11 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 	}
 
 	/* Optional protocol list, then (for protocols with ports) an optional port list. */
-	if (i < n && strcmp(tok[i].text, "name") != 0) {
+	match.nprotos = match.nports = 0;
+	if (i < n && !streq(tok[i].text, "name")) {
 		int end;
 
+		memset(&match, 0, sizeof(match));
 		if ((err = parse_list(ps, tok, i, n, "a protocol", &end)))
 			return err;
 		for (int j = i; j < end; j += 2) {
@@ -840,7 +853,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 		}
 		i = end;
 	}
-	if (i < n && match.nprotos && strcmp(tok[i].text, "name") != 0) {
+	if (i < n && match.nprotos && !streq(tok[i].text, "name")) {
 		int end;
 
 		if ((err = parse_list(ps, tok, i, n, "a port or port range", &end)))
@@ -865,7 +878,7 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 		i = end;
 	}
 	rule_default_name(name, ps->src);
-	if (i < n && strcmp(tok[i].text, "name") == 0) {
+	if (i < n && streq(tok[i].text, "name")) {
 		if (i + 1 >= n)
 			return fail(ps, tok[i].col, "expected a name after 'name'");
 		if (!valid_name(tok[i + 1].text))
@@ -947,11 +960,11 @@ static int parse_budget(struct parser *ps, const struct token *tok, int n)
 		return fail(ps, tok[0].col,
 			    "expected 'budget TARGET SIZE per DURATION alert|block [name NAME]'");
 	snprintf(b.target, sizeof(b.target), "%.64s", tok[1].text);
-	if (strcmp(tok[1].text, "user") == 0) {
+	if (streq(tok[1].text, "user")) {
 		b.kind = SLUICE_BUDGET_USER;
-	} else if (strcmp(tok[1].text, "node") == 0) {
+	} else if (streq(tok[1].text, "node")) {
 		b.kind = SLUICE_BUDGET_NODE;
-	} else if (strcmp(tok[1].text, "any") == 0) {
+	} else if (streq(tok[1].text, "any")) {
 		src = any_prefixes;
 		nsrc = 2;
 	} else if (tok[1].text[0] == '@') {
@@ -964,7 +977,7 @@ static int parse_budget(struct parser *ps, const struct token *tok, int n)
 		src = set->prefixes;
 		nsrc = set->n;
 	} else {
-		if (strcmp(tok[1].text, ",") == 0 || is_separator(tok[1].text[0]))
+		if (streq(tok[1].text, ",") || is_separator(tok[1].text[0]))
 			return fail(ps, tok[1].col,
 				    "expected a budget target (address, prefix, @set, any, user or node)");
 		if ((err = parse_prefix_token(ps, &tok[1], &one)))
@@ -986,7 +999,7 @@ static int parse_budget(struct parser *ps, const struct token *tok, int n)
 			    "invalid size '%s' (a number > 0 and B, KB, MB, GB, TB, PB, KiB, MiB, "
 			    "GiB, TiB or PiB)",
 			    tok[2].text);
-	if (n < 4 || strcmp(tok[3].text, "per") != 0)
+	if (n < 4 || !streq(tok[3].text, "per"))
 		return fail(ps, n < 4 ? tok[2].col + strlen(tok[2].text) : tok[3].col,
 			    "expected 'per DURATION' after the size");
 	if (n < 5)
@@ -998,13 +1011,13 @@ static int parse_budget(struct parser *ps, const struct token *tok, int n)
 	b.window_s = window;
 	if (n < 6)
 		return fail(ps, tok[4].col + strlen(tok[4].text), "expected alert or block");
-	if (strcmp(tok[5].text, "block") == 0)
+	if (streq(tok[5].text, "block"))
 		b.block = 1;
-	else if (strcmp(tok[5].text, "alert") != 0)
+	else if (!streq(tok[5].text, "alert"))
 		return fail(ps, tok[5].col, "expected alert or block, not '%s'", tok[5].text);
 	i = 6;
 	snprintf(b.name, sizeof(b.name), "%.48s:%u", ps->src->base, ps->src->line);
-	if (i < n && strcmp(tok[i].text, "name") == 0) {
+	if (i < n && streq(tok[i].text, "name")) {
 		if (i + 1 >= n)
 			return fail(ps, tok[i].col, "expected a name after 'name'");
 		if (!valid_name(tok[i + 1].text))
@@ -1056,50 +1069,50 @@ static int parse_statement(struct parser *ps, const struct token *tok, int n)
 	int err;
 
 	/* Rules first: they are nearly every line of a large policy. */
-	if (strcmp(kw, "allow") == 0 || strcmp(kw, "deny") == 0)
+	if (streq(kw, "allow") || streq(kw, "deny"))
 		return parse_rule(ps, tok, n);
-	if (strcmp(kw, "mode") == 0) {
+	if (streq(kw, "mode")) {
 		if (n != 2)
 			return fail(ps, n < 2 ? tok[0].col : tok[2].col,
 				    "expected 'mode enforce' or 'mode audit'");
 		if ((err = once(ps, &ps->mode_line, &tok[0])))
 			return err;
-		if (strcmp(tok[1].text, "enforce") == 0)
+		if (streq(tok[1].text, "enforce"))
 			p->mode = SLUICE_MODE_ENFORCE;
-		else if (strcmp(tok[1].text, "audit") == 0)
+		else if (streq(tok[1].text, "audit"))
 			p->mode = SLUICE_MODE_AUDIT;
 		else
 			return fail(ps, tok[1].col, "unknown mode '%s' (expected enforce or audit)",
 				    tok[1].text);
 		return 0;
 	}
-	if (strcmp(kw, "default") == 0) {
+	if (streq(kw, "default")) {
 		if (n != 2)
 			return fail(ps, n < 2 ? tok[0].col : tok[2].col,
 				    "expected 'default allow' or 'default deny'");
 		if ((err = once(ps, &ps->default_line, &tok[0])))
 			return err;
-		if (strcmp(tok[1].text, "allow") == 0)
+		if (streq(tok[1].text, "allow"))
 			p->default_verdict = SLUICE_VERDICT_ALLOW;
-		else if (strcmp(tok[1].text, "deny") == 0)
+		else if (streq(tok[1].text, "deny"))
 			p->default_verdict = SLUICE_VERDICT_DENY;
 		else
 			return fail(ps, tok[1].col,
 				    "unknown default '%s' (expected allow or deny)", tok[1].text);
 		return 0;
 	}
-	if (strcmp(kw, "essential") == 0 || strcmp(kw, "replies") == 0) {
+	if (streq(kw, "essential") || streq(kw, "replies")) {
 		bool essential = kw[0] == 'e';
 
 		if ((err = parse_on_off(ps, tok, n, essential ? &p->essential : &p->replies)))
 			return err;
 		return once(ps, essential ? &ps->essential_line : &ps->replies_line, &tok[0]);
 	}
-	if (strcmp(kw, "set") == 0)
+	if (streq(kw, "set"))
 		return parse_set(ps, tok, n);
-	if (strcmp(kw, "budget") == 0)
+	if (streq(kw, "budget"))
 		return parse_budget(ps, tok, n);
-	if (strcmp(kw, "include") == 0) {
+	if (streq(kw, "include")) {
 		char path[PATH_MAX];
 
 		if (n != 2)
@@ -1357,7 +1370,7 @@ int policy_add_rule_text(struct policy *p, const char *origin, const char *text,
 		ret = fail(&ps, 1, "a rule is one line of at most %d bytes", POLICY_LINE_MAX);
 	else if ((n = tokenize(&ps, strcpy(line, text), tok)) < 0)
 		ret = n;
-	else if (n == 0 || (strcmp(tok[0].text, "allow") != 0 && strcmp(tok[0].text, "deny") != 0))
+	else if (n == 0 || (!streq(tok[0].text, "allow") && !streq(tok[0].text, "deny")))
 		ret = fail(&ps, 1, "expected an allow or deny rule");
 	else
 		ret = parse_rule(&ps, tok, n);
