@@ -828,8 +828,10 @@ static int parse_rule(struct parser *ps, const struct token *tok, int n)
 		dsts = &one;
 		ndsts = 1;
 		/* Kept canonical: "10.0.0.0/008" as written would not fit, nor read back the same. */
-		prefix_format(&one, canon, sizeof(canon));
-		target = canon;
+		if (!prefix_text_canonical(target, &one)) {
+			prefix_format(&one, canon, sizeof(canon));
+			target = canon;
+		}
 	}
 
 	/* Optional protocol list, then (for protocols with ports) an optional port list. */

@@ -210,6 +210,126 @@ static void test_addr_parse_matches_inet_pton(void)
 	      "%zu of %zu strings valid: the test should try both kinds", accepted, total);
 }
 
+/*
+ * prefix_text_canonical says whether a prefix as written is what prefix_format writes, so
+ * that the parser formats only those that are not (it may say no for a canonical dotted
+ * quad: those are formatted, to no harm): held to formatting on many spellings of
+ * addresses rich in zero groups (every placement of "::", padded and upper-case groups,
+ * dotted quads, lengths with leading zeros or none).
+ */
+static void test_canonical_text(void)
+{
+	unsigned long long rng = 0xca70;
+	size_t wrong = 0, total = 0, canonical = 0;
+
+	for (int round = 0; round < 6000; round++) {
+		unsigned w[8];
+		char texts[64][64];
+		int ntexts = 0;
+		unsigned len;
+		struct prefix p = {};
+		char canon[ADDR_STRLEN];
+
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		for (int i = 0; i < 8; i++)
+			w[i] = rng >> (i * 7 + 3) & 1 ? 0 : (rng >> (i * 5)) & (i % 3 ? 0xffff : 0x0f0f);
+		if (round % 7 == 0)
+			w[0] = w[1] = w[2] = w[3] = w[4] = 0, w[5] = round % 2 ? 0xffff : 0;
+		len = rng >> 40 & 1 ? 128 : (rng >> 41) % 129;
+		for (int i = 0; i < 8; i++) {
+			p.addr.a[2 * i] = w[i] >> 8;
+			p.addr.a[2 * i + 1] = w[i] & 0xff;
+		}
+		for (unsigned bit = len; bit < 128; bit++)
+			p.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+		for (int i = 0; i < 8; i++)
+			w[i] = p.addr.a[2 * i] << 8 | p.addr.a[2 * i + 1];
+		p.prefixlen = len;
+		prefix_format(&p, canon, sizeof(canon));
+		*strchr(canon, '/') = '\0';
+		snprintf(texts[ntexts++], 64, "%s", canon);
+		/* Every run of zero groups written as "::", groups plain, padded or upper-case. */
+		for (int style = 0; style < 3; style++) {
+			for (int from = -1; from < 8; from++) {
+				for (int to = from + 1; from >= 0 && to <= 8 && w[to - 1] == 0; to++) {
+					char *t = texts[ntexts];
+					int n = 0;
+
+					for (int i = 0; i < 8; i++) {
+						if (i == from)
+							n += sprintf(t + n, "::");
+						if (i >= from && i < to)
+							continue;
+						n += sprintf(t + n, style == 0 ? "%x" : style == 1 ? "%04x" : "%X",
+							     w[i]);
+						if (i < 7 && i + 1 != from)
+							t[n++] = ':';
+					}
+					t[n] = '\0';
+					if (ntexts < 60)
+						ntexts++;
+				}
+				if (from < 0) {
+					sprintf(texts[ntexts], style == 1 ? "%04x:%04x:%04x:%04x:%04x:%04x:%04x:%04x"
+									   : "%x:%x:%x:%x:%x:%x:%x:%x",
+						w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]);
+					if (ntexts < 60)
+						ntexts++;
+				}
+			}
+		}
+		if (w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == 0 && w[4] == 0 && ntexts < 62)
+			sprintf(texts[ntexts++], "::%s%u.%u.%u.%u", w[5] ? "ffff:" : "",
+				p.addr.a[12], p.addr.a[13], p.addr.a[14], p.addr.a[15]);
+		for (int t = 0; t < ntexts; t++) {
+			for (int form = 0; form < 3; form++) {
+				char text[80], err[128];
+				struct prefix q;
+				size_t col;
+
+				if (form == 2 && len != 128)
+					continue;
+				if (form == 2)
+					snprintf(text, sizeof(text), "%.63s", texts[t]);
+				else if (form == 1)
+					snprintf(text, sizeof(text), "%.63s/0%u", texts[t], len);
+				else
+					snprintf(text, sizeof(text), "%.63s/%u", texts[t], len);
+				if (prefix_parse(text, &q, err, sizeof(err), &col))
+					continue;
+				prefix_format(&q, canon, sizeof(canon));
+				total++;
+				canonical += strcmp(text, canon) == 0;
+				/* Never yes for a spelling that formats otherwise; no only for dotted quads. */
+				if (prefix_text_canonical(text, &q) !=
+					    (strcmp(text, canon) == 0 && !strchr(text, '.')) &&
+				    wrong++ < 5)
+					CHECK(0, "prefix_text_canonical(\"%s\") is wrong (formatted: %s)", text,
+					      canon);
+			}
+		}
+	}
+	CHECK(wrong == 0, "%zu of %zu spellings judged wrongly", wrong, total);
+	CHECK(canonical > total / 100 && canonical < total / 2,
+	      "%zu of %zu spellings canonical: the test should try both kinds", canonical, total);
+	/* IPv4: the address as parsed is canonical; the length must be written, plainly. */
+	static const struct {
+		const char *text;
+		bool canonical;
+	} v4[] = {
+		{ "192.0.2.0/24", true }, { "192.0.2.0/024", false }, { "192.0.2.7", false },
+		{ "0.0.0.0/0", true },    { "0.0.0.0/00", false },    { "198.51.100.1/32", true },
+	};
+	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		struct prefix q;
+		size_t col;
+
+		CHECK(prefix_parse(v4[i].text, &q, NULL, 0, &col) == 0 &&
+			      prefix_text_canonical(v4[i].text, &q) == v4[i].canonical,
+		      "prefix_text_canonical(\"%s\")", v4[i].text);
+	}
+}
+
 static void test_parse_ok(void)
 {
 	const char *text = "# a comment line\n"
@@ -1030,6 +1150,7 @@ int main(void)
 	test_prefix_parse();
 	test_format_matches_inet_ntop();
 	test_addr_parse_matches_inet_pton();
+	test_canonical_text();
 	test_parse_ok();
 	test_parse_language();
 	test_include();
