@@ -504,14 +504,17 @@ static int tokenize(struct parser *ps, char *line, struct token *tok)
 			continue;
 		}
 		start = c;
-		while (char_class(*c) == CH_WORD && c - start < TOKEN_MAX - 1)
+		while (char_class(*c) == CH_WORD) /* the line's NUL ends it */
 			c++;
-		/* A bad byte is reported before the length, as if judged one byte at a time. */
+		/*
+		 * As if judged one byte at a time: the length once a word has TOKEN_MAX
+		 * characters, else the bad byte that ends it.
+		 */
 		next = char_class(*c);
+		if (c - start > TOKEN_MAX - 1)
+			return fail(ps, tok[n].col, "word longer than %d characters", TOKEN_MAX - 1);
 		if (next == CH_BAD)
 			return fail(ps, c - line + 1, "unexpected character 0x%02x", (unsigned char)*c);
-		if (next == CH_WORD)
-			return fail(ps, tok[n].col, "word longer than %d characters", TOKEN_MAX - 1);
 		tok[n++].text = start;
 		if (next == CH_SEP) {
 			if (n == TOKENS_MAX)
@@ -1144,16 +1147,18 @@ struct reader {
 };
 
 /*
- * Read one line of at most POLICY_LINE_MAX bytes into line (NUL-terminated, newline
- * dropped). Returns 1 for a line, 0 at end of file, or -EINVAL (message set) for a line
- * too long or holding a NUL byte. Memory stays bounded whatever the input. Each byte is
- * judged as if read one by one: first the size limit, then end of line, a NUL byte, the
- * line length; the first byte that fails one sets the message and column.
+ * Read one line of at most POLICY_LINE_MAX bytes (NUL-terminated, newline dropped) and
+ * point *out at it: in the reader's buffer, or copied into line where it spans two reads.
+ * Returns 1 for a line, 0 at end of file, or -EINVAL (message set) for a line too long or
+ * holding a NUL byte. Memory stays bounded whatever the input. Each byte is judged as if
+ * read one by one: first the size limit, then end of line, a NUL byte, the line length;
+ * the first byte that fails one sets the message and column.
  */
-static int read_line(struct parser *ps, struct reader *r, char *line)
+static int read_line(struct parser *ps, struct reader *r, char *line, char **out)
 {
 	size_t len = 0;
 
+	*out = line;
 	for (;;) {
 		if (r->pos == r->len) {
 			r->pos = 0;
@@ -1161,9 +1166,9 @@ static int read_line(struct parser *ps, struct reader *r, char *line)
 			if (r->len == 0)
 				break; /* end of file (or an error: the caller checks) */
 		}
-		const char *at = r->buf + r->pos;
+		char *at = r->buf + r->pos;
 		size_t avail = r->len - r->pos;
-		const char *nl = memchr(at, '\n', avail);
+		char *nl = memchr(at, '\n', avail);
 		size_t m = nl ? (size_t)(nl - at) : avail; /* bytes before the newline */
 		const char *nul = memchr(at, '\0', m);
 		/* POLICY_BYTES_MAX - ps->bytes more bytes are allowed (bytes never passes it). */
@@ -1179,10 +1184,16 @@ static int read_line(struct parser *ps, struct reader *r, char *line)
 		if (k_long < m)
 			return fail(ps, len + k_long + 1, "line longer than %d bytes",
 				    POLICY_LINE_MAX);
-		memcpy(line + len, at, m);
-		len += m;
 		ps->bytes += m + (nl ? 1 : 0);
 		r->pos += m + (nl ? 1 : 0);
+		if (nl && !len) {
+			/* All of it in the chunk, the common case: used where it lies. */
+			*nl = '\0';
+			*out = at;
+			return 1;
+		}
+		memcpy(line + len, at, m);
+		len += m;
 		if (nl) {
 			line[len] = '\0';
 			return 1;
@@ -1194,7 +1205,7 @@ static int read_line(struct parser *ps, struct reader *r, char *line)
 
 static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 {
-	char line[POLICY_LINE_MAX + 1];
+	char line[POLICY_LINE_MAX + 1], *text;
 	struct token *tok = malloc(TOKENS_MAX * sizeof(*tok));
 	struct reader *rd = malloc(sizeof(*rd));
 	const struct source *outer = ps->src;
@@ -1215,12 +1226,12 @@ static int parse_stream(struct parser *ps, FILE *f, struct source *src)
 		int n;
 
 		src->line++; /* before reading: errors in the line itself name it */
-		got = read_line(ps, rd, line);
+		got = read_line(ps, rd, line, &text);
 		if (got <= 0) {
 			src->line -= got == 0;
 			break;
 		}
-		n = tokenize(ps, line, tok);
+		n = tokenize(ps, text, tok);
 		if (n < 0) {
 			ret = n;
 			break;
