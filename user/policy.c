@@ -590,9 +590,10 @@ enum char_class {
 
 /* A table rather than a chain of comparisons per byte: tokenizing was a sixth of a parse. */
 static const __u8 char_classes[256] = {
-	['\0'] = CH_END,   [1 ... 8] = CH_BAD,       ['\t'] = CH_SPACE,    ['\n'] = CH_END,
-	[0x0b ... 0x0c] = CH_BAD, ['\r'] = CH_SPACE, [0x0e ... 0x1f] = CH_BAD, [' '] = CH_SPACE,
-	['#'] = CH_END,    [','] = CH_SEP,          ['{'] = CH_SEP,        ['}'] = CH_SEP,
+	['\0'] = CH_END,   ['\n'] = CH_END,   ['#'] = CH_END,
+	['\t'] = CH_SPACE, ['\r'] = CH_SPACE, [' '] = CH_SPACE,
+	[','] = CH_SEP,    ['{'] = CH_SEP,    ['}'] = CH_SEP,
+	[1 ... 8] = CH_BAD, [0x0b ... 0x0c] = CH_BAD, [0x0e ... 0x1f] = CH_BAD,
 	[0x7f ... 0xff] = CH_BAD, /* the rest, printable ASCII, is CH_WORD (0) */
 };
 
