@@ -221,6 +221,70 @@ int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, si
 	return 0;
 }
 
+/*
+ * Where format_v6 puts "::" for a: *best is the first of the longest runs of two or more
+ * zero groups (-1: none), *best_len its length. w gets the groups.
+ */
+static void v6_zero_run(const __u8 *b, unsigned w[8], int *best, int *best_len)
+{
+	int cur = -1, cur_len = 0;
+
+	*best = -1;
+	*best_len = 0;
+	for (int i = 0; i < 8; i++) {
+		w[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+		if (w[i] == 0) {
+			if (cur < 0)
+				cur = i, cur_len = 0;
+			cur_len++;
+			if (cur_len > *best_len)
+				*best = cur, *best_len = cur_len;
+		} else {
+			cur = -1;
+		}
+	}
+	if (*best_len < 2)
+		*best = -1;
+}
+
+bool prefix_text_canonical(const char *s, const struct prefix *p)
+{
+	const char *slash = strchr(s, '/'), *c = s;
+	int best, best_len, groups = 0, gap = -1;
+	unsigned w[8];
+
+	/* The length written, without leading zeros (prefix_parse checked its digits). */
+	if (!slash || (slash[1] == '0' && slash[2] != '\0'))
+		return false;
+	/* IPv4 as inet_pton takes it has no leading zeros: what format_v4 writes. */
+	if (addr_is_v4(&p->addr))
+		return true;
+	v6_zero_run(p->addr.a, w, &best, &best_len);
+	if (best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+		return false; /* format_v6 writes these with a dotted quad */
+	if (*c == ':') { /* "::" first */
+		gap = 0;
+		c += 2;
+	}
+	while (c < slash) {
+		const char *group = c;
+
+		for (; c < slash && hex_digit(*c) >= 0; c++)
+			if (*c >= 'A' && *c <= 'F')
+				return false;
+		if ((c - group > 1 && *group == '0') || *c == '.')
+			return false; /* a leading zero, or a dotted quad */
+		groups++;
+		if (c++ == slash)
+			break;
+		if (*c == ':') {
+			gap = groups;
+			c++;
+		}
+	}
+	return best < 0 ? gap < 0 : gap == best && 8 - groups == best_len;
+}
+
 /* By whole words: an in-place override scans 100 000 rules with this, twice. */
 bool prefix_contains(const struct prefix *p, const struct sluice_addr *addr)
 {
@@ -258,23 +322,10 @@ static char *format_v4(const __u8 *b, char *out)
 static char *format_v6(const __u8 *b, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
-	int best = -1, best_len = 0, cur = -1, cur_len = 0;
+	int best, best_len;
 	unsigned w[8];
 
-	for (int i = 0; i < 8; i++) {
-		w[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
-		if (w[i] == 0) {
-			if (cur < 0)
-				cur = i, cur_len = 0;
-			cur_len++;
-			if (cur_len > best_len)
-				best = cur, best_len = cur_len;
-		} else {
-			cur = -1;
-		}
-	}
-	if (best_len < 2)
-		best = -1;
+	v6_zero_run(b, w, &best, &best_len);
 	for (int i = 0; i < 8; i++) {
 		if (best >= 0 && i >= best && i < best + best_len) {
 			if (i == best)

@@ -22,6 +22,11 @@ bool addr_is_v4(const struct sluice_addr *a);
  * message in err and the offending column (0-based) in *errcol.
  */
 int prefix_parse(const char *s, struct prefix *out, char *err, size_t errlen, size_t *errcol);
+/*
+ * Is s, which prefix_parse read into p, already exactly what prefix_format writes for p?
+ * Cheaper than formatting p to find out.
+ */
+bool prefix_text_canonical(const char *s, const struct prefix *p);
 /* True if addr lies inside p. */
 bool prefix_contains(const struct prefix *p, const struct sluice_addr *addr);
 /* "192.0.2.1", "2001:db8::1" (IPv4 shown in IPv4 form). */

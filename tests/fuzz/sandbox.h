@@ -13,6 +13,9 @@
 #ifndef SLUICE_FUZZ_SANDBOX_H
 #define SLUICE_FUZZ_SANDBOX_H
 
+/* Before any system header, as the files that define it do (user/policy.c). */
+#define _GNU_SOURCE
+
 #include <fcntl.h>
 #include <stdio.h>
 

@@ -4,6 +4,7 @@
  * reference decision on random policies.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,96 +119,271 @@ static void test_format_matches_inet_ntop(void)
 	CHECK(strcmp(small, "2001:db") == 0, "prefix_format into 8 bytes gave %s", small);
 }
 
+/* A step of a 64-bit linear congruential generator: the tests' own, seeded, repeatable. */
+static unsigned long long next_rand(unsigned long long *rng)
+{
+	*rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+	return *rng;
+}
+
+/* The characters addresses are made of, '.' and ':' twice as likely. */
+static const char addr_chars[] = "0123456789abcdefABCDEF:.:.";
+
+/* Delete, insert or replace one character of text (of size `size`) at random. */
+static void edit_text(unsigned long long *rng, char *text, size_t size)
+{
+	size_t len = strlen(text), at = (next_rand(rng) >> 33) % (len + 1);
+	char c = addr_chars[(*rng >> 20) % (sizeof(addr_chars) - 1)];
+
+	switch (*rng >> 62) {
+	case 0: /* delete */
+		if (at < len)
+			memmove(text + at, text + at + 1, len - at);
+		break;
+	case 1: /* insert */
+		if (len + 1 < size) {
+			memmove(text + at + 1, text + at, len - at + 1);
+			text[at] = c;
+		}
+		break;
+	default: /* replace */
+		if (at < len)
+			text[at] = c;
+	}
+}
+
+/*
+ * A string to parse: three times in four a valid address (IPv4 or IPv6, many zero
+ * groups or none) with up to two characters edited, else random address characters.
+ */
+static void random_addr_text(unsigned long long *rng, char text[48])
+{
+	unsigned long long r = next_rand(rng);
+	struct sluice_addr a = {};
+
+	if (r >> 62 == 0) {
+		size_t len = (r >> 33) % 24;
+
+		for (size_t k = 0; k < len; k++)
+			text[k] = addr_chars[(next_rand(rng) >> 33) % (sizeof(addr_chars) - 1)];
+		text[len] = '\0';
+		return;
+	}
+	for (int b = 0; b < 16; b++)
+		a.a[b] = (r >> (b * 3 % 61)) & (r >> 40 & 1 ? 0xff : 0x01);
+	if (r >> 41 & 1) { /* IPv4 */
+		memset(a.a, 0, 10);
+		a.a[10] = a.a[11] = 0xff;
+		inet_ntop(AF_INET, &a.a[12], text, 48);
+	} else {
+		inet_ntop(AF_INET6, a.a, text, 48);
+	}
+	for (unsigned e = r >> 42 & 3; e > 0 && e < 3; e--)
+		edit_text(rng, text, 48);
+}
+
+/* The reference: inet_pton, IPv4 first, into the mapped form. */
+static bool pton_addr(const char *text, struct sluice_addr *out)
+{
+	struct in6_addr v6;
+	struct in_addr v4;
+
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, text, &v4) == 1) {
+		out->a[10] = out->a[11] = 0xff;
+		memcpy(&out->a[12], &v4, 4);
+		return true;
+	}
+	if (inet_pton(AF_INET6, text, &v6) == 1) {
+		memcpy(out->a, &v6, 16);
+		return true;
+	}
+	return false;
+}
+
 /*
  * The address parser is sluice's own (inet_pton was a fifth of the time to read a large
  * policy): held to inet_pton, the reference for what an address is, on edge cases and on
- * many random strings built from the characters addresses are made of (mostly near-valid:
- * valid addresses with a character changed, added or removed).
+ * many random strings built from the characters addresses are made of, mostly valid
+ * addresses with a character changed, added or removed.
  */
 static void test_addr_parse_matches_inet_pton(void)
 {
 	static const char *const edges[] = {
 		"::", "::1", "1::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8",
 		"1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7::8", "1::2:3:4:5:6:7:8", ":::", "1:::2", ":1",
-		"1:", "1:2::3::4", "::ffff:1.2.3.4", "::1.2.3.4", "1::1.2.3.4", "1:2:3:4:5:6:1.2.3.4",
-		"1:2:3:4:5:6:7:1.2.3.4", "1:2:3:4:5::1.2.3.4", "::1.2.3", "::01.2.3.4", "::a1.2.3.4",
-		"::1234.1.2.3", "::1.2.3.4:5", "00001::", "0001::", "FfFf::", "abcd:EF01::", "1.2.3.4",
-		"0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3.04", "01.2.3.4", "1.2.3.4.5",
-		"1..2.3", ".1.2.3", "1.2.3.", "1.2.3", "1234.1.2.3", "", ":", ".", "::.", "1:2:3:4:5:6:7:",
+		"1:", "1:2::3::4", "::ffff:1.2.3.4", "::1.2.3.4", "1::1.2.3.4", "::1.2.3", "::01.2.3.4",
+		"1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4", "1:2:3:4:5::1.2.3.4", "::a1.2.3.4",
+		"::1234.1.2.3", "::1.2.3.4:5", "00001::", "0001::", "FfFf::", "abcd:EF01::",
+		"1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3.04", "01.2.3.4",
+		"1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3", "1234.1.2.3", "", ":", ".", "::.",
+		"1:2:3:4:5:6:7:",
 	};
-	static const char alphabet[] = "0123456789abcdefABCDEF:.:.0";
+	size_t nedges = sizeof(edges) / sizeof(edges[0]);
 	unsigned long long rng = 0xadd7;
 	size_t wrong = 0, total = 0, accepted = 0;
 
-	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]) + 400000; i++) {
+	for (size_t i = 0; i < nedges + 400000; i++) {
+		struct sluice_addr got, want;
 		char text[48];
-		struct sluice_addr got = {}, want = {};
-		struct in6_addr v6;
-		struct in_addr v4;
-		int ok_want = 0, ok_got;
+		bool ok_want, ok_got;
 
-		if (i < sizeof(edges) / sizeof(edges[0])) {
+		if (i < nedges)
 			snprintf(text, sizeof(text), "%s", edges[i]);
-		} else {
-			size_t len;
-
-			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-			if (rng >> 62) { /* three in four: a valid address, then up to 2 edits */
-				struct sluice_addr a = {};
-
-				for (int b = 0; b < 16; b++)
-					a.a[b] = (rng >> (b * 3 % 61)) & (rng >> 40 & 1 ? 0xff : 0x01);
-				if (rng >> 41 & 1) {
-					a.a[10] = a.a[11] = 0xff;
-					memset(a.a, 0, 10);
-				}
-				if (addr_is_v4(&a))
-					inet_ntop(AF_INET, &a.a[12], text, sizeof(text));
-				else
-					inet_ntop(AF_INET6, a.a, text, sizeof(text));
-				for (int e = rng >> 42 & 3; e > 0 && e < 3; e--) {
-					rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-					len = strlen(text);
-					size_t at = (rng >> 33) % (len + 1);
-					char c = alphabet[(rng >> 20) % (sizeof(alphabet) - 1)];
-
-					if (rng >> 60 == 0 && len)
-						memmove(text + at - (at == len), text + at + 1 - (at == len),
-							len - at + (at == len));
-					else if (rng >> 62 == 1 && len + 1 < sizeof(text))
-						memmove(text + at + 1, text + at, len - at + 1), text[at] = c;
-					else if (at < len)
-						text[at] = c;
-				}
-			} else {
-				len = (rng >> 33) % 24;
-				for (size_t k = 0; k < len; k++) {
-					rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-					text[k] = alphabet[(rng >> 33) % (sizeof(alphabet) - 1)];
-				}
-				text[len] = '\0';
-			}
-		}
-		if (inet_pton(AF_INET, text, &v4) == 1) {
-			ok_want = 1;
-			want.a[10] = want.a[11] = 0xff;
-			memcpy(&want.a[12], &v4, 4);
-		} else if (inet_pton(AF_INET6, text, &v6) == 1) {
-			ok_want = 1;
-			memcpy(want.a, &v6, 16);
-		}
+		else
+			random_addr_text(&rng, text);
+		ok_want = pton_addr(text, &want);
+		memset(&got, 0, sizeof(got));
 		ok_got = addr_parse(text, &got) == 0;
 		total++;
 		accepted += ok_want;
-		if (ok_got != ok_want || (ok_want && memcmp(&got, &want, sizeof(got)) != 0)) {
-			if (wrong++ < 5)
-				CHECK(0, "addr_parse(\"%s\") %s, inet_pton %s", text,
-				      ok_got ? "accepts" : "refuses", ok_want ? "accepts" : "refuses");
-		}
+		if ((ok_got != ok_want || (ok_want && memcmp(&got, &want, sizeof(got)) != 0)) &&
+		    wrong++ < 5)
+			CHECK(0, "addr_parse(\"%s\") %s, inet_pton %s", text,
+			      ok_got ? "accepts" : "refuses", ok_want ? "accepts" : "refuses");
 	}
 	CHECK(wrong == 0, "%zu of %zu strings parsed unlike inet_pton", wrong, total);
 	CHECK(accepted > total / 4 && accepted < total * 3 / 4,
 	      "%zu of %zu strings valid: the test should try both kinds", accepted, total);
+}
+
+/*
+ * prefix_text_canonical says whether a prefix as written is what prefix_format writes, so
+ * that the parser formats only those that are not (it may say no for a canonical dotted
+ * quad: those are formatted, to no harm): held to formatting on many spellings of
+ * addresses rich in zero groups (every placement of "::", padded and upper-case groups,
+ * dotted quads, lengths with leading zeros or none).
+ */
+#define SPELLINGS_MAX 64
+
+/* Ways to write one address. */
+struct spellings {
+	char text[SPELLINGS_MAX][48];
+	int n;
+};
+
+static void add_spelling(struct spellings *sp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void add_spelling(struct spellings *sp, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (sp->n == SPELLINGS_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(sp->text[sp->n++], sizeof(sp->text[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* Groups w as group_fmt writes each, "::" standing for groups [from, to) (from < 0: none). */
+static void add_v6_spelling(struct spellings *sp, const unsigned w[8], int from, int to,
+			    const char *group_fmt)
+{
+	char t[64], group[8];
+	size_t n = 0;
+
+	for (int i = 0; i < 8; i++) {
+		if (i == from)
+			n += snprintf(t + n, sizeof(t) - n, "::");
+		if (i >= from && i < to)
+			continue;
+		snprintf(group, sizeof(group), group_fmt, w[i]);
+		n += snprintf(t + n, sizeof(t) - n, "%s%s", group, i < 7 && i + 1 != from ? ":" : "");
+	}
+	add_spelling(sp, "%s", t);
+}
+
+/*
+ * prefix_text_canonical says whether a prefix as written is what prefix_format writes, so
+ * that the parser formats only those that are not (it may say no for a canonical dotted
+ * quad: those are formatted, to no harm). Held to formatting on many spellings of
+ * addresses rich in zero groups: every placement of "::", plain, padded and upper-case
+ * groups, dotted quads, lengths written plainly, with a leading zero or not at all.
+ */
+static void test_canonical_text(void)
+{
+	static const char *const group_fmts[] = { "%x", "%04x", "%X" };
+	unsigned long long rng = 0xca70;
+	size_t wrong = 0, total = 0, canonical = 0;
+
+	for (int round = 0; round < 6000; round++) {
+		unsigned long long r = next_rand(&rng);
+		unsigned len = r >> 40 & 1 ? 128 : (r >> 41) % 129, w[8];
+		struct spellings sp = { .n = 0 };
+		struct prefix p = { .prefixlen = len };
+		char canon[ADDR_STRLEN];
+
+		for (int i = 0; i < 8; i++) {
+			unsigned g = r >> (i * 7 + 3) & 1 ? 0 : (r >> (i * 5)) & (i % 3 ? 0xffff : 0x0f0f);
+
+			if (round % 7 == 0 && i < 6) /* the IPv4-compatible and -mapped forms */
+				g = i == 5 && round % 2 ? 0xffff : 0;
+			p.addr.a[2 * i] = g >> 8;
+			p.addr.a[2 * i + 1] = g & 0xff;
+		}
+		for (unsigned bit = len; bit < 128; bit++)
+			p.addr.a[bit / 8] &= ~(0x80 >> (bit % 8));
+		for (int i = 0; i < 8; i++)
+			w[i] = p.addr.a[2 * i] << 8 | p.addr.a[2 * i + 1];
+		addr_format(&p.addr, canon, sizeof(canon));
+		add_spelling(&sp, "%s", canon);
+		for (size_t f = 0; f < sizeof(group_fmts) / sizeof(group_fmts[0]); f++) {
+			add_v6_spelling(&sp, w, -1, -1, group_fmts[f]);
+			for (int from = 0; from < 8; from++)
+				for (int to = from + 1; to <= 8 && w[to - 1] == 0; to++)
+					add_v6_spelling(&sp, w, from, to, group_fmts[f]);
+		}
+		if (!w[0] && !w[1] && !w[2] && !w[3] && !w[4] && (!w[5] || w[5] == 0xffff))
+			add_spelling(&sp, "::%s%u.%u.%u.%u", w[5] ? "ffff:" : "", p.addr.a[12],
+				     p.addr.a[13], p.addr.a[14], p.addr.a[15]);
+		for (int t = 0; t < sp.n; t++) {
+			for (int form = 0; form < 3; form++) {
+				char text[64], err[128];
+				struct prefix q;
+				size_t col;
+
+				if (form == 2 && len != 128) /* no length: /128 */
+					continue;
+				if (form == 0)
+					snprintf(text, sizeof(text), "%s/%u", sp.text[t], len);
+				else if (form == 1)
+					snprintf(text, sizeof(text), "%s/0%u", sp.text[t], len);
+				else
+					snprintf(text, sizeof(text), "%s", sp.text[t]);
+				if (prefix_parse(text, &q, err, sizeof(err), &col))
+					continue;
+				prefix_format(&q, canon, sizeof(canon));
+				total++;
+				canonical += strcmp(text, canon) == 0;
+				/* Never yes for a spelling that formats otherwise; no only for dotted quads. */
+				if (prefix_text_canonical(text, &q) !=
+					    (strcmp(text, canon) == 0 && !strchr(text, '.')) &&
+				    wrong++ < 5)
+					CHECK(0, "prefix_text_canonical(\"%s\") is wrong (formatted: %s)",
+					      text, canon);
+			}
+		}
+	}
+	CHECK(wrong == 0, "%zu of %zu spellings judged wrongly", wrong, total);
+	CHECK(canonical > total / 100 && canonical < total / 2,
+	      "%zu of %zu spellings canonical: the test should try both kinds", canonical, total);
+	/* IPv4: the address as parsed is canonical; the length must be written, plainly. */
+	static const struct {
+		const char *text;
+		bool canonical;
+	} v4[] = {
+		{ "192.0.2.0/24", true }, { "192.0.2.0/024", false }, { "192.0.2.7", false },
+		{ "0.0.0.0/0", true },    { "0.0.0.0/00", false },    { "198.51.100.1/32", true },
+	};
+	for (size_t i = 0; i < sizeof(v4) / sizeof(v4[0]); i++) {
+		struct prefix q;
+		size_t col;
+
+		CHECK(prefix_parse(v4[i].text, &q, NULL, 0, &col) == 0 &&
+			      prefix_text_canonical(v4[i].text, &q) == v4[i].canonical,
+		      "prefix_text_canonical(\"%s\")", v4[i].text);
+	}
 }
 
 static void test_parse_ok(void)
@@ -1030,6 +1206,7 @@ int main(void)
 	test_prefix_parse();
 	test_format_matches_inet_ntop();
 	test_addr_parse_matches_inet_pton();
+	test_canonical_text();
 	test_parse_ok();
 	test_parse_language();
 	test_include();
