@@ -424,7 +424,7 @@ static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 			return json_pack("{s:b,s:s}", "ok", 0, "error", "load needs an absolute path");
 		ret = apply_policy(d, path, POLICY_MODE_KEEP, &res);
 		if (ret)
-			return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
+			return json_pack("{s:b,s:s}", "ok", 0, "error", policy_install_error(ret));
 		return json_pack("{s:b,s:s,s:I,s:I,s:I,s:I}", "ok", 1, "source", res.source,
 				 "generation", (json_int_t)res.generation, "rules",
 				 (json_int_t)res.rules, "prefixes", (json_int_t)res.prefixes,
@@ -434,7 +434,7 @@ static json_t *handle_control(json_t *request, bool *keep, void *ctx)
 		return json_pack("{s:b,s:s}", "ok", 0, "error", "unknown command");
 	ret = sync_overrides(d, &res);
 	if (ret)
-		return json_pack("{s:b,s:s}", "ok", 0, "error", strerror(-ret));
+		return json_pack("{s:b,s:s}", "ok", 0, "error", policy_install_error(ret));
 	return json_pack("{s:b,s:I,s:I,s:I}", "ok", 1, "generation", (json_int_t)res.generation,
 			 "overrides", (json_int_t)res.overrides, "changed", (json_int_t)res.changed);
 }

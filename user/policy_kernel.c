@@ -34,6 +34,13 @@ static __u32 generation_before(__u32 g)
 	return g == 1 ? UINT32_MAX : g - 1;
 }
 
+const char *policy_install_error(int err)
+{
+	if (err == -E2BIG)
+		return "it needs more address and port ranges than a bank of the datapath holds";
+	return strerror(-err);
+}
+
 int policy_next_generation(int config_fd, __u32 *generation)
 {
 	struct sluice_config cfg;

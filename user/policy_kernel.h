@@ -44,6 +44,9 @@ int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g);
 /* Wait for g's thread to end (a no-op when it has). */
 void policy_grace_end(struct policy_grace *g);
 
+/* What a failed install's -errno means to an admin (E2BIG: the policy does not fit a bank). */
+const char *policy_install_error(int err);
+
 /* The generation the next policy should carry (current + 1; never 0). */
 int policy_next_generation(int config_fd, __u32 *generation);
 /*

@@ -194,6 +194,13 @@ expect_error "check BAD" 1 "$bad_re" -- sl policy check "$bad"
 expect_error "check BAD --json" 1 "$bad_re" json -- sl policy check "$bad" --json
 expect_error "check a missing file" 1 "$SL_TMP/nonexistent\\.conf" -- \
 	sl policy check "$SL_TMP/nonexistent.conf"
+# A policy within the parser's limits that needs more address and port ranges than a bank
+# of the datapath holds (8200 rules, each with 32 single ports): refused whole, up front.
+huge=$SL_TMP/huge.conf
+awk -v p="$(seq -s, 1 2 63)" 'BEGIN { print "default deny"
+	for (i = 1; i <= 8200; i++) printf "allow 2001:db8:aa::%x tcp %s\n", i, p }' >"$huge"
+expect_error "check HUGE" 1 "too large: it needs more than the [0-9]+ address and port ranges" \
+	-- sl policy check "$huge"
 
 # --- 2. policy load with the daemon running ----------------------------------------------
 
@@ -230,6 +237,13 @@ check "load BAD: the daemon is still running" \
 	"$(kill -0 "$SL_SLUICE_PID" 2>/dev/null && echo yes || echo no)" yes
 blocked "after load BAD" "$B"
 passes "after load BAD" "$A"
+run_cmd sl policy load "$huge"
+check "load HUGE: refused" "$RC" 1
+check_match "load HUGE: says why" "$ERR" "ranges"
+check "load HUGE: generation unchanged" "$(generation)" "$g0"
+unchanged "load HUGE: policy show" "$show0" "$(show)"
+blocked "after load HUGE" "$B"
+passes "after load HUGE" "$A"
 
 run_cmd sl policy load "$p2"
 check "load P2: exit status" "$RC" 0
