@@ -1615,13 +1615,13 @@ void policy_decide(const struct policy *p, const struct sluice_addr *dst, __u8 p
 
 /*
  * The compiler works on distinct destination prefixes. For a packet whose longest matching
- * prefix in the trie is P, the candidate rules are exactly those written for P and for the
- * prefixes containing P (its ancestors). Ordered by precedence (longer prefix first, deny
- * before allow, earlier before later), the first rule without a protocol/port condition
- * ends the chain: it decides every packet no earlier rule matches. If P's own best rule has
- * no condition, the decision is a constant (the common case, and the only trie lookup the
+ * prefix is P, the candidate rules are exactly those written for P and for the prefixes
+ * containing P (its ancestors). Ordered by precedence (longer prefix first, deny before
+ * allow, earlier before later), the first rule without a protocol/port condition ends the
+ * chain: it decides every packet no earlier rule matches. If P's own best rule has no
+ * condition, the decision is a constant (the common case, and the only policy search the
  * datapath does); otherwise the chain becomes a port class: a small function of protocol
- * and port stored in the port trie, shared by every prefix with the same chain.
+ * and port given by port entries, shared by every prefix with the same chain.
  */
 
 struct outcome {

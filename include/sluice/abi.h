@@ -5,7 +5,8 @@
  * size pinned by _Static_assert so a layout change is a compile error on both sides.
  *
  * Addresses: IPv4 is stored as an IPv4-mapped IPv6 address (::ffff:a.b.c.d), so one
- * LPM trie and one per-destination table serve both families. An IPv4 /N prefix is the
+ * policy (one sorted run of address ranges) and one per-destination table serve both
+ * families. An IPv4 /N prefix is the
  * mapped /(96+N) prefix.
  */
 #ifndef SLUICE_ABI_H
