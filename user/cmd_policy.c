@@ -98,7 +98,7 @@ static long bank_ranges(const struct compiled_policy *cp)
 
 	if (!bank)
 		return -ENOMEM;
-	n = policy_bank_fill(cp, bank, most < SLUICE_RANGE_MAX ? most : SLUICE_RANGE_MAX);
+	n = policy_bank_fill(cp, 0, bank, most < SLUICE_RANGE_MAX ? most : SLUICE_RANGE_MAX);
 	free(bank);
 	return n;
 }

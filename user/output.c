@@ -12,6 +12,7 @@
 #include "ifslots.h"
 #include "log.h"
 #include "output.h"
+#include "policy_kernel.h"
 
 #define BATCH 4096
 
@@ -168,24 +169,14 @@ out:
 
 int read_policy_state(int policy_fd, int config_fd, __u32 *generation, __u8 *flags)
 {
-	struct sluice_policy_range first;
 	struct sluice_config cfg;
-	__u32 zero = 0, base;
+	__u32 zero = 0;
 
+	*flags = 0;
 	if (bpf_map_lookup_elem(config_fd, &zero, &cfg) < 0)
 		return -errno;
 	*generation = cfg.generation;
-	*flags = 0;
-	if (!cfg.generation)
-		return -ENOENT;
-	/* Every range of a policy carries its flags: read those of the bank's first. */
-	base = SLUICE_POLICY_BANK(cfg.generation) * SLUICE_RANGE_MAX;
-	if (bpf_map_lookup_elem(policy_fd, &base, &first) < 0)
-		return -errno;
-	if (!first.start_lo)
-		return -ENOENT;
-	*flags = first.decision.flags;
-	return 0;
+	return policy_flags_in_force(policy_fd, &cfg, flags);
 }
 
 void json_print(json_t *doc)

@@ -397,9 +397,8 @@ static int apply_full(const char *state_dir, const struct policy_maps *maps, con
 			live->ovr = ovr;
 			live->generation = res->generation;
 			live->valid = true;
-			/* The entries as the kernel has them, in order: the next change's base. */
-			if (policy_installed_entries(maps, &cp) == 0 &&
-			    compiled_entries_sort(cp.entries, cp.n) == 0) {
+			/* The entries in order: the next change's base. */
+			if (compiled_entries_sort(cp.entries, cp.n) == 0) {
 				live->kernel = (struct compiled_policy){
 					.entries = cp.entries, .n = cp.n, .ports = cp.ports,
 					.nports = cp.nports, .nclasses = cp.nclasses

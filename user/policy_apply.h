@@ -79,7 +79,7 @@ struct policy_live {
 	size_t base_idents;       /* identities of the base policy: in place, never renamed */
 	__u32 generation;         /* the generation its last change left in the kernel */
 	size_t port_entries;      /* port entries added in place since the last full install */
-	/* The compiled policy as the kernel has it: entries in order, classes, ports. */
+	/* The compiled policy in force: entries in order, classes, ports. */
 	struct compiled_policy kernel;
 	/*
 	 * Grace periods begun after each of the last two switches: the next change writes the

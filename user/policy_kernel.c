@@ -19,11 +19,6 @@
 #include "policy_kernel.h"
 #include "policy_ranges.h"
 
-/* The kernel's "operation not supported" for a map without batch ops (not in uapi errno). */
-#ifndef ENOTSUPP
-#define ENOTSUPP 524
-#endif
-
 static __u32 generation_after(__u32 g)
 {
 	return g == UINT32_MAX ? 1 : g + 1; /* 0 means "no policy": wrap to 1, the bank after */
@@ -52,69 +47,30 @@ int policy_next_generation(int config_fd, __u32 *generation)
 	return 0;
 }
 
-/*
- * Write n keys/values into a map with BPF_ANY: one syscall per batch where the kernel has
- * batch updates for the map type (LPM tries on recent kernels), one per element otherwise.
- * Batch updates take no BPF_NOEXIST/BPF_EXIST (only BPF_F_LOCK), hence BPF_ANY throughout.
- */
-static int fill_map(int fd, const void *keys, size_t key_size, const void *values,
-		    size_t value_size, size_t n, const char *what)
-{
-	const size_t chunk = 16384;
-	size_t done = 0;
-	bool batch = true;
-
-	while (done < n) {
-		const void *k = (const char *)keys + done * key_size;
-		const void *v = (const char *)values + done * value_size;
-
-		if (batch) {
-			__u32 count = n - done < chunk ? n - done : chunk;
-
-			if (bpf_map_update_batch(fd, k, v, &count, NULL) == 0) {
-				done += count;
-				continue;
-			}
-			/* Unsupported (nothing was written): carry on one element at a time. */
-			if (errno != EINVAL && errno != ENOTSUPP && errno != EOPNOTSUPP)
-				break;
-			batch = false;
-			continue;
-		}
-		if (bpf_map_update_elem(fd, k, v, BPF_ANY) < 0)
-			break;
-		done++;
-	}
-	if (done < n) {
-		int err = -errno;
-
-		pr_err("cannot fill %s (entry %zu of %zu): %s", what, done + 1, n, strerror(-err));
-		return err;
-	}
-	return 0;
-}
-
-
-/* Element 0 of the policy in force (counts, flags); -ENOENT when none is installed. */
-static int active_bank(const struct policy_maps *maps, const struct sluice_config *cfg,
-		       struct sluice_policy_range *first)
+int policy_flags_in_force(int policy_fd, const struct sluice_config *cfg, __u8 *flags)
 {
 	__u32 base = SLUICE_POLICY_BANK(cfg->generation) * SLUICE_RANGE_MAX;
+	struct sluice_policy_range first;
 
+	*flags = 0;
 	if (!cfg->generation)
 		return -ENOENT;
-	if (bpf_map_lookup_elem(maps->policy_fd, &base, first) < 0)
+	if (bpf_map_lookup_elem(policy_fd, &base, &first) < 0)
 		return -errno;
-	return first->start_lo ? 0 : -ENOENT;
+	if (!first.start_lo)
+		return -ENOENT;
+	/* Every address range of a policy carries its flags: those of the bank's first. */
+	*flags = first.decision.flags;
+	return 0;
 }
 
 /* SLUICE_POLICY_F_EPOCH as the policy in force has it (0 when none is installed). */
 static __u8 active_epoch(const struct policy_maps *maps, const struct sluice_config *cfg)
 {
-	struct sluice_policy_range first;
+	__u8 flags;
 
-	return active_bank(maps, cfg, &first) == 0 ? first.decision.flags & SLUICE_POLICY_F_EPOCH
-						   : 0;
+	policy_flags_in_force(maps->policy_fd, cfg, &flags);
+	return flags & SLUICE_POLICY_F_EPOCH;
 }
 
 /* Zero the half of the per-rule counters that epoch_flag names, before a policy uses it. */
@@ -133,9 +89,15 @@ static int zero_rule_half(int rules_fd, __u8 epoch_flag)
 	err = keys && zeros ? 0 : -ENOMEM;
 	for (__u32 i = 0; !err && i < SLUICE_RULE_HALF; i++)
 		keys[i] = (epoch_flag ? SLUICE_RULE_HALF : 0) + i;
-	if (!err)
-		err = fill_map(rules_fd, keys, sizeof(*keys), zeros, sizeof(*zeros) * ncpus,
-			       SLUICE_RULE_HALF, "per-rule counters");
+	if (!err) {
+		__u32 count = SLUICE_RULE_HALF;
+
+		/* One syscall: arrays have batch updates on every kernel sluice runs on (5.15+). */
+		if (bpf_map_update_batch(rules_fd, keys, zeros, &count, NULL) < 0) {
+			err = -errno;
+			pr_err("cannot zero the per-rule counters: %s", strerror(-err));
+		}
+	}
 	free(keys);
 	free(zeros);
 	return err;
@@ -180,12 +142,11 @@ int policy_grace_begin(const struct policy_maps *maps, struct policy_grace *g)
 	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
 		return -errno;
 	g->generation = cfg.generation;
-	if (pthread_create(&g->thread, NULL, grace_run, g) != 0) {
+	g->begun = true;
+	if (pthread_create(&g->thread, NULL, grace_run, g) != 0)
 		grace_run(g); /* no thread: wait here */
-		g->done = true;
-		return 0;
-	}
-	g->running = true;
+	else
+		g->running = true;
 	return 0;
 }
 
@@ -193,8 +154,6 @@ void policy_grace_end(struct policy_grace *g)
 {
 	if (g->running)
 		pthread_join(g->thread, NULL);
-	if (g->running)
-		g->done = true;
 	g->running = false;
 }
 
@@ -206,7 +165,7 @@ void policy_grace_end(struct policy_grace *g)
 static int ensure_grace(const struct policy_maps *maps, const struct sluice_config *cfg,
 			struct policy_grace *g)
 {
-	if (g && (g->running || g->done) && cfg->generation &&
+	if (g && g->begun && cfg->generation &&
 	    (g->generation == cfg->generation ||
 	     g->generation == generation_before(cfg->generation))) {
 		policy_grace_end(g);
@@ -236,12 +195,12 @@ static void *map_bank(int policy_fd, __u32 generation, size_t ranges, int prot, 
 }
 
 /*
- * Write cp (entries with classes and flags as the kernel will see them) into generation's
- * bank through an mmap. The bank must be out of service (a grace period since). Returns the
+ * Write cp, counting in the per-rule counters' half `epoch` names, into generation's bank
+ * through an mmap. The bank must be out of service (a grace period since). Returns the
  * number of ranges written.
  */
 static long fill_bank(const struct policy_maps *maps, const struct compiled_policy *cp,
-		      __u32 generation)
+		      __u8 epoch, __u32 generation)
 {
 	struct sluice_policy_range *bank;
 	size_t len;
@@ -254,7 +213,7 @@ static long fill_bank(const struct policy_maps *maps, const struct compiled_poli
 		pr_err("cannot map the policy map: %s", strerror((int)-ret));
 		return ret;
 	}
-	ret = policy_bank_fill(cp, bank, len / sizeof(*bank));
+	ret = policy_bank_fill(cp, epoch, bank, len / sizeof(*bank));
 	if (ret == -E2BIG)
 		pr_err("the policy needs more than the %u ranges of a bank", SLUICE_RANGE_MAX);
 	else if (ret < 0)
@@ -279,20 +238,9 @@ static int switch_to(const struct policy_maps *maps, __u32 generation)
 	return err;
 }
 
-void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
-			     __u8 epoch_flag)
-{
-	for (size_t i = 0; i < n; i++) {
-		entries[i].value.flags |= epoch_flag;
-		if (entries[i].value.port_class)
-			entries[i].value.port_class = class_base + entries[i].value.port_class - 1;
-	}
-}
-
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation, struct policy_grace *grace)
 {
-	struct compiled_policy kernel = *cp;
 	struct sluice_config cfg;
 	__u32 zero = 0;
 	__u8 epoch;
@@ -326,25 +274,8 @@ int policy_install(const struct policy_maps *maps, const struct compiled_policy 
 		err = zero_rule_half(maps->rules_fd, epoch);
 	if (err)
 		return err;
-	kernel.entries = malloc((cp->n ? cp->n : 1) * sizeof(*kernel.entries));
-	if (!kernel.entries)
-		return -ENOMEM;
-	memcpy(kernel.entries, cp->entries, cp->n * sizeof(*kernel.entries));
-	compiled_entries_rebase(kernel.entries, cp->n, 1, epoch);
-	ranges = fill_bank(maps, &kernel, generation);
-	free(kernel.entries);
+	ranges = fill_bank(maps, cp, epoch, generation);
 	return ranges < 0 ? (int)ranges : switch_to(maps, generation);
-}
-
-int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp)
-{
-	struct sluice_config cfg;
-	__u32 zero = 0;
-
-	if (bpf_map_lookup_elem(maps->config_fd, &zero, &cfg) < 0)
-		return -errno;
-	compiled_entries_rebase(cp->entries, cp->n, 1, active_epoch(maps, &cfg));
-	return 0;
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -357,8 +288,10 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_policy *l
 		 const struct compiled_policy *added, __u32 generation, struct policy_grace *grace,
 		 struct compiled_policy *merged)
 {
-	struct compiled_entry *out = NULL, *add = NULL;
+	/* The change's classes numbered after the live ones (those stay until a full install). */
+	struct compiled_policy add = { .nclasses = live->nclasses };
 	struct compiled_port_entry *ports = NULL;
+	struct compiled_entry *out = NULL;
 	struct sluice_lpm_key *gone = NULL;
 	struct sluice_config cfg;
 	__u32 zero = 0;
@@ -375,22 +308,15 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_policy *l
 	if (err)
 		return err;
 	out = malloc((live->n + added->n + 1) * sizeof(*out));
-	add = malloc((added->n + 1) * sizeof(*add));
 	gone = malloc((nremoved + 1) * sizeof(*gone));
 	ports = malloc((live->nports + added->nports + 1) * sizeof(*ports));
-	if (!out || !add || !gone || !ports) {
-		err = -ENOMEM;
+	err = out && gone && ports ? compiled_policy_append(&add, added) : -ENOMEM;
+	if (!err)
+		err = compiled_entries_sort(add.entries, add.n);
+	if (err)
 		goto out;
-	}
-	/* The change's classes come after the live ones (those stay until a full install). */
-	memcpy(add, added->entries, added->n * sizeof(*add));
-	compiled_entries_rebase(add, added->n, live->nclasses + 1, active_epoch(maps, &cfg));
-	compiled_entries_sort(add, added->n);
 	memcpy(ports, live->ports, live->nports * sizeof(*ports));
-	for (i = 0; i < added->nports; i++) {
-		ports[live->nports + i] = added->ports[i];
-		ports[live->nports + i].key.port_class += live->nclasses;
-	}
+	memcpy(ports + live->nports, add.ports, add.nports * sizeof(*ports));
 	memcpy(gone, removed, nremoved * sizeof(*gone));
 	if (nremoved > 1)
 		qsort(gone, nremoved, sizeof(*gone), key_cmp);
@@ -398,13 +324,13 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_policy *l
 	 * One ordered merge: the live entries (kept in order) without the removed keys and
 	 * without those the change writes again, with the change's entries in their places.
 	 */
-	for (i = 0, j = 0, k = 0; i < live->n || j < added->n;) {
-		int c = i == live->n	 ? 1
-			: j == added->n ? -1
-					 : lpm_key_order(&live->entries[i].key, &add[j].key);
+	for (i = 0, j = 0, k = 0; i < live->n || j < add.n;) {
+		int c = i == live->n ? 1
+			: j == add.n ? -1
+				      : lpm_key_order(&live->entries[i].key, &add.entries[j].key);
 
 		if (c > 0) {
-			out[n++] = add[j++];
+			out[n++] = add.entries[j++];
 			continue;
 		}
 		if (c == 0) { /* written again */
@@ -420,12 +346,12 @@ int policy_patch(const struct policy_maps *maps, const struct compiled_policy *l
 		out[n++] = live->entries[i++];
 	}
 	*merged = (struct compiled_policy){ .entries = out, .n = n, .ports = ports,
-					    .nports = live->nports + added->nports,
-					    .nclasses = live->nclasses + added->nclasses };
-	ranges = fill_bank(maps, merged, generation);
+					    .nports = live->nports + add.nports,
+					    .nclasses = add.nclasses };
+	ranges = fill_bank(maps, merged, active_epoch(maps, &cfg), generation);
 	err = ranges < 0 ? (int)ranges : switch_to(maps, generation);
 out:
-	free(add);
+	compiled_policy_free(&add);
 	free(gone);
 	if (err) {
 		free(out);

@@ -35,7 +35,7 @@ struct policy_grace {
 	int grace_fd;
 	__u32 generation; /* in force when it began */
 	pthread_t thread;
-	bool running, done;
+	bool begun, running; /* running: a thread to join */
 	int err;
 };
 
@@ -56,15 +56,15 @@ int policy_next_generation(int config_fd, __u32 *generation);
 int policy_install(const struct policy_maps *maps, const struct compiled_policy *cp,
 		   __u32 generation, struct policy_grace *grace);
 
-/* Give entries the classes (k -> class_base + k - 1) and epoch flag the kernel has them with. */
-void compiled_entries_rebase(struct compiled_entry *entries, size_t n, __u32 class_base,
-			     __u8 epoch_flag);
-/* Give cp, just installed, the epoch flag policy_install gave it (for policy_patch's `live`). */
-int policy_installed_entries(const struct policy_maps *maps, struct compiled_policy *cp);
+/*
+ * The flags (SLUICE_POLICY_F_*) of the policy of cfg's generation, read from its bank;
+ * -ENOENT (flags 0) when none is installed.
+ */
+int policy_flags_in_force(int policy_fd, const struct sluice_config *cfg, __u8 *flags);
 
 /*
  * Switch to the policy in force changed by a few prefixes (an override): live (entries in
- * order, as the kernel has them) without the removed keys, with added's entries and classes
+ * order, as compiled) without the removed keys, with added's entries and classes
  * (numbered after live's), becomes generation. On success *merged (to free) is the new
  * policy in force, the next change's live. On error nothing changed.
  */

@@ -78,6 +78,7 @@ int compiled_entries_sort(struct compiled_entry *entries, size_t n)
 struct flattener {
 	struct sluice_policy_range *bank;
 	size_t cap, n;
+	__u8 flags; /* added to every range's decision */
 	u128 cur;  /* the first address no range covers yet */
 	bool full; /* cur went past the last address */
 	struct {
@@ -98,18 +99,20 @@ static bool same_decision(const struct sluice_policy_entry *a, const struct slui
 }
 
 /* A range from f->cur with decision d (merged into the previous one when they decide alike). */
-static int emit(struct flattener *f, const struct sluice_policy_entry *d)
+static int emit(struct flattener *f, const struct sluice_policy_entry *from)
 {
+	struct sluice_policy_entry d = *from;
 	struct sluice_policy_range *r;
 
-	if (f->n && same_decision(&f->bank[f->n - 1].decision, d))
+	d.flags |= f->flags;
+	if (f->n && same_decision(&f->bank[f->n - 1].decision, &d))
 		return 0;
 	if (f->n == f->cap)
 		return -E2BIG;
 	r = &f->bank[f->n++];
 	r->start_hi = (__u64)(f->cur >> 64);
 	r->start_lo = (__u64)f->cur;
-	r->decision = *d;
+	r->decision = d;
 	return 0;
 }
 
@@ -159,7 +162,7 @@ static int step(struct flattener *f, const struct compiled_entry *e)
 	return err;
 }
 
-long policy_flatten(const struct compiled_entry *entries, size_t n,
+long policy_flatten(const struct compiled_entry *entries, size_t n, __u8 flags,
 		    struct sluice_policy_range *bank, size_t cap)
 {
 	struct flattener *f = calloc(1, sizeof(*f));
@@ -171,6 +174,7 @@ long policy_flatten(const struct compiled_entry *entries, size_t n,
 		return -ENOMEM;
 	f->bank = bank;
 	f->cap = cap;
+	f->flags = flags;
 	/*
 	 * The compiler emits its prefixes in order but appends the catch-alls it adds: walk the
 	 * ordered run and the sorted rest side by side instead of sorting everything.
@@ -244,17 +248,17 @@ static struct compiled_entry *port_prefixes(const struct compiled_policy *cp)
 	return out;
 }
 
-long policy_bank_fill(const struct compiled_policy *cp, struct sluice_policy_range *bank,
-		      size_t cap)
+long policy_bank_fill(const struct compiled_policy *cp, __u8 flags,
+		      struct sluice_policy_range *bank, size_t cap)
 {
 	struct compiled_entry *ports = port_prefixes(cp);
 	long naddr, nports = 0;
 
 	if (!ports)
 		return -ENOMEM;
-	naddr = policy_flatten(cp->entries, cp->n, bank, cap);
+	naddr = policy_flatten(cp->entries, cp->n, flags, bank, cap);
 	if (naddr > 0) {
-		nports = policy_flatten(ports, cp->nports + 1, bank + naddr, cap - naddr);
+		nports = policy_flatten(ports, cp->nports + 1, 0, bank + naddr, cap - naddr);
 		bank[0].start_hi = (__u64)naddr; /* element 0 starts at 0: where the ports begin */
 	}
 	free(ports);

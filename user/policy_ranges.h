@@ -12,22 +12,24 @@
 
 /*
  * Flatten n compiled entries (any order; the compiler's preorder is fastest) into bank,
- * which has room for cap ranges, and return the number of ranges written (also stored in
+ * which has room for cap ranges, adding flags (SLUICE_POLICY_F_*, the install's epoch) to
+ * every decision, and return the number of ranges written (also stored in
  * bank[0].start_lo), or -E2BIG when they do not fit, -EINVAL when no entry covers address 0
  * (every compiled policy has the ::/0 catch-all), -ENOMEM. Ranges next to each other with
  * the same decision are merged.
  */
-long policy_flatten(const struct compiled_entry *entries, size_t n,
+long policy_flatten(const struct compiled_entry *entries, size_t n, __u8 flags,
 		    struct sluice_policy_range *bank, size_t cap);
 
 /*
  * A policy's bank: its address ranges from element 0, then its port classes' ranges (the port
  * entries flattened the same way, as prefixes whose first 7 bytes are class, protocol and
- * port). Fill bank (room for cap ranges; policy_bank_most(cp) always suffices) and return
- * the number of ranges, or -E2BIG, -EINVAL, -ENOMEM as policy_flatten.
+ * port). Fill bank (room for cap ranges; policy_bank_most(cp) always suffices), the address
+ * ranges' decisions with flags added, and return the number of ranges, or -E2BIG, -EINVAL,
+ * -ENOMEM as policy_flatten.
  */
-long policy_bank_fill(const struct compiled_policy *cp, struct sluice_policy_range *bank,
-		      size_t cap);
+long policy_bank_fill(const struct compiled_policy *cp, __u8 flags,
+		      struct sluice_policy_range *bank, size_t cap);
 size_t policy_bank_most(const struct compiled_policy *cp);
 /*
  * The decision a filled bank gives a packet (port POLICY_PORT_NONE: none), as the datapath

@@ -43,7 +43,7 @@ struct sluice_grace_inner {
 /*
  * Never read by a program. Userspace updates its slot to wait for a grace period: the kernel
  * returns from a map-of-maps update only once every program run that began before it has
- * ended (synchronize_rcu), which is what reusing a bank or a port class needs.
+ * ended (synchronize_rcu), which is what reusing a bank needs.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);

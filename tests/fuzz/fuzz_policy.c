@@ -609,7 +609,7 @@ static void check_decisions(const struct policy *p, const struct compiled_policy
 	size_t na, nl, most = policy_bank_most(cp);
 	/* The bank the installer writes: what the datapath's binary searches decide from. */
 	struct sluice_policy_range *bank = calloc(most, sizeof(*bank));
-	long ranges = bank ? policy_bank_fill(cp, bank, most) : -ENOMEM;
+	long ranges = bank ? policy_bank_fill(cp, 0, bank, most) : -ENOMEM;
 
 	if (ranges == -ENOMEM) {
 		free(bank);

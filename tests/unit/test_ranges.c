@@ -40,7 +40,7 @@ static struct sluice_policy_range *bank_for(const struct compiled_policy *cp, lo
 	size_t cap = 2 * cp->n + 3;
 	struct sluice_policy_range *bank = calloc(cap, sizeof(*bank));
 
-	*n = bank ? policy_flatten(cp->entries, cp->n, bank, cap) : -ENOMEM;
+	*n = bank ? policy_flatten(cp->entries, cp->n, 0, bank, cap) : -ENOMEM;
 	return bank;
 }
 
@@ -127,9 +127,21 @@ static void test_edges(void)
 	}
 	free(bank);
 
+	/* An install's flags (its epoch) go into every range, and merge nothing new. */
+	struct sluice_policy_range *flagged = calloc(2 * cp.n + 3, sizeof(*flagged));
+	long nflagged = flagged ? policy_flatten(cp.entries, cp.n, SLUICE_POLICY_F_EPOCH, flagged,
+						 2 * cp.n + 3)
+				: -ENOMEM;
+	bool all_flagged = nflagged == n;
+
+	for (long i = 0; all_flagged && i < nflagged; i++)
+		all_flagged = flagged[i].decision.flags & SLUICE_POLICY_F_EPOCH;
+	CHECK(all_flagged, "the epoch flag is in all %ld ranges (%ld)", n, nflagged);
+	free(flagged);
+
 	/* One range too few: refused, not truncated. */
 	bank = calloc(2 * cp.n + 3, sizeof(*bank));
-	CHECK(bank && policy_flatten(cp.entries, cp.n, bank, n - 1) == -E2BIG,
+	CHECK(bank && policy_flatten(cp.entries, cp.n, 0, bank, n - 1) == -E2BIG,
 	      "a bank one range too small is refused");
 	/* Without the catch-all ::/0, addresses would be left undecided: refused. */
 	size_t kept = 0;
@@ -138,7 +150,7 @@ static void test_edges(void)
 	for (size_t i = 0; e && i < cp.n; i++)
 		if (cp.entries[i].key.prefixlen != 0)
 			e[kept++] = cp.entries[i];
-	CHECK(e && bank && policy_flatten(e, kept, bank, 2 * cp.n + 3) == -EINVAL,
+	CHECK(e && bank && policy_flatten(e, kept, 0, bank, 2 * cp.n + 3) == -EINVAL,
 	      "entries without ::/0 are refused");
 	free(e);
 	free(bank);
@@ -190,7 +202,7 @@ static void port_probes(const struct compiled_policy *cp, int round, unsigned *d
 	size_t cap = policy_bank_most(cp);
 	struct sluice_policy_range *bank = calloc(cap, sizeof(*bank));
 
-	if (!bank || policy_bank_fill(cp, bank, cap) <= 0) {
+	if (!bank || policy_bank_fill(cp, 0, bank, cap) <= 0) {
 		CHECK(0, "round %d: cannot fill a bank", round);
 		free(bank);
 		return;
